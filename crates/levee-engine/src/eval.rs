@@ -1,0 +1,279 @@
+//! The evaluator: one pass over an event type's flat program.
+//!
+//! Each node reads earlier slots of the buffer and writes its own. The buffer
+//! is allocated once per event type and re-used for every event; constants
+//! are written once, when the buffer is made. Semantics are evalexpr's, with
+//! `Missing` and `Error` propagating through every operation.
+
+use std::cmp::Ordering;
+
+use levee_rules::graph::{Arith, Cmp, ConstList, FloatFn, Op, Program, StrFn};
+
+use crate::value::Val;
+
+/// A fresh buffer for a program: fields missing, constants in place.
+pub fn new_buffer(p: &Program) -> Vec<Val> {
+    let mut buf = vec![Val::Missing; p.buffer_len()];
+    for (i, n) in p.nodes.iter().enumerate() {
+        if let Op::Const(c) = &n.op {
+            buf[p.n_fields as usize + i] = Val::from_const(c);
+        }
+    }
+    buf
+}
+
+/// Evaluates every node of `p`, whose fields are already in `buf`.
+pub fn run(p: &Program, lists: &[ConstList], buf: &mut [Val]) {
+    let base = p.n_fields as usize;
+    for (i, node) in p.nodes.iter().enumerate() {
+        if matches!(node.op, Op::Const(_)) {
+            continue;
+        }
+        let (before, rest) = buf.split_at_mut(base + i);
+        let out = &mut rest[0];
+        eval_op(&node.op, lists, before, out);
+    }
+}
+
+macro_rules! operand {
+    ($b:expr, $s:expr, $out:expr) => {{
+        let v = &$b[$s as usize];
+        match v {
+            Val::Missing => {
+                *$out = Val::Missing;
+                return;
+            }
+            Val::Error => {
+                *$out = Val::Error;
+                return;
+            }
+            v => v,
+        }
+    }};
+}
+
+#[inline]
+fn eval_op(op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
+    match op {
+        Op::Const(_) => {}
+        Op::Arith(a, x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            *out = arith(*a, x, y);
+        }
+        Op::Pow(x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            *out = match (x.as_number(), y.as_number()) {
+                (Some(x), Some(y)) => Val::Float(x.powf(y)),
+                _ => Val::Error,
+            };
+        }
+        Op::Neg(x) => {
+            *out = match operand!(b, *x, out) {
+                Val::Int(i) => i.checked_neg().map_or(Val::Error, Val::Int),
+                Val::Float(f) => Val::Float(-f),
+                _ => Val::Error,
+            };
+        }
+        Op::Concat(x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            if let (Val::Str(x), Val::Str(y)) = (x, y) {
+                match out {
+                    Val::Str(s) => {
+                        s.clear();
+                        s.push_str(x);
+                        s.push_str(y);
+                    }
+                    _ => *out = Val::Str(format!("{x}{y}")),
+                }
+            } else {
+                *out = Val::Error;
+            }
+        }
+        Op::Eq(x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            *out = Val::Bool(x == y);
+        }
+        Op::Neq(x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            *out = Val::Bool(x != y);
+        }
+        Op::Cmp(c, x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            *out = compare(*c, x, y);
+        }
+        Op::And(x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            *out = match (x, y) {
+                (Val::Bool(x), Val::Bool(y)) => Val::Bool(*x && *y),
+                _ => Val::Error,
+            };
+        }
+        Op::Or(x, y) => {
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            *out = match (x, y) {
+                (Val::Bool(x), Val::Bool(y)) => Val::Bool(*x || *y),
+                _ => Val::Error,
+            };
+        }
+        Op::Not(x) => {
+            *out = match operand!(b, *x, out) {
+                Val::Bool(x) => Val::Bool(!x),
+                _ => Val::Error,
+            };
+        }
+        Op::If(c, x, y) => {
+            let c = operand!(b, *c, out);
+            let x = operand!(b, *x, out);
+            let y = operand!(b, *y, out);
+            let pick = match c {
+                Val::Bool(true) => x,
+                Val::Bool(false) => y,
+                _ => {
+                    *out = Val::Error;
+                    return;
+                }
+            };
+            match pick {
+                Val::Str(s) => out.set_str(s),
+                v => *out = v.clone(),
+            }
+        }
+        Op::Min(args) | Op::Max(args) => {
+            let is_min = matches!(op, Op::Min(_));
+            // evalexpr keeps the best integer and the best float apart and
+            // compares the two at the end; so does this.
+            let mut best_int = if is_min { i64::MAX } else { i64::MIN };
+            let mut best_float = if is_min {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            };
+            for s in args.iter() {
+                match operand!(b, *s, out) {
+                    Val::Int(i) => {
+                        best_int = if is_min {
+                            best_int.min(*i)
+                        } else {
+                            best_int.max(*i)
+                        }
+                    }
+                    Val::Float(f) => {
+                        best_float = if is_min {
+                            best_float.min(*f)
+                        } else {
+                            best_float.max(*f)
+                        }
+                    }
+                    _ => {
+                        *out = Val::Error;
+                        return;
+                    }
+                }
+            }
+            let int_wins = if is_min {
+                (best_int as f64) < best_float
+            } else {
+                (best_int as f64) > best_float
+            };
+            *out = if int_wins {
+                Val::Int(best_int)
+            } else {
+                Val::Float(best_float)
+            };
+        }
+        Op::FloatFn(f, x) => {
+            *out = match operand!(b, *x, out).as_number() {
+                Some(x) => Val::Float(match f {
+                    FloatFn::Floor => x.floor(),
+                    FloatFn::Round => x.round(),
+                    FloatFn::Ceil => x.ceil(),
+                    FloatFn::Sqrt => x.sqrt(),
+                    FloatFn::Ln => x.ln(),
+                }),
+                None => Val::Error,
+            };
+        }
+        Op::Abs(x) => {
+            *out = match operand!(b, *x, out) {
+                Val::Int(i) => Val::Int(i.wrapping_abs()),
+                Val::Float(f) => Val::Float(f.abs()),
+                _ => Val::Error,
+            };
+        }
+        Op::Contains(l, x) => {
+            let x = operand!(b, *x, out);
+            let found = lists
+                .get(*l as usize)
+                .is_some_and(|l| l.items.iter().any(|c| x.same(c)));
+            *out = Val::Bool(found);
+        }
+        Op::Len(x) => {
+            *out = match operand!(b, *x, out) {
+                Val::Str(s) => Val::Int(s.len() as i64),
+                _ => Val::Error,
+            };
+        }
+        Op::StrFn(f, x) => {
+            let Val::Str(s) = operand!(b, *x, out) else {
+                *out = Val::Error;
+                return;
+            };
+            match f {
+                StrFn::Trim => out.set_str(s.trim()),
+                StrFn::Lower => *out = Val::Str(s.to_lowercase()),
+                StrFn::Upper => *out = Val::Str(s.to_uppercase()),
+            }
+        }
+    }
+}
+
+#[inline]
+fn arith(a: Arith, x: &Val, y: &Val) -> Val {
+    if let (Val::Int(x), Val::Int(y)) = (x, y) {
+        let r = match a {
+            Arith::Add => x.checked_add(*y),
+            Arith::Sub => x.checked_sub(*y),
+            Arith::Mul => x.checked_mul(*y),
+            Arith::Div => x.checked_div(*y),
+            Arith::Mod => x.checked_rem(*y),
+        };
+        return r.map_or(Val::Error, Val::Int);
+    }
+    match (x.as_number(), y.as_number()) {
+        (Some(x), Some(y)) => Val::Float(match a {
+            Arith::Add => x + y,
+            Arith::Sub => x - y,
+            Arith::Mul => x * y,
+            Arith::Div => x / y,
+            Arith::Mod => x % y,
+        }),
+        _ => Val::Error,
+    }
+}
+
+#[inline]
+fn compare(c: Cmp, x: &Val, y: &Val) -> Val {
+    let ord = match (x, y) {
+        (Val::Str(x), Val::Str(y)) => Some(x.as_str().cmp(y.as_str())),
+        (Val::Int(x), Val::Int(y)) => Some(x.cmp(y)),
+        _ => match (x.as_number(), y.as_number()) {
+            (Some(x), Some(y)) => x.partial_cmp(&y),
+            _ => return Val::Error,
+        },
+    };
+    Val::Bool(match (c, ord) {
+        (_, None) => false,
+        (Cmp::Lt, Some(o)) => o == Ordering::Less,
+        (Cmp::Le, Some(o)) => o != Ordering::Greater,
+        (Cmp::Gt, Some(o)) => o == Ordering::Greater,
+        (Cmp::Ge, Some(o)) => o != Ordering::Less,
+    })
+}

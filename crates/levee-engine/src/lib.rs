@@ -1,0 +1,234 @@
+//! levee-engine: decoding events, evaluating the rule graph, building alerts.
+//!
+//! Pure and synchronous: no Kafka, no clock (the caller passes "now"), no
+//! I/O. `levee replay`, `levee test`, the HTTP evaluate endpoint and the
+//! Kafka service all evaluate through [`Engine`].
+//!
+//! # Layout
+//! - [`decode`]: bytes → typed fields in an evaluation buffer, or [`BadInput`].
+//! - [`eval`]: the flat program interpreter (evalexpr's semantics).
+//! - [`value`]: run-time values, with SQL-like `Missing`.
+//! - [`alert`]: alerts, verdicts, deterministic alert ids.
+
+pub mod alert;
+pub mod decode;
+pub mod eval;
+pub mod value;
+
+use std::sync::Arc;
+
+use levee_rules::graph::MessagePart;
+use levee_rules::model::Action;
+use levee_rules::RuleGraph;
+
+pub use alert::{alert_id, Alert, Source, Verdict};
+pub use decode::{BadInput, BadKind, Envelope};
+pub use value::Val;
+
+/// A control point that fired, at its tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Index into the graph's control points.
+    pub control_point: u32,
+    pub tier: u8,
+}
+
+/// What evaluating one event found besides hits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EvalStats {
+    /// Conditions that could not be decided because a field was missing.
+    pub unknown: u32,
+    /// Conditions whose evaluation failed (integer overflow, division by zero).
+    pub errors: u32,
+}
+
+/// Everything one event produced.
+#[derive(Debug, Clone, Default)]
+pub struct Processed {
+    pub alerts: Vec<Alert>,
+    pub verdict: Option<Verdict>,
+    pub stats: EvalStats,
+}
+
+/// Evaluates events against one rule graph, re-using its buffers.
+#[derive(Debug)]
+pub struct Engine {
+    graph: Arc<RuleGraph>,
+    buffers: Vec<Vec<Val>>,
+    intercepts: Vec<bool>,
+    env: Envelope,
+    hits: Vec<Hit>,
+}
+
+impl Engine {
+    pub fn new(graph: Arc<RuleGraph>) -> Self {
+        let buffers = graph
+            .event_types
+            .iter()
+            .map(|t| eval::new_buffer(&t.program))
+            .collect();
+        let intercepts = graph
+            .event_types
+            .iter()
+            .map(|t| {
+                t.control_points
+                    .iter()
+                    .any(|&c| graph.control_points[c as usize].action == Action::Block)
+            })
+            .collect();
+        Engine {
+            graph,
+            buffers,
+            intercepts,
+            env: Envelope::default(),
+            hits: Vec::new(),
+        }
+    }
+
+    pub fn graph(&self) -> &Arc<RuleGraph> {
+        &self.graph
+    }
+
+    /// The envelope of the last event decoded.
+    pub fn envelope(&self) -> &Envelope {
+        &self.env
+    }
+
+    /// The hits of the last event evaluated.
+    pub fn hits(&self) -> &[Hit] {
+        &self.hits
+    }
+
+    /// Decodes one event and evaluates it; the hits are in [`Engine::hits`].
+    /// Allocates nothing once the buffers are warm.
+    pub fn evaluate(&mut self, bytes: &[u8]) -> Result<EvalStats, BadInput> {
+        let buffers = &mut self.buffers;
+        decode::decode(&self.graph, bytes, &mut self.env, |ti| {
+            buffers[ti as usize].as_mut_slice()
+        })?;
+        let ti = self.env.type_index as usize;
+        let et = &self.graph.event_types[ti];
+        let buf = &mut self.buffers[ti];
+        eval::run(&et.program, &self.graph.lists, buf);
+        self.hits.clear();
+        let mut stats = EvalStats::default();
+        for &ci in &et.control_points {
+            let cp = &self.graph.control_points[ci as usize];
+            match &buf[cp.when as usize] {
+                Val::Bool(true) => {}
+                Val::Bool(false) => continue,
+                Val::Missing => {
+                    stats.unknown += 1;
+                    continue;
+                }
+                _ => {
+                    stats.errors += 1;
+                    continue;
+                }
+            }
+            let tier = cp.tiers.iter().find(|t| match t.when {
+                None => true,
+                Some(s) => matches!(buf[s as usize], Val::Bool(true)),
+            });
+            if let Some(t) = tier {
+                self.hits.push(Hit {
+                    control_point: ci,
+                    tier: t.tier,
+                });
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Builds the alert for one hit of the last event evaluated.
+    pub fn alert(&self, hit: Hit, source: &Source, detected_at: &str) -> Alert {
+        let g = &self.graph;
+        let cp = &g.control_points[hit.control_point as usize];
+        let buf = &self.buffers[cp.event_type as usize];
+        let tier = cp.tiers.iter().find(|t| t.tier == hit.tier);
+        let mut subject = String::new();
+        buf[cp.subject as usize].write_display(&mut subject);
+        let mut message = String::new();
+        for part in &cp.message {
+            match part {
+                MessagePart::Text(t) => message.push_str(t),
+                MessagePart::Value(s) => buf[*s as usize].write_display(&mut message),
+            }
+        }
+        let evidence = cp
+            .evidence
+            .iter()
+            .map(|(name, s)| (name.clone(), buf[*s as usize].to_json()))
+            .collect();
+        Alert {
+            alert_id: alert_id(&self.env.event_type, &self.env.event_id, &cp.id),
+            control_point: cp.id.clone(),
+            domain: cp.domain.clone(),
+            title: cp.title.clone(),
+            tier: hit.tier,
+            notify: tier.map(|t| t.notify.clone()).unwrap_or_default(),
+            action: cp.action.as_str(),
+            subject,
+            branch: self.env.branch.clone(),
+            event_id: self.env.event_id.clone(),
+            event_type: self.env.event_type.clone(),
+            occurred_at: self.env.occurred_at.clone(),
+            detected_at: detected_at.to_owned(),
+            source: source.clone(),
+            ruleset_version: g.version.clone(),
+            message,
+            evidence,
+            escalated_from: None,
+        }
+    }
+
+    /// The verdict on the last event, if its type has intercepting control points.
+    pub fn verdict(&self) -> Option<Verdict> {
+        if !self.intercepts[self.env.type_index as usize] {
+            return None;
+        }
+        let blocking: Vec<String> = self
+            .hits
+            .iter()
+            .map(|h| &self.graph.control_points[h.control_point as usize])
+            .filter(|cp| cp.action == Action::Block)
+            .map(|cp| cp.id.clone())
+            .collect();
+        Some(Verdict {
+            event_id: self.env.event_id.clone(),
+            verdict: if blocking.is_empty() {
+                "allow"
+            } else {
+                "block"
+            },
+            control_points: blocking,
+            ruleset_version: self.graph.version.clone(),
+        })
+    }
+
+    /// Decodes, evaluates and builds every alert and the verdict of one event.
+    pub fn process(
+        &mut self,
+        bytes: &[u8],
+        source: &Source,
+        detected_at: &str,
+    ) -> Result<Processed, BadInput> {
+        let stats = self.evaluate(bytes)?;
+        let alerts = self
+            .hits
+            .iter()
+            .map(|h| self.alert(*h, source, detected_at))
+            .collect();
+        Ok(Processed {
+            alerts,
+            verdict: self.verdict(),
+            stats,
+        })
+    }
+
+    /// The value of a slot of an event type's buffer after the last
+    /// evaluation of that type (tests, evidence).
+    pub fn slot(&self, event_type: u32, slot: u32) -> &Val {
+        &self.buffers[event_type as usize][slot as usize]
+    }
+}

@@ -1,0 +1,570 @@
+//! From rule files to the rule graph, with every error at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::graph::{
+    Const, ConstList, ControlPoint, EventType, FieldSpec, MessagePart, Program, RuleGraph, Slot,
+    Tier, Ty, COMMON_FIELDS,
+};
+use crate::load::{read_rules_dir, RuleSources, SourceFile};
+use crate::lower::Builder;
+use crate::model::{ControlPointDef, EventTypeDef, FieldType, ListItem, RuleFile};
+
+/// A successful compilation: the graph, and warnings worth reading.
+#[derive(Debug)]
+pub struct Compiled {
+    pub graph: RuleGraph,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Default notify roles of tiers 2 and 3 (contract.md).
+pub fn default_notify(tier: u8) -> Option<&'static str> {
+    match tier {
+        2 => Some("branch_leadership"),
+        3 => Some("discipline_inspection"),
+        _ => None,
+    }
+}
+
+/// Reads and compiles a rules directory.
+pub fn compile_dir(dir: &Path) -> Result<Compiled, Vec<Diagnostic>> {
+    compile(&read_rules_dir(dir)?)
+}
+
+/// Compiles rule sources. On failure, returns every diagnostic (errors and
+/// warnings), in file order.
+pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let mut parsed: Vec<(&SourceFile, RuleFile)> = Vec::new();
+    for f in &sources.files {
+        match serde_norway::from_str::<Option<RuleFile>>(&f.text) {
+            Ok(rf) => parsed.push((f, rf.unwrap_or_default())),
+            Err(e) => diags.push(
+                Diagnostic::error(&f.path, yaml_message(&e))
+                    .at_line(e.location().map(|l| l.line())),
+            ),
+        }
+    }
+
+    // Lists, shared by all event types.
+    let mut list_defs: Vec<ConstList> = Vec::new();
+    let mut list_index: HashMap<String, u32> = HashMap::new();
+    let mut list_files: HashMap<String, &str> = HashMap::new();
+    for (f, rf) in &parsed {
+        for (name, items) in &rf.lists {
+            if let Some(first) = list_files.get(name) {
+                diags.push(
+                    Diagnostic::error(
+                        &f.path,
+                        format!("list `{name}` is already defined in {first}"),
+                    )
+                    .at_line(find_key_line(&f.text, name)),
+                );
+                continue;
+            }
+            if !is_identifier(name) {
+                diags.push(Diagnostic::error(
+                    &f.path,
+                    format!("list name `{name}` must be an identifier (letters, digits, `_`)"),
+                ));
+            }
+            list_files.insert(name.clone(), &f.path);
+            list_index.insert(name.clone(), list_defs.len() as u32);
+            list_defs.push(ConstList {
+                name: name.clone(),
+                items: items
+                    .iter()
+                    .map(|i| match i {
+                        ListItem::Int(v) => Const::Int(*v),
+                        ListItem::Float(v) => Const::Float(*v),
+                        ListItem::String(s) => Const::Str(s.as_str().into()),
+                    })
+                    .collect(),
+            });
+        }
+    }
+
+    // Event types.
+    let mut type_defs: BTreeMap<&str, (&SourceFile, &EventTypeDef)> = BTreeMap::new();
+    for (f, rf) in &parsed {
+        for (name, def) in &rf.event_types {
+            if let Some((first, _)) = type_defs.get(name.as_str()) {
+                diags.push(
+                    Diagnostic::error(
+                        &f.path,
+                        format!("event type `{name}` is already defined in {}", first.path),
+                    )
+                    .at_line(find_key_line(&f.text, name)),
+                );
+                continue;
+            }
+            type_defs.insert(name, (f, def));
+        }
+    }
+
+    // Control points, grouped by event type, in file order.
+    let mut cps_by_type: BTreeMap<&str, Vec<(&SourceFile, &ControlPointDef)>> = BTreeMap::new();
+    let mut seen_ids: HashMap<&str, &str> = HashMap::new();
+    for (f, rf) in &parsed {
+        for cp in &rf.control_points {
+            let line = find_id_line(&f.text, &cp.id);
+            if cp.id.trim().is_empty() {
+                diags.push(
+                    Diagnostic::error(&f.path, "a control point has an empty `id`").at_line(line),
+                );
+                continue;
+            }
+            if let Some(first) = seen_ids.insert(&cp.id, &f.path) {
+                diags.push(
+                    Diagnostic::error(
+                        &f.path,
+                        format!("duplicate control point id; first defined in {first}"),
+                    )
+                    .at_line(line)
+                    .item(&cp.id),
+                );
+                continue;
+            }
+            if !type_defs.contains_key(cp.event_type.as_str()) {
+                let mut msg = format!("unknown event type `{}`", cp.event_type);
+                if let Some(s) = did_you_mean(&cp.event_type, type_defs.keys().copied()) {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                } else {
+                    let known: Vec<&str> = type_defs.keys().copied().collect();
+                    msg.push_str(&format!(" (known: {})", known.join(", ")));
+                }
+                diags.push(Diagnostic::error(&f.path, msg).at_line(line).item(&cp.id));
+                continue;
+            }
+            cps_by_type.entry(&cp.event_type).or_default().push((f, cp));
+        }
+    }
+
+    let mut event_types = Vec::new();
+    let mut control_points: Vec<ControlPoint> = Vec::new();
+    for (ti, (name, (f, def))) in type_defs.iter().enumerate() {
+        let et_item = format!("event type {name}");
+        let et_line = find_key_line(&f.text, name);
+        let err = |msg: String| {
+            Diagnostic::error(&f.path, msg)
+                .at_line(et_line)
+                .item(&et_item)
+        };
+
+        let mut fields: Vec<FieldSpec> = COMMON_FIELDS
+            .iter()
+            .map(|(n, t)| FieldSpec {
+                name: (*n).to_owned(),
+                ty: *t,
+                required: true,
+                common: true,
+            })
+            .collect();
+        for (fname, fdef) in &def.fields {
+            if COMMON_FIELDS.iter().any(|(c, _)| c == fname) || fname == "type" {
+                diags.push(err(format!(
+                    "field `{fname}` is common to every event and must not be declared"
+                )));
+                continue;
+            }
+            if !is_identifier(fname) {
+                diags.push(err(format!(
+                    "field name `{fname}` must be an identifier (letters, digits, `_`) to be usable in expressions"
+                )));
+            }
+            fields.push(FieldSpec {
+                name: fname.clone(),
+                ty: fdef.ty,
+                required: fdef.required,
+                common: false,
+            });
+        }
+        let field_index: HashMap<String, Slot> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i as Slot))
+            .collect();
+        let field_types: Vec<Ty> = fields.iter().map(|f| field_ty(f.ty)).collect();
+
+        let subject = match field_index.get(&def.subject) {
+            Some(&s) => {
+                let spec = &fields[s as usize];
+                if !spec.required || !matches!(spec.ty, FieldType::String | FieldType::Integer) {
+                    diags.push(err(format!(
+                        "subject `{}` must be a required string or integer field",
+                        def.subject
+                    )));
+                }
+                s
+            }
+            None => {
+                let mut msg = format!("subject `{}` is not a field", def.subject);
+                if let Some(s) = did_you_mean(&def.subject, field_index.keys().map(|s| s.as_str()))
+                {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                }
+                diags.push(err(msg));
+                0
+            }
+        };
+        for dname in def.derived.keys() {
+            if field_index.contains_key(dname) || list_index.contains_key(dname) {
+                diags.push(err(format!(
+                    "derived value `{dname}` has the name of a field or list"
+                )));
+            }
+        }
+
+        let mut builder = Builder::new(
+            name,
+            &field_index,
+            field_types,
+            &def.derived,
+            &list_index,
+            &mut list_defs,
+        );
+        for (dname, e) in builder.lower_all_derived() {
+            let src = def.derived.get(&dname).cloned().unwrap_or_default();
+            diags.push(
+                Diagnostic::error(&f.path, e)
+                    .at_line(find_key_line(&f.text, &dname))
+                    .item(format!("event type {name}, derived `{dname}`"))
+                    .expression(src),
+            );
+        }
+        for w in builder.warnings.drain(..) {
+            diags.push(Diagnostic::warning(&f.path, w).item(format!("event type {name}")));
+        }
+
+        let mut cp_indices = Vec::new();
+        for (cf, cp) in cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]) {
+            if let Some(compiled) = compile_cp(cf, cp, ti as u32, subject, &mut builder, &mut diags)
+            {
+                cp_indices.push(control_points.len() as u32);
+                control_points.push(compiled);
+            }
+        }
+
+        let derived = builder.derived_slots();
+        let nodes = std::mem::take(&mut builder.nodes);
+        drop(builder);
+        event_types.push(EventType {
+            name: (*name).to_owned(),
+            stream: def.stream.clone(),
+            subject,
+            program: Program {
+                n_fields: fields.len() as u32,
+                nodes,
+            },
+            fields,
+            field_index,
+            derived,
+            control_points: cp_indices,
+        });
+    }
+
+    if diags.iter().any(|d| d.is_error()) {
+        return Err(diags);
+    }
+    let type_index = event_types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i as u32))
+        .collect();
+    Ok(Compiled {
+        graph: RuleGraph {
+            version: sources.version(),
+            event_types,
+            type_index,
+            control_points,
+            lists: list_defs,
+        },
+        warnings: diags,
+    })
+}
+
+fn compile_cp(
+    f: &SourceFile,
+    cp: &ControlPointDef,
+    type_idx: u32,
+    default_subject: Slot,
+    b: &mut Builder<'_>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ControlPoint> {
+    let line = find_id_line(&f.text, &cp.id);
+    let before = diags.iter().filter(|d| d.is_error()).count();
+    let error = |msg: String| Diagnostic::error(&f.path, msg).at_line(line).item(&cp.id);
+
+    if cp.domain.trim().is_empty() {
+        diags.push(error("`domain` is empty".to_owned()));
+    }
+    if cp.title.trim().is_empty() {
+        diags.push(error("`title` is empty".to_owned()));
+    }
+
+    let condition = |src: &str, what: &str, b: &mut Builder<'_>, diags: &mut Vec<Diagnostic>| {
+        let r = b.expression(src);
+        for w in b.warnings.drain(..) {
+            diags.push(
+                Diagnostic::warning(&f.path, format!("{what}: {w}"))
+                    .at_line(line)
+                    .item(&cp.id)
+                    .expression(src),
+            );
+        }
+        match r {
+            Ok((slot, Ty::Bool)) => Some(slot),
+            Ok((_, t)) => {
+                diags.push(
+                    error(format!(
+                        "{what} must be a condition (true or false), but it is {}",
+                        t.name()
+                    ))
+                    .expression(src),
+                );
+                None
+            }
+            Err(e) => {
+                diags.push(error(format!("{what}: {e}")).expression(src));
+                None
+            }
+        }
+    };
+
+    let when = condition(&cp.when, "`when`", b, diags);
+
+    if cp.tiers.is_empty() {
+        diags.push(error(
+            "`tiers` is empty: a control point needs at least one tier".to_owned(),
+        ));
+    }
+    let mut tiers = Vec::new();
+    let mut seen = [false; 4];
+    for t in &cp.tiers {
+        if !(1..=3).contains(&t.tier) {
+            diags.push(error(format!(
+                "tier {} is out of range: tiers are 1, 2 or 3",
+                t.tier
+            )));
+            continue;
+        }
+        let n = t.tier as u8;
+        if std::mem::replace(&mut seen[n as usize], true) {
+            diags.push(error(format!("tier {n} is listed twice")));
+            continue;
+        }
+        let notify = match (&t.notify, default_notify(n)) {
+            (Some(r), _) if !r.trim().is_empty() => r.clone(),
+            (_, Some(d)) => d.to_owned(),
+            _ => {
+                diags.push(error(format!(
+                    "tier {n} needs `notify`: the role that must act (e.g. general_affairs_manager)"
+                )));
+                continue;
+            }
+        };
+        let when = match &t.when {
+            Some(src) => match condition(src, &format!("tier {n} `when`"), b, diags) {
+                Some(s) => Some(s),
+                None => continue,
+            },
+            None => None,
+        };
+        tiers.push(Tier {
+            tier: n,
+            when,
+            when_src: t.when.clone(),
+            notify,
+        });
+    }
+    tiers.sort_by(|a, b| b.tier.cmp(&a.tier));
+
+    let subject = match &cp.subject {
+        None => default_subject,
+        Some(s) => match b.name(s) {
+            Ok((slot, Ty::Str | Ty::Int)) if b.is_field(slot) => slot,
+            Ok(_) => {
+                diags.push(error(format!(
+                    "`subject: {s}` must name a string or integer field"
+                )));
+                default_subject
+            }
+            Err(e) => {
+                diags.push(error(format!("`subject`: {e}")));
+                default_subject
+            }
+        },
+    };
+
+    let message = match parse_template(&cp.message) {
+        Ok(parts) => {
+            let mut out = Vec::new();
+            for p in parts {
+                match p {
+                    Part::Text(t) => out.push(MessagePart::Text(t)),
+                    Part::Name(n) => match b.name(&n) {
+                        Ok((slot, _)) => out.push(MessagePart::Value(slot)),
+                        Err(e) => diags.push(
+                            error(format!("message placeholder {{{n}}}: {e}"))
+                                .expression(&cp.message),
+                        ),
+                    },
+                }
+            }
+            out
+        }
+        Err(e) => {
+            diags.push(error(format!("message: {e}")).expression(&cp.message));
+            Vec::new()
+        }
+    };
+
+    // Evidence: the names the conditions and the message read, in order.
+    let mut names: Vec<String> = Vec::new();
+    let exprs =
+        std::iter::once(cp.when.as_str()).chain(cp.tiers.iter().filter_map(|t| t.when.as_deref()));
+    for src in exprs {
+        if let Ok(tree) = evalexpr::build_operator_tree(src) {
+            for id in tree.iter_read_variable_identifiers() {
+                if !names.iter().any(|n| n == id) {
+                    names.push(id.to_owned());
+                }
+            }
+        }
+    }
+    if let Ok(parts) = parse_template(&cp.message) {
+        for p in parts {
+            if let Part::Name(n) = p {
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+    }
+    let evidence = names
+        .into_iter()
+        .filter_map(|n| b.name(&n).ok().map(|(s, _)| (n, s)))
+        .collect();
+
+    if diags.iter().filter(|d| d.is_error()).count() > before {
+        return None;
+    }
+    Some(ControlPoint {
+        id: cp.id.clone(),
+        domain: cp.domain.clone(),
+        title: cp.title.clone(),
+        title_zh: cp.title_zh.clone(),
+        description: cp.description.clone(),
+        event_type: type_idx,
+        when_src: cp.when.clone(),
+        when: when?,
+        subject,
+        tiers,
+        action: cp.action,
+        message,
+        evidence,
+        tags: cp.tags.clone(),
+        file: f.relative.clone(),
+    })
+}
+
+pub(crate) fn field_ty(t: FieldType) -> Ty {
+    match t {
+        FieldType::Number => Ty::Float,
+        FieldType::Integer | FieldType::Timestamp => Ty::Int,
+        FieldType::String => Ty::Str,
+        FieldType::Boolean => Ty::Bool,
+    }
+}
+
+enum Part {
+    Text(String),
+    Name(String),
+}
+
+/// Splits a message template into text and `{name}` placeholders;
+/// `{{` and `}}` stand for literal braces.
+fn parse_template(t: &str) -> Result<Vec<Part>, String> {
+    let mut parts = Vec::new();
+    let mut text = String::new();
+    let mut chars = t.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                text.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                text.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(c) => name.push(c),
+                        None => {
+                            return Err(format!("placeholder `{{{name}` is not closed with `}}`"))
+                        }
+                    }
+                }
+                let name = name.trim().to_owned();
+                if name.is_empty() {
+                    return Err("empty placeholder `{}`".to_owned());
+                }
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                parts.push(Part::Name(name));
+            }
+            '}' => return Err("a lone `}` (write `}}` for a literal brace)".to_owned()),
+            c => text.push(c),
+        }
+    }
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    Ok(parts)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next()
+        .is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+fn yaml_message(e: &serde_norway::Error) -> String {
+    // serde_norway appends " at line L column C"; the line is printed apart.
+    let s = e.to_string();
+    match s.rfind(" at line ") {
+        Some(i) => s[..i].to_owned(),
+        None => s,
+    }
+}
+
+/// The line of `id: ID` in a rule file, for messages.
+fn find_id_line(text: &str, id: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start().trim_start_matches("- ").trim_start();
+            l.strip_prefix("id:")
+                .map(|v| v.trim().trim_matches(['"', '\'']) == id)
+                .unwrap_or(false)
+        })
+        .map(|i| i + 1)
+}
+
+/// The line of the mapping key `key:` in a rule file, for messages.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map(|i| i + 1)
+}

@@ -1,0 +1,354 @@
+//! The compiled rule graph: what runs.
+//!
+//! Each event type owns a [`Program`]: a flat, topologically ordered array of
+//! typed operations over one value buffer. The buffer's first slots hold the
+//! decoded event's fields; every [`Node`] after them writes one value, reading
+//! only slots before its own. Identical subexpressions of all control points of
+//! the type are one node (hash-consed), so shared predicates and derived values
+//! are computed once per event.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use crate::model::{Action, FieldType};
+
+/// An index into an evaluation buffer: field slots first, then nodes.
+pub type Slot = u32;
+
+/// The static type of a value, as the type checker sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ty {
+    Bool,
+    Int,
+    Float,
+    /// A number that may be an integer or a float at run time (e.g. `max(a, 1.5)`).
+    Num,
+    Str,
+}
+
+impl Ty {
+    pub fn is_numeric(self) -> bool {
+        matches!(self, Ty::Int | Ty::Float | Ty::Num)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Ty::Bool => "boolean",
+            Ty::Int => "integer",
+            Ty::Float => "float",
+            Ty::Num => "number",
+            Ty::Str => "string",
+        }
+    }
+}
+
+/// A constant value.
+#[derive(Debug, Clone)]
+pub enum Const {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Box<str>),
+}
+
+impl Const {
+    pub fn ty(&self) -> Ty {
+        match self {
+            Const::Bool(_) => Ty::Bool,
+            Const::Int(_) => Ty::Int,
+            Const::Float(_) => Ty::Float,
+            Const::Str(_) => Ty::Str,
+        }
+    }
+}
+
+// Bitwise equality, so that constants can key the hash-consing table
+// (NaN equals itself there, and 0.0 differs from -0.0).
+impl PartialEq for Const {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Const::Bool(a), Const::Bool(b)) => a == b,
+            (Const::Int(a), Const::Int(b)) => a == b,
+            (Const::Float(a), Const::Float(b)) => a.to_bits() == b.to_bits(),
+            (Const::Str(a), Const::Str(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+impl Eq for Const {}
+impl Hash for Const {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Const::Bool(b) => b.hash(state),
+            Const::Int(i) => i.hash(state),
+            Const::Float(f) => f.to_bits().hash(state),
+            Const::Str(s) => s.hash(state),
+        }
+    }
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// Arithmetic operators on numbers (evalexpr's: checked on integers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+}
+
+/// Functions on one number that always return a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FloatFn {
+    Floor,
+    Round,
+    Ceil,
+    Sqrt,
+    Ln,
+}
+
+/// Functions on one string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrFn {
+    Lower,
+    Upper,
+    Trim,
+}
+
+/// One operation. Operands are slots of earlier fields or nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Op {
+    Const(Const),
+    /// Numeric arithmetic: integer (checked) when both operands are integers
+    /// at run time, float otherwise.
+    Arith(Arith, Slot, Slot),
+    /// `^`: always a float.
+    Pow(Slot, Slot),
+    Neg(Slot),
+    /// `+` on two strings.
+    Concat(Slot, Slot),
+    /// `==`, exactly: values of different kinds (`1` and `1.0`) are unequal.
+    Eq(Slot, Slot),
+    Neq(Slot, Slot),
+    /// Ordering of two strings, two integers, or else two numbers as floats.
+    Cmp(Cmp, Slot, Slot),
+    And(Slot, Slot),
+    Or(Slot, Slot),
+    Not(Slot),
+    If(Slot, Slot, Slot),
+    Min(Box<[Slot]>),
+    Max(Box<[Slot]>),
+    FloatFn(FloatFn, Slot),
+    Abs(Slot),
+    /// Membership in constant list number `.0` of the graph.
+    Contains(u32, Slot),
+    /// Length of a string in bytes.
+    Len(Slot),
+    StrFn(StrFn, Slot),
+}
+
+impl Op {
+    /// The slots this operation reads.
+    pub fn operands(&self) -> Vec<Slot> {
+        match self {
+            Op::Const(_) => vec![],
+            Op::Neg(a)
+            | Op::Not(a)
+            | Op::FloatFn(_, a)
+            | Op::Abs(a)
+            | Op::Contains(_, a)
+            | Op::Len(a)
+            | Op::StrFn(_, a) => vec![*a],
+            Op::Arith(_, a, b)
+            | Op::Pow(a, b)
+            | Op::Concat(a, b)
+            | Op::Eq(a, b)
+            | Op::Neq(a, b)
+            | Op::Cmp(_, a, b)
+            | Op::And(a, b)
+            | Op::Or(a, b) => vec![*a, *b],
+            Op::If(c, a, b) => vec![*c, *a, *b],
+            Op::Min(v) | Op::Max(v) => v.to_vec(),
+        }
+    }
+}
+
+/// One node of a program: its operation, its static type, and its text.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub op: Op,
+    pub ty: Ty,
+    /// The node as an infix expression over field and derived names (for
+    /// `levee graph` and messages).
+    pub text: String,
+}
+
+/// A constant list (`lists:` in rule files, or a tuple literal).
+#[derive(Debug, Clone)]
+pub struct ConstList {
+    pub name: String,
+    pub items: Vec<Const>,
+}
+
+/// The flat program of one event type.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    /// Number of field slots at the start of the buffer.
+    pub n_fields: u32,
+    pub nodes: Vec<Node>,
+}
+
+impl Program {
+    /// Total buffer length: fields then nodes.
+    pub fn buffer_len(&self) -> usize {
+        self.n_fields as usize + self.nodes.len()
+    }
+
+    /// The node behind a slot, if the slot is not a field.
+    pub fn node(&self, slot: Slot) -> Option<&Node> {
+        slot.checked_sub(self.n_fields)
+            .and_then(|i| self.nodes.get(i as usize))
+    }
+}
+
+/// Fields every event carries, whatever its type, in their slot order.
+/// `occurred_at` is seconds since the epoch; `occurred_hour` (0..23) and
+/// `occurred_weekday` (1 = Monday .. 7) are read in the event's own offset.
+pub const COMMON_FIELDS: [(&str, FieldType); 5] = [
+    ("event_id", FieldType::String),
+    ("branch", FieldType::String),
+    ("occurred_at", FieldType::Timestamp),
+    ("occurred_hour", FieldType::Integer),
+    ("occurred_weekday", FieldType::Integer),
+];
+
+/// A field of an event type and its slot.
+#[derive(Debug, Clone)]
+pub struct FieldSpec {
+    pub name: String,
+    pub ty: FieldType,
+    pub required: bool,
+    /// True for the common fields, which the decoder fills from the envelope.
+    pub common: bool,
+}
+
+/// One event type with its schema and program.
+#[derive(Debug, Clone)]
+pub struct EventType {
+    pub name: String,
+    pub stream: String,
+    /// Slot of the field that is the event's main subject.
+    pub subject: Slot,
+    /// Fields in slot order (common fields first).
+    pub fields: Vec<FieldSpec>,
+    /// Field name → slot, for decoding.
+    pub field_index: HashMap<String, Slot>,
+    /// Derived values by name, with their slots.
+    pub derived: Vec<(String, Slot)>,
+    pub program: Program,
+    /// Control points of this type, as indices into [`RuleGraph::control_points`].
+    pub control_points: Vec<u32>,
+}
+
+impl EventType {
+    /// The name of a slot, if it is a field or a derived value.
+    pub fn slot_name(&self, slot: Slot) -> Option<&str> {
+        if let Some(f) = self.fields.get(slot as usize) {
+            return Some(&f.name);
+        }
+        self.derived
+            .iter()
+            .find(|(_, s)| *s == slot)
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+/// One compiled tier.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    pub tier: u8,
+    /// Extra condition; `None` holds whenever the control point fires.
+    pub when: Option<Slot>,
+    pub when_src: Option<String>,
+    pub notify: String,
+}
+
+/// A piece of a message template.
+#[derive(Debug, Clone)]
+pub enum MessagePart {
+    Text(String),
+    Value(Slot),
+}
+
+/// One compiled control point.
+#[derive(Debug, Clone)]
+pub struct ControlPoint {
+    pub id: String,
+    pub domain: String,
+    pub title: String,
+    pub title_zh: Option<String>,
+    pub description: Option<String>,
+    pub event_type: u32,
+    pub when_src: String,
+    pub when: Slot,
+    pub subject: Slot,
+    /// Highest tier first.
+    pub tiers: Vec<Tier>,
+    pub action: Action,
+    pub message: Vec<MessagePart>,
+    /// The named fields and derived values its conditions and message read.
+    pub evidence: Vec<(String, Slot)>,
+    pub tags: Vec<String>,
+    /// The rule file it came from, relative to the rules directory.
+    pub file: String,
+}
+
+/// The whole compiled rule set: immutable, shared by every evaluator.
+#[derive(Debug, Clone)]
+pub struct RuleGraph {
+    /// Content hash of the rule files that produced this graph.
+    pub version: String,
+    pub event_types: Vec<EventType>,
+    pub type_index: HashMap<String, u32>,
+    pub control_points: Vec<ControlPoint>,
+    pub lists: Vec<ConstList>,
+}
+
+impl RuleGraph {
+    pub fn event_type(&self, name: &str) -> Option<(u32, &EventType)> {
+        let i = *self.type_index.get(name)?;
+        Some((i, &self.event_types[i as usize]))
+    }
+
+    /// Sorted, de-duplicated domain names.
+    pub fn domains(&self) -> Vec<&str> {
+        let mut d: Vec<&str> = self
+            .control_points
+            .iter()
+            .map(|c| c.domain.as_str())
+            .collect();
+        d.sort_unstable();
+        d.dedup();
+        d
+    }
+
+    /// `levee check`'s summary line.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} control points in {} domains, {} event types",
+            self.control_points.len(),
+            self.domains().len(),
+            self.event_types.len()
+        )
+    }
+}

@@ -1,0 +1,26 @@
+//! levee-rules: the rule files authors write, and the rule graph they compile to.
+//!
+//! Pure and synchronous: the only I/O is reading rule files.
+//!
+//! # Layout
+//! - [`model`]: the rule file format (serde types, unknown keys rejected).
+//! - [`load`]: reading a rules directory; the ruleset version (content hash).
+//! - [`compile`]: rule files → [`RuleGraph`], reporting every error at once.
+//! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
+//! - [`graph`]: the compiled graph: per event type a flat program of nodes.
+//! - [`diag`]: diagnostics naming file, control point, expression and problem.
+//! - [`render`]: `levee graph` output (Graphviz dot, Mermaid).
+
+pub mod compile;
+pub mod diag;
+pub mod graph;
+pub mod load;
+mod lower;
+pub mod model;
+pub mod render;
+
+pub use compile::{compile, compile_dir, default_notify, Compiled};
+pub use diag::{Diagnostic, Severity};
+pub use graph::{ControlPoint, EventType, RuleGraph};
+pub use load::{read_rules_dir, read_test_files, RuleSources, SourceFile};
+pub use lower::FUNCTIONS;

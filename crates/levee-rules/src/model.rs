@@ -1,0 +1,187 @@
+//! The rule file format: what rule authors write, exactly as serde reads it.
+//!
+//! These types are the *configuration* form. Nothing here is evaluated: the
+//! compiler ([`crate::compile`]) turns a set of [`RuleFile`]s into a
+//! [`crate::RuleGraph`] once, and only the graph runs. Every struct rejects
+//! unknown keys, so a typo in a rule file is an error rather than a silently
+//! ignored setting.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// One YAML file under the rules directory. Any section may be absent, so a
+/// catalog can keep its schemas, lists and control points in separate files.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// Event types (schemas), by the value of the event's `type` field.
+    #[serde(default)]
+    pub event_types: BTreeMap<String, EventTypeDef>,
+    /// Named constant lists that expressions test membership in with
+    /// `contains(list_name, value)`.
+    #[serde(default)]
+    pub lists: BTreeMap<String, Vec<ListItem>>,
+    /// Control points.
+    #[serde(default)]
+    pub control_points: Vec<ControlPointDef>,
+}
+
+/// The schema of one event type.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeDef {
+    /// The Kafka topic that carries this type, e.g. `events.vehicle_fuel`.
+    pub stream: String,
+    /// The field that names the event's main subject (also the Kafka key).
+    pub subject: String,
+    /// Human description of the event type.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Fields beyond the common ones (`event_id`, `type`, `occurred_at`, `branch`).
+    pub fields: BTreeMap<String, FieldDef>,
+    /// Derived values: named expressions over the fields, computed once per
+    /// event and shared by every control point that reads them.
+    #[serde(default)]
+    pub derived: BTreeMap<String, String>,
+}
+
+/// One field of an event type.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDef {
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    /// A required field missing from an event makes the event bad input.
+    /// An optional one missing makes conditions that read it unknown.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The type of a field as JSON carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    /// Any JSON number; always a float to the rules, so `200` and `200.0` agree.
+    Number,
+    /// A whole number.
+    Integer,
+    String,
+    Boolean,
+    /// An RFC 3339 string; to the rules, seconds since the Unix epoch (integer).
+    Timestamp,
+}
+
+/// A member of a constant list.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ListItem {
+    Int(i64),
+    Float(f64),
+    String(String),
+}
+
+/// The action a control point takes when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Raise an alert after the fact.
+    #[default]
+    Alert,
+    /// Intercept: the request is refused (verdict `block`) and an alert raised.
+    Block,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Alert => "alert",
+            Action::Block => "block",
+        }
+    }
+}
+
+/// One integrity-risk control point.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPointDef {
+    /// Stable id with a per-domain prefix, e.g. `VF-001`.
+    pub id: String,
+    /// The business domain, e.g. `fuel_consumption`.
+    pub domain: String,
+    pub title: String,
+    #[serde(default)]
+    pub title_zh: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The event type this control point checks.
+    pub event_type: String,
+    /// The condition (an evalexpr expression) under which the point is breached.
+    pub when: String,
+    /// The field naming whom the alert is about; defaults to the event type's subject.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Tiers, each with its own condition; the highest tier that holds wins.
+    pub tiers: Vec<TierDef>,
+    #[serde(default)]
+    pub action: Action,
+    /// Alert message with `{name}` placeholders naming fields or derived values.
+    pub message: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// One tier of a control point.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TierDef {
+    /// 1 (line manager), 2 (branch leadership) or 3 (discipline inspection).
+    pub tier: i64,
+    /// Extra condition for this tier, on top of the control point's `when`.
+    /// Absent means the tier holds whenever the control point fires.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// The role that must act; tiers 2 and 3 default to `branch_leadership`
+    /// and `discipline_inspection`, tier 1 must name one.
+    #[serde(default)]
+    pub notify: Option<String>,
+}
+
+/// A rule test file under `rules/tests/`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    pub cases: Vec<TestCase>,
+}
+
+/// One test case: events in, expected alerts out.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    pub name: String,
+    /// Input events, as they would arrive on their topics.
+    pub events: Vec<serde_json::Value>,
+    /// Alerts that must be raised.
+    #[serde(default)]
+    pub expect: Vec<ExpectedAlert>,
+    /// Control points that must not fire on any of the events.
+    #[serde(default)]
+    pub expect_none: Vec<String>,
+}
+
+/// An alert a test case expects.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedAlert {
+    pub control_point: String,
+    pub tier: u8,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub event_id: Option<String>,
+    #[serde(default)]
+    pub action: Option<Action>,
+}

@@ -1,0 +1,148 @@
+//! `levee catalog`: the control points as a table, CSV or JSON.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use levee_rules::RuleGraph;
+use serde_json::json;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Table,
+    Csv,
+    Json,
+}
+
+pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let Some(graph) = crate::rules::load(rules) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut out, &to_json(&graph))?;
+            writeln!(out)?;
+        }
+        Format::Csv => {
+            writeln!(out, "id,domain,title,title_zh,event_type,tiers,action")?;
+            for row in rows(&graph) {
+                let cells: Vec<String> = row.iter().map(|c| csv_cell(c)).collect();
+                writeln!(out, "{}", cells.join(","))?;
+            }
+        }
+        Format::Table => {
+            let header = [
+                "ID",
+                "DOMAIN",
+                "TITLE",
+                "TITLE_ZH",
+                "EVENT TYPE",
+                "TIERS",
+                "ACTION",
+            ];
+            let rows = rows(&graph);
+            let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r) {
+                    *w = (*w).max(display_width(c));
+                }
+            }
+            let line = |cells: Vec<&str>| {
+                let mut s = String::new();
+                for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+                    s.push_str(c);
+                    if i + 1 < cells.len() {
+                        s.push_str(&" ".repeat(w - display_width(c) + 2));
+                    }
+                }
+                s
+            };
+            writeln!(out, "{}", line(header.to_vec()))?;
+            for r in &rows {
+                writeln!(out, "{}", line(r.iter().map(|s| s.as_str()).collect()))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tiers_text(graph: &RuleGraph, i: usize) -> String {
+    let cp = &graph.control_points[i];
+    let mut t: Vec<String> = cp
+        .tiers
+        .iter()
+        .map(|t| format!("{}:{}", t.tier, t.notify))
+        .collect();
+    t.reverse();
+    t.join(" ")
+}
+
+fn rows(graph: &RuleGraph) -> Vec<Vec<String>> {
+    graph
+        .control_points
+        .iter()
+        .enumerate()
+        .map(|(i, cp)| {
+            vec![
+                cp.id.clone(),
+                cp.domain.clone(),
+                cp.title.clone(),
+                cp.title_zh.clone().unwrap_or_default(),
+                graph.event_types[cp.event_type as usize].name.clone(),
+                tiers_text(graph, i),
+                cp.action.as_str().to_owned(),
+            ]
+        })
+        .collect()
+}
+
+fn to_json(graph: &RuleGraph) -> serde_json::Value {
+    let cps: Vec<serde_json::Value> = graph
+        .control_points
+        .iter()
+        .map(|cp| {
+            let mut tiers: Vec<serde_json::Value> = cp
+                .tiers
+                .iter()
+                .map(|t| json!({"tier": t.tier, "when": t.when_src, "notify": t.notify}))
+                .collect();
+            tiers.reverse();
+            json!({
+                "id": cp.id,
+                "domain": cp.domain,
+                "title": cp.title,
+                "title_zh": cp.title_zh,
+                "description": cp.description,
+                "event_type": graph.event_types[cp.event_type as usize].name,
+                "when": cp.when_src,
+                "tiers": tiers,
+                "action": cp.action.as_str(),
+                "tags": cp.tags,
+                "file": cp.file,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(cps)
+}
+
+fn csv_cell(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Terminal columns: CJK characters take two.
+fn display_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum()
+}

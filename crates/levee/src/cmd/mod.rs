@@ -1,0 +1,5 @@
+pub mod catalog;
+pub mod check;
+pub mod graph;
+pub mod replay;
+pub mod test;

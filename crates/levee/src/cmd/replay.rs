@@ -1,0 +1,188 @@
+//! `levee replay`: evaluate JSON-lines events offline, alerts to stdout.
+//!
+//! Bad lines are reported on stderr with their line number and reason (and
+//! copied byte for byte to `--dlq FILE`); the run goes on and exits 0.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
+use levee_engine::{Engine, Source};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// JSON-lines files of events (types may be mixed); `-` reads stdin.
+    #[arg(default_value = "examples/events.jsonl")]
+    files: Vec<String>,
+    /// Fix `detected_at` (RFC 3339), making the output reproducible.
+    #[arg(long)]
+    now: Option<String>,
+    /// Also write every bad line, byte for byte, to this file.
+    #[arg(long)]
+    dlq: Option<PathBuf>,
+    /// Print verdicts of intercepting control points as well, as JSON lines
+    /// with a `verdict` field.
+    #[arg(long)]
+    decisions: bool,
+}
+
+#[derive(Debug, Default)]
+struct Totals {
+    events: u64,
+    bad: u64,
+    alerts: [u64; 4],
+    unknown: u64,
+    errors: u64,
+}
+
+pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let Some(graph) = crate::rules::load(rules) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let fixed_now = match &args.now {
+        Some(s) => Some(
+            DateTime::parse_from_rfc3339(s)
+                .with_context(|| format!("--now {s:?} is not an RFC 3339 timestamp"))?
+                .with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        ),
+        None => None,
+    };
+    let mut engine = Engine::new(graph);
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut dlq = match &args.dlq {
+        Some(p) => {
+            Some(BufWriter::new(File::create(p).with_context(|| {
+                format!("cannot create --dlq file {}", p.display())
+            })?))
+        }
+        None => None,
+    };
+    let mut totals = Totals::default();
+    let stderr = io::stderr();
+    let mut err = stderr.lock();
+
+    for name in &args.files {
+        let reader: Box<dyn BufRead> = if name == "-" {
+            Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))
+        } else {
+            let f = File::open(name).with_context(|| format!("cannot open {name}"))?;
+            Box::new(BufReader::with_capacity(1 << 16, f))
+        };
+        let shown = if name == "-" {
+            "<stdin>"
+        } else {
+            name.as_str()
+        };
+        replay_one(
+            reader,
+            shown,
+            &mut engine,
+            fixed_now.as_deref(),
+            args.decisions,
+            &mut out,
+            &mut dlq,
+            &mut err,
+            &mut totals,
+        )?;
+    }
+    out.flush()?;
+    if let Some(d) = &mut dlq {
+        d.flush()?;
+    }
+    let t = &totals;
+    writeln!(
+        err,
+        "replay: {} events, {} alerts (tier 1: {}, tier 2: {}, tier 3: {}), {} bad lines, {} conditions unknown (missing fields), {} evaluation errors",
+        t.events,
+        t.alerts[1] + t.alerts[2] + t.alerts[3],
+        t.alerts[1],
+        t.alerts[2],
+        t.alerts[3],
+        t.bad,
+        t.unknown,
+        t.errors
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn replay_one(
+    mut reader: Box<dyn BufRead + '_>,
+    name: &str,
+    engine: &mut Engine,
+    fixed_now: Option<&str>,
+    decisions: bool,
+    out: &mut impl Write,
+    dlq: &mut Option<BufWriter<File>>,
+    err: &mut impl Write,
+    totals: &mut Totals,
+) -> anyhow::Result<()> {
+    let mut line = Vec::with_capacity(4096);
+    let mut number: u64 = 0;
+    let mut now = String::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {name}"))?;
+        if n == 0 {
+            break;
+        }
+        number += 1;
+        let mut body: &[u8] = &line;
+        if let Some(b) = body.strip_suffix(b"\n") {
+            body = b;
+        }
+        if let Some(b) = body.strip_suffix(b"\r") {
+            body = b;
+        }
+        if body.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match engine.evaluate(body) {
+            Ok(stats) => {
+                totals.events += 1;
+                totals.unknown += u64::from(stats.unknown);
+                totals.errors += u64::from(stats.errors);
+                if engine.hits().is_empty() && !decisions {
+                    continue;
+                }
+                let source = Source::File {
+                    file: name.to_owned(),
+                    line: number,
+                };
+                now.clear();
+                match fixed_now {
+                    Some(f) => now.push_str(f),
+                    None => now.push_str(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+                }
+                for &hit in engine.hits() {
+                    let alert = engine.alert(hit, &source, &now);
+                    totals.alerts[usize::from(hit.tier.min(3))] += 1;
+                    serde_json::to_writer(&mut *out, &alert)?;
+                    out.write_all(b"\n")?;
+                }
+                if decisions {
+                    if let Some(v) = engine.verdict() {
+                        serde_json::to_writer(&mut *out, &v)?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+            }
+            Err(bad) => {
+                totals.bad += 1;
+                writeln!(err, "{name}:{number}: bad input: {bad}")?;
+                if let Some(d) = dlq {
+                    d.write_all(body)?;
+                    d.write_all(b"\n")?;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! `levee test`: run the rule test files under `RULES/tests/`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::ExitCode;
+
+use levee_engine::{Alert, Engine, Source};
+use levee_rules::model::{ExpectedAlert, TestCase, TestFile};
+use levee_rules::RuleGraph;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only cases whose file or name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Print only failures and the summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let Some(graph) = crate::rules::load(rules) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let files = match levee_rules::read_test_files(rules) {
+        Ok(f) => f,
+        Err(diags) => {
+            crate::rules::print_failure(&diags);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let (mut passed, mut failed) = (0usize, 0usize);
+    let mut covered: BTreeSet<String> = BTreeSet::new();
+    for f in &files {
+        let parsed: TestFile = match serde_norway::from_str(&f.text) {
+            Ok(t) => t,
+            Err(e) => {
+                println!("FAIL  {}: the test file does not parse: {e}", f.path);
+                failed += 1;
+                continue;
+            }
+        };
+        for case in &parsed.cases {
+            let label = format!("{}: {}", f.path, case.name);
+            if let Some(filter) = &args.filter {
+                if !label.contains(filter.as_str()) {
+                    continue;
+                }
+            }
+            match run_case(&graph, &f.relative, case) {
+                Ok(()) => {
+                    passed += 1;
+                    covered.extend(case.expect.iter().map(|e| e.control_point.clone()));
+                    if !args.quiet {
+                        println!("ok    {label}");
+                    }
+                }
+                Err(problems) => {
+                    failed += 1;
+                    println!("FAIL  {label}");
+                    for p in problems {
+                        println!("      {p}");
+                    }
+                }
+            }
+        }
+    }
+    let total = graph.control_points.len();
+    let uncovered: Vec<&str> = graph
+        .control_points
+        .iter()
+        .map(|c| c.id.as_str())
+        .filter(|id| !covered.contains(*id))
+        .collect();
+    let n_covered = total - uncovered.len();
+    if !uncovered.is_empty() && args.filter.is_none() {
+        let shown: Vec<&str> = uncovered.iter().take(20).copied().collect();
+        println!(
+            "not covered by any passing test: {}{}",
+            shown.join(", "),
+            if uncovered.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    println!(
+        "levee test: {passed} cases passed, {failed} failed; covered: {n_covered} of {total} control points"
+    );
+    Ok(if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn run_case(
+    graph: &std::sync::Arc<RuleGraph>,
+    file: &str,
+    case: &TestCase,
+) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let mut engine = Engine::new(graph.clone());
+    let mut alerts: Vec<Alert> = Vec::new();
+    for (i, ev) in case.events.iter().enumerate() {
+        let bytes = serde_json::to_vec(ev).unwrap_or_default();
+        let source = Source::File {
+            file: file.to_owned(),
+            line: i as u64 + 1,
+        };
+        match engine.process(&bytes, &source, "1970-01-01T00:00:00.000Z") {
+            Ok(p) => alerts.extend(p.alerts),
+            Err(bad) => problems.push(format!("event {} is bad input: {bad}", i + 1)),
+        }
+    }
+    for e in &case.expect {
+        if !graph.control_points.iter().any(|c| c.id == e.control_point) {
+            problems.push(format!("expects unknown control point {}", e.control_point));
+            continue;
+        }
+        if !alerts.iter().any(|a| matches(a, e)) {
+            problems.push(format!(
+                "expected {}; {}",
+                describe(e),
+                got(&alerts, &e.control_point)
+            ));
+        }
+    }
+    for id in &case.expect_none {
+        if !graph.control_points.iter().any(|c| &c.id == id) {
+            problems.push(format!("expect_none names unknown control point {id}"));
+        }
+        for a in alerts.iter().filter(|a| &a.control_point == id) {
+            problems.push(format!(
+                "expected {id} not to fire, but it fired at tier {} on event {} (subject {})",
+                a.tier, a.event_id, a.subject
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn matches(a: &Alert, e: &ExpectedAlert) -> bool {
+    a.control_point == e.control_point
+        && a.tier == e.tier
+        && e.subject.as_ref().is_none_or(|s| &a.subject == s)
+        && e.event_id.as_ref().is_none_or(|s| &a.event_id == s)
+        && e.action.is_none_or(|x| a.action == x.as_str())
+}
+
+fn describe(e: &ExpectedAlert) -> String {
+    let mut s = format!("{} at tier {}", e.control_point, e.tier);
+    if let Some(x) = &e.subject {
+        s.push_str(&format!(" about {x}"));
+    }
+    if let Some(x) = &e.event_id {
+        s.push_str(&format!(" on event {x}"));
+    }
+    if let Some(x) = e.action {
+        s.push_str(&format!(" with action {}", x.as_str()));
+    }
+    s
+}
+
+fn got(alerts: &[Alert], cp: &str) -> String {
+    let same: Vec<String> = alerts
+        .iter()
+        .filter(|a| a.control_point == cp)
+        .map(|a| {
+            format!(
+                "tier {} about {} on event {} ({})",
+                a.tier, a.subject, a.event_id, a.action
+            )
+        })
+        .collect();
+    if same.is_empty() {
+        format!("{cp} did not fire")
+    } else {
+        format!("got {}", same.join("; "))
+    }
+}
