@@ -106,27 +106,35 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
 
     // Control points, grouped by event type, in file order.
     let mut cps_by_type: BTreeMap<&str, Vec<(&SourceFile, &ControlPointDef)>> = BTreeMap::new();
-    let mut seen_ids: HashMap<&str, &str> = HashMap::new();
+    let mut seen_ids: HashMap<&str, String> = HashMap::new();
     for (f, rf) in &parsed {
+        let mut in_file: HashMap<&str, usize> = HashMap::new();
         for cp in &rf.control_points {
-            let line = find_id_line(&f.text, &cp.id);
+            let nth = in_file.entry(&cp.id).or_insert(0);
+            *nth += 1;
+            let line = find_nth_id_line(&f.text, &cp.id, *nth);
             if cp.id.trim().is_empty() {
                 diags.push(
                     Diagnostic::error(&f.path, "a control point has an empty `id`").at_line(line),
                 );
                 continue;
             }
-            if let Some(first) = seen_ids.insert(&cp.id, &f.path) {
+            let here = match line {
+                Some(l) => format!("{}:{l}", f.path),
+                None => f.path.clone(),
+            };
+            if let Some(first) = seen_ids.get(cp.id.as_str()) {
                 diags.push(
                     Diagnostic::error(
                         &f.path,
-                        format!("duplicate control point id; first defined in {first}"),
+                        format!("duplicate control point id; first defined at {first}"),
                     )
                     .at_line(line)
                     .item(&cp.id),
                 );
                 continue;
             }
+            seen_ids.insert(&cp.id, here);
             if !type_defs.contains_key(cp.event_type.as_str()) {
                 let mut msg = format!("unknown event type `{}`", cp.event_type);
                 if let Some(s) = did_you_mean(&cp.event_type, type_defs.keys().copied()) {
@@ -540,22 +548,32 @@ fn is_identifier(s: &str) -> bool {
 fn yaml_message(e: &serde_norway::Error) -> String {
     // serde_norway appends " at line L column C"; the line is printed apart.
     let s = e.to_string();
-    match s.rfind(" at line ") {
+    let s = match s.rfind(" at line ") {
         Some(i) => s[..i].to_owned(),
         None => s,
-    }
+    };
+    s.replace(
+        "expected struct RuleFile",
+        "expected a mapping with `event_types`, `lists` and/or `control_points`",
+    )
 }
 
 /// The line of `id: ID` in a rule file, for messages.
 fn find_id_line(text: &str, id: &str) -> Option<usize> {
+    find_nth_id_line(text, id, 1)
+}
+
+/// The line of the `nth` (1-based) `id: ID` in a rule file.
+fn find_nth_id_line(text: &str, id: &str, nth: usize) -> Option<usize> {
     text.lines()
-        .position(|l| {
+        .enumerate()
+        .filter(|(_, l)| {
             let l = l.trim_start().trim_start_matches("- ").trim_start();
             l.strip_prefix("id:")
-                .map(|v| v.trim().trim_matches(['"', '\'']) == id)
-                .unwrap_or(false)
+                .is_some_and(|v| v.trim().trim_matches(['"', '\'']) == id)
         })
-        .map(|i| i + 1)
+        .nth(nth.saturating_sub(1))
+        .map(|(i, _)| i + 1)
 }
 
 /// The line of the mapping key `key:` in a rule file, for messages.

@@ -229,7 +229,7 @@ impl<'a> Builder<'a> {
     }
 
     fn lower(&mut self, n: &ENode, src: &str) -> Result<(Slot, Ty), String> {
-        if !matches!(n.operator(), Operator::RootNode) && !reads_variables(n) {
+        if !matches!(n.operator(), Operator::RootNode) && !reads_variables(n) && foldable(n) {
             return match n.eval() {
                 Ok(v) => {
                     let c = value_to_const(&v)
@@ -636,6 +636,21 @@ fn strip_root(n: &ENode) -> &ENode {
     }
 }
 
+/// Whether evalexpr may fold this constant subtree: only functions levee
+/// compiles itself, and not `math::abs`, which panics in evalexpr on the
+/// smallest integer (levee's own `abs` wraps instead).
+fn foldable(n: &ENode) -> bool {
+    let ok = match n.operator() {
+        Operator::FunctionIdentifier { identifier } => {
+            identifier != "math::abs"
+                && (FUNCTIONS.contains(&identifier.as_str())
+                    || MORE_FUNCTIONS.contains(&identifier.as_str()))
+        }
+        _ => true,
+    };
+    ok && n.children().iter().all(foldable)
+}
+
 fn reads_variables(n: &ENode) -> bool {
     matches!(
         n.operator(),
@@ -691,6 +706,16 @@ fn symbol(op: &Operator) -> &'static str {
         Operator::And => "&&",
         Operator::Or => "||",
         Operator::Not => "!",
+        Operator::Assign => "=",
+        Operator::AddAssign => "+=",
+        Operator::SubAssign => "-=",
+        Operator::MulAssign => "*=",
+        Operator::DivAssign => "/=",
+        Operator::ModAssign => "%=",
+        Operator::ExpAssign => "^=",
+        Operator::AndAssign => "&&=",
+        Operator::OrAssign => "||=",
+        Operator::Chain => ";",
         _ => "?",
     }
 }
@@ -715,6 +740,7 @@ pub(crate) fn show(n: &ENode) -> String {
         Operator::RootNode => ch.first().map(show).unwrap_or_default(),
         Operator::Const { value } => match value {
             Value::String(s) => format!("{s:?}"),
+            Value::Float(f) => format!("{f:?}"),
             v => v.to_string(),
         },
         Operator::VariableIdentifierRead { identifier }
