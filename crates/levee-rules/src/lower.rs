@@ -241,6 +241,31 @@ impl<'a> Builder<'a> {
             };
         }
         let ch = n.children();
+        let unary = matches!(n.operator(), Operator::Neg | Operator::Not);
+        let binary = matches!(
+            n.operator(),
+            Operator::Add
+                | Operator::Sub
+                | Operator::Mul
+                | Operator::Div
+                | Operator::Mod
+                | Operator::Exp
+                | Operator::Eq
+                | Operator::Neq
+                | Operator::Gt
+                | Operator::Lt
+                | Operator::Geq
+                | Operator::Leq
+                | Operator::And
+                | Operator::Or
+        );
+        if (unary && ch.len() != 1) || (binary && ch.len() != 2) {
+            return Err(format!(
+                "`{}` is missing an operand of `{}`",
+                show(n),
+                symbol(n.operator())
+            ));
+        }
         match n.operator() {
             Operator::RootNode => match ch {
                 [one] => self.lower(one, src),
