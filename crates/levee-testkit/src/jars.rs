@@ -31,7 +31,8 @@ static FETCH_LOCK: Mutex<()> = Mutex::new(());
 
 /// The workspace root, i.e. two levels above this crate's manifest directory.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// Path of the pom that lists the broker jars.
