@@ -102,10 +102,21 @@ impl Engine {
     /// Decodes one event and evaluates it; the hits are in [`Engine::hits`].
     /// Allocates nothing once the buffers are warm.
     pub fn evaluate(&mut self, bytes: &[u8]) -> Result<EvalStats, BadInput> {
+        self.decode(bytes)?;
+        Ok(self.run())
+    }
+
+    /// Decodes one event into its type's buffer, without evaluating it.
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<(), BadInput> {
         let buffers = &mut self.buffers;
         decode::decode(&self.graph, bytes, &mut self.env, |ti| {
             buffers[ti as usize].as_mut_slice()
-        })?;
+        })
+    }
+
+    /// Evaluates the last decoded event: runs its type's program and picks
+    /// the tier of every control point that fires.
+    pub fn run(&mut self) -> EvalStats {
         let ti = self.env.type_index as usize;
         let et = &self.graph.event_types[ti];
         let buf = &mut self.buffers[ti];
@@ -137,7 +148,7 @@ impl Engine {
                 });
             }
         }
-        Ok(stats)
+        stats
     }
 
     /// Builds the alert for one hit of the last event evaluated.

@@ -387,7 +387,7 @@ fn compile_cp(
             notify,
         });
     }
-    tiers.sort_by(|a, b| b.tier.cmp(&a.tier));
+    tiers.sort_by_key(|t| std::cmp::Reverse(t.tier));
 
     let subject = match &cp.subject {
         None => default_subject,

@@ -25,7 +25,15 @@ fn published_json_schema_matches_the_rule_file_structs() {
     assert_eq!(v["additionalProperties"], false);
     let cp = &v["$defs"]["ControlPointDef"];
     assert_eq!(cp["additionalProperties"], false);
-    for key in ["id", "domain", "title", "event_type", "when", "tiers", "message"] {
+    for key in [
+        "id",
+        "domain",
+        "title",
+        "event_type",
+        "when",
+        "tiers",
+        "message",
+    ] {
         assert!(
             cp["required"].as_array().unwrap().iter().any(|k| k == key),
             "{key} is required"

@@ -2,6 +2,8 @@
 //! `tests/check_errors/` holds a `rules/` directory and the exact text
 //! `levee check` must print (`expected.txt`). `LEVEE_BLESS=1` rewrites them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::path::Path;
 use std::process::Command;
