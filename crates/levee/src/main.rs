@@ -2,16 +2,19 @@
 //! outside world (files, Kafka, HTTP, signals, the clock).
 //!
 //! # Layout
-//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `graph`).
+//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `graph`, `run`).
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
+//! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
 
 mod cmd;
 mod rules;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// levee: integrity-risk control points over streaming business events.
 #[derive(Debug, Parser)]
@@ -36,16 +39,28 @@ enum Command {
     Replay(cmd::replay::Args),
     /// Print the compiled rule graph.
     Graph(cmd::graph::Args),
+    /// Run the Kafka service.
+    Run(cmd::run::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    // `levee run` layers its settings: an explicit --rules (or LEVEE_RULES)
+    // overrides rules.dir of the settings file, the clap default does not.
+    let rules_given = matches
+        .value_source("rules")
+        .is_some_and(|s| s != ValueSource::DefaultValue);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Check(a) => cmd::check::run(&cli.rules, a),
         Command::Catalog(a) => cmd::catalog::run(&cli.rules, a),
         Command::Test(a) => cmd::test::run(&cli.rules, a),
         Command::Replay(a) => cmd::replay::run(&cli.rules, a),
         Command::Graph(a) => cmd::graph::run(&cli.rules, a),
+        Command::Run(a) => cmd::run::run(rules_given.then(|| cli.rules.clone()), a),
     };
     match result {
         Ok(code) => code,

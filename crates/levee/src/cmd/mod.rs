@@ -2,4 +2,5 @@ pub mod catalog;
 pub mod check;
 pub mod graph;
 pub mod replay;
+pub mod run;
 pub mod test;

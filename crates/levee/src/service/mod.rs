@@ -1,0 +1,139 @@
+//! `levee run`: the Kafka service.
+//!
+//! # Layout
+//! - [`config`]: the settings and their layers (`default.toml`, file, env, flags).
+//! - [`pipeline`]: consumer thread, per-partition tasks, producer, checkpoints
+//!   (at-least-once commits or exactly-once transactions), rebalances.
+//! - [`reload`]: the rules in force; reload on SIGHUP or file change.
+//! - this file: [`run`], which wires them up and shuts them down.
+
+pub mod config;
+pub mod pipeline;
+pub mod reload;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use rdkafka::producer::Producer;
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use self::config::{Delivery, Settings};
+use self::pipeline::{LeveeConsumer, LeveeProducer, Pipeline};
+use self::reload::Rules;
+
+/// An error in the user's rules: reported as diagnostics, not as a crash.
+#[derive(Debug, thiserror::Error)]
+#[error("the rules in {dir} do not compile")]
+pub struct RulesError {
+    pub dir: String,
+    pub diagnostics: Vec<levee_rules::Diagnostic>,
+}
+
+/// Runs the service until `shutdown` completes, then stops fetching,
+/// delivers and commits in-flight work, leaves the group and returns.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let rules = Rules::load(settings.rules.dir.clone()).map_err(|diagnostics| RulesError {
+        dir: settings.rules.dir.display().to_string(),
+        diagnostics,
+    })?;
+    let rules = Arc::new(rules);
+    let (graph, _) = rules.current();
+
+    let producer: LeveeProducer = pipeline::producer_config(&settings)
+        .create_with_context(pipeline::KafkaLog)
+        .context("bad [kafka.producer] settings")?;
+    let producer = Arc::new(producer);
+    if settings.delivery == Delivery::ExactlyOnce {
+        init_transactions(&producer).await?;
+    }
+
+    let context = Pipeline::new(
+        settings.clone(),
+        Arc::clone(&producer),
+        Arc::clone(&rules),
+        tokio::runtime::Handle::current(),
+    );
+    let consumer: LeveeConsumer = pipeline::consumer_config(&settings)
+        .create_with_context(context)
+        .context("bad [kafka.consumer] settings")?;
+
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        brokers = %settings.kafka.brokers,
+        group_id = %settings.kafka.group_id,
+        instance_id = %settings.instance_id(),
+        delivery = %settings.delivery,
+        inputs = %settings.topics.inputs.join(","),
+        ruleset_version = %graph.version,
+        control_points = graph.control_points.len(),
+        "levee started"
+    );
+
+    let watcher = tokio::spawn(reload::watch(
+        Arc::clone(&rules),
+        Duration::from_secs(settings.rules.reload_interval_secs),
+    ));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done_rx) = oneshot::channel();
+    let interval = Duration::from_millis(settings.kafka.commit_interval_ms);
+    let thread_stop = Arc::clone(&stop);
+    std::thread::Builder::new()
+        .name("levee-consumer".to_owned())
+        .spawn(move || {
+            let result = pipeline::consume(consumer, interval, &thread_stop);
+            let _ = done_tx.send(result);
+        })
+        .context("starting the consumer thread")?;
+
+    tokio::pin!(shutdown);
+    tokio::pin!(done_rx);
+    let result = tokio::select! {
+        () = &mut shutdown => {
+            info!("shutting down: stop fetching, finish in-flight work, commit, leave the group");
+            stop.store(true, Ordering::Release);
+            (&mut done_rx).await.unwrap_or_else(|_| Err(anyhow!("the consumer thread died")))
+        }
+        r = &mut done_rx => r.unwrap_or_else(|_| Err(anyhow!("the consumer thread died"))),
+    };
+    watcher.abort();
+    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
+        .await
+        .map_err(|e| anyhow!("flushing the producer: {e}"))?;
+    if let Err(e) = flushed {
+        warn!(error = %e, "flushing the producer failed");
+    }
+    match &result {
+        Ok(()) => info!("levee stopped"),
+        Err(e) => tracing::error!(error = %format!("{e:#}"), "levee stopped on an error"),
+    }
+    result
+}
+
+/// Registers the transactional id (fencing an earlier instance with the same
+/// id and aborting its open transaction); retries while the broker is away.
+async fn init_transactions(producer: &Arc<LeveeProducer>) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let p = Arc::clone(producer);
+        let r = tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30)))
+            .await
+            .map_err(|e| anyhow!("initialising transactions: {e}"))?;
+        match r {
+            Ok(()) => return Ok(()),
+            Err(rdkafka::error::KafkaError::Transaction(e)) if e.is_retriable() => {
+                warn!(error = %e, "initialising transactions failed; retrying");
+            }
+            Err(e @ rdkafka::error::KafkaError::Transaction(_)) => {
+                return Err(anyhow!(e).context("initialising transactions"))
+            }
+            Err(e) => warn!(error = %e, "initialising transactions failed; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,148 @@
+//! Hot reload: the current rule graph, swapped on SIGHUP or when the rule
+//! files change (their content hash is polled, no file watcher needed).
+//!
+//! A new ruleset is compiled first; only if it compiles does it replace the
+//! old one. Partition tasks pick the new graph up between two messages, so
+//! no message is evaluated twice or half by one ruleset and half by another.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use levee_rules::{Diagnostic, RuleGraph};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+/// The rules in force, with a generation number bumped on every swap.
+#[derive(Debug)]
+pub struct Rules {
+    dir: PathBuf,
+    current: RwLock<(Arc<RuleGraph>, u64)>,
+    generation: AtomicU64,
+}
+
+impl Rules {
+    /// Compiles `dir`; the errors if it does not compile.
+    pub fn load(dir: PathBuf) -> Result<Self, Vec<Diagnostic>> {
+        let compiled = levee_rules::compile_dir(&dir)?;
+        for w in &compiled.warnings {
+            warn!("rules: {w}");
+        }
+        Ok(Rules {
+            dir,
+            current: RwLock::new((Arc::new(compiled.graph), 0)),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// The graph in force and its generation.
+    pub fn current(&self) -> (Arc<RuleGraph>, u64) {
+        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
+        (Arc::clone(&guard.0), guard.1)
+    }
+
+    /// The generation in force: cheap enough to ask before every message.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn version(&self) -> String {
+        self.current().0.version.clone()
+    }
+
+    /// The content hash of the files on disk now (`None` if unreadable).
+    fn disk_version(&self) -> Option<String> {
+        levee_rules::read_rules_dir(&self.dir)
+            .ok()
+            .map(|s| s.version())
+    }
+
+    /// Compiles the rules directory and swaps the graph if it compiles;
+    /// otherwise logs every error and keeps the old rules.
+    pub fn reload(&self, why: &str) {
+        let old = self.version();
+        match levee_rules::compile_dir(&self.dir) {
+            Ok(compiled) => {
+                for w in &compiled.warnings {
+                    warn!("rules: {w}");
+                }
+                let new = compiled.graph.version.clone();
+                if new == old {
+                    info!(ruleset_version = %old, trigger = why, "rules unchanged");
+                    return;
+                }
+                let control_points = compiled.graph.control_points.len();
+                {
+                    let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+                    let generation = guard.1 + 1;
+                    *guard = (Arc::new(compiled.graph), generation);
+                    self.generation.store(generation, Ordering::Release);
+                }
+                info!(
+                    old_ruleset_version = %old,
+                    new_ruleset_version = %new,
+                    control_points,
+                    trigger = why,
+                    "rules reloaded: {old} -> {new}"
+                );
+            }
+            Err(diags) => {
+                for d in &diags {
+                    if d.is_error() {
+                        error!("rules: {d}");
+                    } else {
+                        warn!("rules: {d}");
+                    }
+                }
+                let n = diags.iter().filter(|d| d.is_error()).count();
+                error!(
+                    ruleset_version = %old,
+                    errors = n,
+                    trigger = why,
+                    "the new rules do not compile ({n} errors); keeping ruleset {old}"
+                );
+            }
+        }
+    }
+}
+
+/// Reloads on SIGHUP, and when the files' content hash changes (polled every
+/// `interval`; zero: never). Runs until aborted.
+pub async fn watch(rules: Arc<Rules>, interval: Duration) {
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "cannot listen for SIGHUP; reload by file change only");
+            None
+        }
+    };
+    let mut seen = rules.disk_version();
+    let poll = if interval.is_zero() {
+        Duration::from_secs(3600)
+    } else {
+        interval
+    };
+    loop {
+        tokio::select! {
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                seen = rules.disk_version();
+                rules.reload("SIGHUP");
+            }
+            () = tokio::time::sleep(poll), if !interval.is_zero() => {
+                let now = rules.disk_version();
+                // Each change is tried once: broken files are not re-reported
+                // every poll, only when they change again.
+                if now.is_some() && now != seen {
+                    seen = now;
+                    rules.reload("rule files changed");
+                }
+            }
+        }
+    }
+}
