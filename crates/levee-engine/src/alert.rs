@@ -1,10 +1,10 @@
 //! Alerts and verdicts: what levee emits, in contract.md's shape.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Where an event came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Source {
     Kafka {
@@ -22,7 +22,7 @@ pub enum Source {
 }
 
 /// One alert. Field order is the contract's.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub alert_id: String,
     pub control_point: String,
@@ -30,7 +30,7 @@ pub struct Alert {
     pub title: String,
     pub tier: u8,
     pub notify: String,
-    pub action: &'static str,
+    pub action: String,
     pub subject: String,
     pub branch: String,
     pub event_id: String,
@@ -41,7 +41,7 @@ pub struct Alert {
     pub ruleset_version: String,
     pub message: String,
     pub evidence: serde_json::Map<String, serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_from: Option<String>,
 }
 

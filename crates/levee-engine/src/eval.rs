@@ -23,15 +23,27 @@ pub fn new_buffer(p: &Program) -> Vec<Val> {
 }
 
 /// Evaluates every node of `p`, whose fields are already in `buf`.
-pub fn run(p: &Program, lists: &[ConstList], buf: &mut [Val]) {
+/// `aggregate(i, slots)` computes aggregate `i` of the event type from the
+/// slots before it (and updates the subject's state).
+pub fn run(
+    p: &Program,
+    lists: &[ConstList],
+    buf: &mut [Val],
+    aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
+) {
     let base = p.n_fields as usize;
     for (i, node) in p.nodes.iter().enumerate() {
-        if matches!(node.op, Op::Const(_)) {
-            continue;
+        match node.op {
+            Op::Const(_) => continue,
+            Op::Aggregate(a) => {
+                let (before, rest) = buf.split_at_mut(base + i);
+                rest[0] = aggregate(a, before);
+            }
+            ref op => {
+                let (before, rest) = buf.split_at_mut(base + i);
+                eval_op(op, lists, before, &mut rest[0]);
+            }
         }
-        let (before, rest) = buf.split_at_mut(base + i);
-        let out = &mut rest[0];
-        eval_op(&node.op, lists, before, out);
     }
 }
 
@@ -55,7 +67,7 @@ macro_rules! operand {
 #[inline]
 fn eval_op(op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
     match op {
-        Op::Const(_) => {}
+        Op::Const(_) | Op::Aggregate(_) => {}
         Op::Arith(a, x, y) => {
             let x = operand!(b, *x, out);
             let y = operand!(b, *y, out);

@@ -9,12 +9,18 @@
 //! - [`eval`]: the flat program interpreter (evalexpr's semantics).
 //! - [`value`]: run-time values, with SQL-like `Missing`.
 //! - [`alert`]: alerts, verdicts, deterministic alert ids.
+//! - [`rectify`]: rectification messages (`events.rectification`).
+//! - [`state`]: per-subject state (windows, `for:`, suppression) and the
+//!   alert ledger (escalation, rectification, profiles).
 
 pub mod alert;
 pub mod decode;
 pub mod eval;
+pub mod rectify;
+pub mod state;
 pub mod value;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use levee_rules::graph::MessagePart;
@@ -23,6 +29,7 @@ use levee_rules::RuleGraph;
 
 pub use alert::{alert_id, Alert, Source, Verdict};
 pub use decode::{BadInput, BadKind, Envelope};
+pub use state::{Ledger, Profile, State, Status};
 pub use value::Val;
 
 /// A control point that fired, at its tier.
@@ -40,6 +47,8 @@ pub struct EvalStats {
     pub unknown: u32,
     /// Conditions whose evaluation failed (integer overflow, division by zero).
     pub errors: u32,
+    /// Alerts held back by `suppress:`.
+    pub suppressed: u32,
 }
 
 /// Everything one event produced.
@@ -51,6 +60,11 @@ pub struct Processed {
 }
 
 /// Evaluates events against one rule graph, re-using its buffers.
+///
+/// The engine keeps the per-subject state of stateful control points (one
+/// engine per partition), and a ledger of open alerts for escalation and the
+/// subject profiles. With `record` off (what-if evaluation), state is read
+/// but never changed.
 #[derive(Debug)]
 pub struct Engine {
     graph: Arc<RuleGraph>,
@@ -58,6 +72,10 @@ pub struct Engine {
     intercepts: Vec<bool>,
     env: Envelope,
     hits: Vec<Hit>,
+    state: State,
+    ledger: RefCell<Ledger>,
+    record: bool,
+    key: String,
 }
 
 impl Engine {
@@ -82,7 +100,80 @@ impl Engine {
             intercepts,
             env: Envelope::default(),
             hits: Vec::new(),
+            state: State::default(),
+            ledger: RefCell::new(Ledger::default()),
+            record: true,
+            key: String::new(),
         }
+    }
+
+    /// Replaces the rule graph (a reload), keeping the state.
+    pub fn set_graph(&mut self, graph: Arc<RuleGraph>) {
+        let state = std::mem::take(&mut self.state);
+        let ledger = std::mem::take(&mut self.ledger);
+        let record = self.record;
+        *self = Engine::new(graph);
+        self.state = state;
+        self.ledger = ledger;
+        self.record = record;
+    }
+
+    /// Whether evaluation changes state (default) or only reads it.
+    pub fn set_record(&mut self, record: bool) {
+        self.record = record;
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    pub fn ledger(&self) -> std::cell::Ref<'_, Ledger> {
+        self.ledger.borrow()
+    }
+
+    /// Replaces state and ledger (restoring a partition).
+    pub fn restore(&mut self, state: State, ledger: Ledger) {
+        self.state = state;
+        self.ledger = RefCell::new(ledger);
+    }
+
+    /// The highest event time seen (seconds).
+    pub fn watermark(&self) -> i64 {
+        self.state.watermark
+    }
+
+    /// A subject's profile.
+    pub fn profile(&self, subject: &str) -> Option<Profile> {
+        self.ledger.borrow().profiles.get(subject).cloned()
+    }
+
+    /// Applies a rectification; false if the alert is not open here.
+    pub fn rectify(&mut self, alert_id: &str, status: Status) -> bool {
+        self.ledger.get_mut().rectify(alert_id, status)
+    }
+
+    /// Escalates every open alert whose period ran out by `now` (seconds),
+    /// returning the new alerts.
+    pub fn tick(&mut self, now: i64, detected_at: &str) -> Vec<Alert> {
+        let g = &self.graph;
+        self.ledger
+            .get_mut()
+            .escalate(now, detected_at, |alert, tier| {
+                let cp = g
+                    .control_points
+                    .iter()
+                    .find(|c| c.id == alert.control_point);
+                let role = cp
+                    .and_then(|c| c.tiers.iter().find(|t| t.tier == tier))
+                    .map(|t| t.notify.clone())
+                    .or_else(|| levee_rules::default_notify(tier).map(str::to_owned))
+                    .unwrap_or_default();
+                (role, cp.and_then(|c| c.escalate_after))
+            })
     }
 
     pub fn graph(&self) -> &Arc<RuleGraph> {
@@ -118,40 +209,96 @@ impl Engine {
     /// the tier of every control point that fires.
     pub fn run(&mut self) -> EvalStats {
         let ti = self.env.type_index as usize;
-        let et = &self.graph.event_types[ti];
-        let buf = &mut self.buffers[ti];
-        eval::run(&et.program, &self.graph.lists, buf);
-        self.hits.clear();
+        let Engine {
+            graph,
+            buffers,
+            hits,
+            state,
+            record,
+            key,
+            env,
+            ..
+        } = self;
+        let et = &graph.event_types[ti];
+        let buf = &mut buffers[ti];
+        let at = env.occurred.map_or(0, |t| t.timestamp());
+        if *record {
+            state.watermark = state.watermark.max(at);
+        }
+        let record = *record;
+        eval::run(&et.program, &graph.lists, buf, &mut |a, slots| {
+            let spec = &et.aggregates[a as usize];
+            key.clear();
+            match &slots[spec.subject as usize] {
+                v @ (Val::Str(_) | Val::Int(_)) => v.write_display(key),
+                _ => return Val::Missing,
+            }
+            let counts = spec
+                .filter
+                .is_none_or(|f| matches!(slots[f as usize], Val::Bool(true)));
+            let value = match spec.of {
+                None => Some(&Val::Bool(true)),
+                Some(s) => match &slots[s as usize] {
+                    Val::Missing | Val::Error => None,
+                    v => Some(v),
+                },
+            };
+            let value = if counts { value } else { None };
+            let subject = state.subject_mut(key, at);
+            subject.aggregate((ti as u32) << 16 | a, spec, at, value, record)
+        });
+        hits.clear();
         let mut stats = EvalStats::default();
         for &ci in &et.control_points {
-            let cp = &self.graph.control_points[ci as usize];
-            match &buf[cp.when as usize] {
-                Val::Bool(true) => {}
-                Val::Bool(false) => continue,
+            let cp = &graph.control_points[ci as usize];
+            let holds = match &buf[cp.when as usize] {
+                Val::Bool(b) => *b,
                 Val::Missing => {
                     stats.unknown += 1;
-                    continue;
+                    false
                 }
                 _ => {
                     stats.errors += 1;
+                    false
+                }
+            };
+            if !cp.is_stateful() && !holds {
+                continue;
+            }
+            if cp.is_stateful() {
+                key.clear();
+                buf[cp.subject as usize].write_display(key);
+            }
+            if let Some(needed) = cp.hold_for {
+                let s = state.subject_mut(key, at);
+                if !s.held_for(ci, holds, at, needed, record) {
                     continue;
                 }
+            } else if !holds {
+                continue;
             }
             let tier = cp.tiers.iter().find(|t| match t.when {
                 None => true,
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),
             });
-            if let Some(t) = tier {
-                self.hits.push(Hit {
-                    control_point: ci,
-                    tier: t.tier,
-                });
+            let Some(t) = tier else { continue };
+            if let Some(period) = cp.suppress {
+                let s = state.subject_mut(key, at);
+                if !s.due(ci, t.tier, at, period, record) {
+                    stats.suppressed += 1;
+                    continue;
+                }
             }
+            hits.push(Hit {
+                control_point: ci,
+                tier: t.tier,
+            });
         }
         stats
     }
 
-    /// Builds the alert for one hit of the last event evaluated.
+    /// Builds the alert for one hit of the last event evaluated, and enters
+    /// it in the ledger (call it once per hit).
     pub fn alert(&self, hit: Hit, source: &Source, detected_at: &str) -> Alert {
         let g = &self.graph;
         let cp = &g.control_points[hit.control_point as usize];
@@ -171,14 +318,14 @@ impl Engine {
             .iter()
             .map(|(name, s)| (name.clone(), buf[*s as usize].to_json()))
             .collect();
-        Alert {
+        let alert = Alert {
             alert_id: alert_id(&self.env.event_type, &self.env.event_id, &cp.id),
             control_point: cp.id.clone(),
             domain: cp.domain.clone(),
             title: cp.title.clone(),
             tier: hit.tier,
             notify: tier.map(|t| t.notify.clone()).unwrap_or_default(),
-            action: cp.action.as_str(),
+            action: cp.action.as_str().to_owned(),
             subject,
             branch: self.env.branch.clone(),
             event_id: self.env.event_id.clone(),
@@ -190,7 +337,13 @@ impl Engine {
             message,
             evidence,
             escalated_from: None,
+        };
+        if self.record {
+            let at = self.env.occurred.map_or(0, |t| t.timestamp());
+            let escalate_at = cp.escalate_after.map(|p| at + p);
+            self.ledger.borrow_mut().raised(&alert, escalate_at);
         }
+        alert
     }
 
     /// The verdict on the last event, if its type has intercepting control points.

@@ -10,7 +10,7 @@ use levee_rules::graph::Const;
 /// computed from it. `Error` is an evaluation that evalexpr would reject at
 /// run time (integer overflow, integer division by zero). Neither fires a
 /// control point.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Val {
     #[default]
     Missing,

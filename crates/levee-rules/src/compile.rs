@@ -4,13 +4,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::diag::{did_you_mean, Diagnostic};
+use crate::graph::Aggregate;
 use crate::graph::{
     Const, ConstList, ControlPoint, EventType, FieldSpec, MessagePart, Program, RuleGraph, Slot,
     Tier, Ty, COMMON_FIELDS,
 };
 use crate::load::{read_rules_dir, RuleSources, SourceFile};
 use crate::lower::Builder;
-use crate::model::{ControlPointDef, EventTypeDef, FieldType, ListItem, RuleFile};
+use crate::model::{
+    AggregateDef, AggregateFn, ControlPointDef, EventTypeDef, FieldType, ListItem, RuleFile,
+};
 
 /// A successful compilation: the graph, and warnings worth reading.
 #[derive(Debug)]
@@ -256,6 +259,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         }
 
         let derived = builder.derived_slots();
+        let aggregates = std::mem::take(&mut builder.aggregates);
         let nodes = std::mem::take(&mut builder.nodes);
         drop(builder);
         event_types.push(EventType {
@@ -270,6 +274,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             field_index,
             derived,
             control_points: cp_indices,
+            aggregates,
         });
     }
 
@@ -341,6 +346,35 @@ fn compile_cp(
         }
     };
 
+    // Aggregates first: the conditions may read them by name.
+    b.locals.clear();
+    for (name, agg) in &cp.aggregates {
+        if b.name(name).is_ok() {
+            diags.push(error(format!(
+                "aggregate `{name}` has the name of a field or derived value"
+            )));
+            continue;
+        }
+        match compile_aggregate(name, agg, cp, default_subject, b) {
+            Ok((slot, ty)) => {
+                b.locals.insert(name.clone(), (slot, ty));
+            }
+            Err(e) => diags.push(error(format!("aggregate `{name}`: {e}"))),
+        }
+    }
+    let duration = |key: &str, v: &Option<String>, diags: &mut Vec<Diagnostic>| {
+        v.as_ref().and_then(|v| match parse_duration(v) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                diags.push(error(format!("`{key}: {v}`: {e}")));
+                None
+            }
+        })
+    };
+    let hold_for = duration("for", &cp.for_, diags);
+    let suppress = duration("suppress", &cp.suppress, diags);
+    let escalate_after = duration("escalate_after", &cp.escalate_after, diags);
+
     let when = condition(&cp.when, "`when`", b, diags);
 
     if cp.tiers.is_empty() {
@@ -406,6 +440,22 @@ fn compile_cp(
         },
     };
 
+    let stateful = !cp.aggregates.is_empty()
+        || cp.for_.is_some()
+        || cp.suppress.is_some()
+        || cp.escalate_after.is_some();
+    if stateful && subject != default_subject {
+        let key = b.slot_name(default_subject);
+        let own = b.slot_name(subject);
+        diags.push(error(format!(
+            "a stateful control point keeps its state per subject, and its subject `{own}` is not \
+             the key `{key}` that `{}` events are partitioned by: the state of one `{own}` would be \
+             split across partitions and instances. Use `subject: {key}` (or no subject), or key \
+             the event type by `{own}`",
+            cp.event_type
+        )));
+    }
+
     let message = match parse_template(&cp.message) {
         Ok(parts) => {
             let mut out = Vec::new();
@@ -456,6 +506,7 @@ fn compile_cp(
         .filter_map(|n| b.name(&n).ok().map(|(s, _)| (n, s)))
         .collect();
 
+    b.locals.clear();
     if diags.iter().filter(|d| d.is_error()).count() > before {
         return None;
     }
@@ -475,7 +526,96 @@ fn compile_cp(
         evidence,
         tags: cp.tags.clone(),
         file: f.relative.clone(),
+        hold_for,
+        suppress,
+        escalate_after,
     })
+}
+
+fn compile_aggregate(
+    name: &str,
+    agg: &AggregateDef,
+    cp: &ControlPointDef,
+    default_subject: Slot,
+    b: &mut Builder<'_>,
+) -> Result<(Slot, Ty), String> {
+    let over = parse_duration(&agg.over).map_err(|e| format!("`over: {}`: {e}", agg.over))?;
+    let subject = match &cp.subject {
+        Some(s) => b.name(s).map(|(slot, _)| slot).unwrap_or(default_subject),
+        None => default_subject,
+    };
+    let filter = match &agg.filter {
+        Some(src) => match b.expression(src)? {
+            (slot, Ty::Bool) => Some(slot),
+            (_, t) => {
+                return Err(format!(
+                    "`where: {src}` must be a condition, but it is {}",
+                    t.name()
+                ))
+            }
+        },
+        None => None,
+    };
+    let (of, ty) = match (agg.func, &agg.of) {
+        (AggregateFn::Count, None) => (None, Ty::Int),
+        (AggregateFn::Count, Some(_)) => return Err("`count` takes no `of`".to_owned()),
+        (_, None) => {
+            return Err(
+                format!("`{:?}` needs `of`: the value to aggregate", agg.func).to_lowercase(),
+            )
+        }
+        (AggregateFn::Distinct, Some(src)) => {
+            let (slot, t) = b.expression(src)?;
+            if t == Ty::Bool {
+                return Err("`distinct` counts numbers or strings".to_owned());
+            }
+            (Some(slot), Ty::Int)
+        }
+        (_, Some(src)) => {
+            let (slot, t) = b.expression(src)?;
+            if !t.is_numeric() {
+                return Err(format!(
+                    "`of: {src}` must be a number, but it is {}",
+                    t.name()
+                ));
+            }
+            (Some(slot), Ty::Float)
+        }
+    };
+    b.warnings.clear();
+    let spec = Aggregate {
+        func: agg.func,
+        of,
+        filter,
+        over,
+        subject,
+    };
+    Ok((b.aggregate(spec, ty, name), ty))
+}
+
+/// Parses `90s`, `15m`, `24h`, `30d` or `2w` into seconds.
+pub fn parse_duration(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let unit_at = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or("a duration needs a unit: s, m, h, d or w (e.g. 24h)")?;
+    let (n, unit) = s.split_at(unit_at);
+    let n: i64 = n
+        .parse()
+        .map_err(|_| "a duration starts with a whole number (e.g. 30d)".to_owned())?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
+        _ => return Err(format!("unknown unit `{unit}`: use s, m, h, d or w")),
+    };
+    if n <= 0 {
+        return Err("a duration must be positive".to_owned());
+    }
+    n.checked_mul(mult)
+        .ok_or_else(|| "duration too long".to_owned())
 }
 
 pub(crate) fn field_ty(t: FieldType) -> Ty {

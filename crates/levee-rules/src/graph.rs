@@ -154,6 +154,9 @@ pub enum Op {
     Contains(u32, Slot),
     /// Length of a string in bytes.
     Len(Slot),
+    /// A windowed aggregate: number `.0` of the event type's aggregates,
+    /// computed from the subject's state by the engine.
+    Aggregate(u32),
     StrFn(StrFn, Slot),
 }
 
@@ -162,6 +165,7 @@ impl Op {
     pub fn operands(&self) -> Vec<Slot> {
         match self {
             Op::Const(_) => vec![],
+            Op::Aggregate(_) => vec![],
             Op::Neg(a)
             | Op::Not(a)
             | Op::FloatFn(_, a)
@@ -191,6 +195,20 @@ pub struct Node {
     /// The node as an infix expression over field and derived names (for
     /// `levee graph` and messages).
     pub text: String,
+}
+
+/// A windowed aggregate of one event type, per subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Aggregate {
+    pub func: crate::model::AggregateFn,
+    /// The aggregated value (none for `count`).
+    pub of: Option<Slot>,
+    /// Only events where this holds are counted.
+    pub filter: Option<Slot>,
+    /// Window length in seconds.
+    pub over: i64,
+    /// The field whose value keys the state.
+    pub subject: Slot,
 }
 
 /// A constant list (`lists:` in rule files, or a tuple literal).
@@ -258,6 +276,8 @@ pub struct EventType {
     pub program: Program,
     /// Control points of this type, as indices into [`RuleGraph::control_points`].
     pub control_points: Vec<u32>,
+    /// Windowed aggregates that this type's programs read.
+    pub aggregates: Vec<Aggregate>,
 }
 
 impl EventType {
@@ -311,6 +331,19 @@ pub struct ControlPoint {
     pub tags: Vec<String>,
     /// The rule file it came from, relative to the rules directory.
     pub file: String,
+    /// `for:` in seconds.
+    pub hold_for: Option<i64>,
+    /// `suppress:` in seconds.
+    pub suppress: Option<i64>,
+    /// `escalate_after:` in seconds.
+    pub escalate_after: Option<i64>,
+}
+
+impl ControlPoint {
+    /// Whether the control point keeps state per subject.
+    pub fn is_stateful(&self) -> bool {
+        self.hold_for.is_some() || self.suppress.is_some() || self.escalate_after.is_some()
+    }
 }
 
 /// The whole compiled rule set: immutable, shared by every evaluator.

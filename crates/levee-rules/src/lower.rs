@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use evalexpr::{Node as ENode, Operator, Value};
 
 use crate::diag::did_you_mean;
-use crate::graph::{Arith, Cmp, Const, ConstList, FloatFn, Node, Op, Slot, StrFn, Ty};
+use crate::graph::{Aggregate, Arith, Cmp, Const, ConstList, FloatFn, Node, Op, Slot, StrFn, Ty};
 
 /// Functions levee compiles, with their evalexpr names.
 pub const FUNCTIONS: [&str; 14] = [
@@ -51,6 +51,9 @@ pub(crate) struct Builder<'a> {
     stack: Vec<String>,
     pub(crate) nodes: Vec<Node>,
     dedup: HashMap<Op, Slot>,
+    pub(crate) aggregates: Vec<Aggregate>,
+    /// Names local to the control point being compiled (its aggregates).
+    pub(crate) locals: HashMap<String, (Slot, Ty)>,
     /// Warnings for the expression being lowered; drained by the caller.
     pub(crate) warnings: Vec<String>,
 }
@@ -79,12 +82,23 @@ impl<'a> Builder<'a> {
             stack: Vec::new(),
             nodes: Vec::new(),
             dedup: HashMap::new(),
+            aggregates: Vec::new(),
+            locals: HashMap::new(),
             warnings: Vec::new(),
         }
     }
 
     pub(crate) fn derived_slots(&self) -> Vec<(String, Slot)> {
         self.derived_slots.clone()
+    }
+
+    /// The field name of a field slot (for messages).
+    pub(crate) fn slot_name(&self, slot: Slot) -> String {
+        self.field_index
+            .iter()
+            .find(|(_, s)| **s == slot)
+            .map(|(n, _)| n.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn is_field(&self, slot: Slot) -> bool {
@@ -195,7 +209,23 @@ impl<'a> Builder<'a> {
         self.identifier(name, None)
     }
 
+    /// Adds a windowed aggregate (shared with any identical one) and
+    /// returns its slot.
+    pub(crate) fn aggregate(&mut self, spec: Aggregate, ty: Ty, name: &str) -> Slot {
+        let index = match self.aggregates.iter().position(|a| *a == spec) {
+            Some(i) => i,
+            None => {
+                self.aggregates.push(spec);
+                self.aggregates.len() - 1
+            }
+        };
+        self.push(Op::Aggregate(index as u32), ty, name.to_owned())
+    }
+
     fn identifier(&mut self, id: &str, src: Option<&str>) -> Result<(Slot, Ty), String> {
+        if let Some(&found) = self.locals.get(id) {
+            return Ok(found);
+        }
         if let Some(&slot) = self.field_index.get(id) {
             return Ok((slot, self.field_types[slot as usize]));
         }
@@ -220,6 +250,7 @@ impl<'a> Builder<'a> {
             .keys()
             .chain(self.derived.keys())
             .chain(self.lists.keys())
+            .chain(self.locals.keys())
             .map(|s| s.as_str())
             .collect();
         if let Some(s) = did_you_mean(id, candidates) {

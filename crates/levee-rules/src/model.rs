@@ -132,6 +132,50 @@ pub struct ControlPointDef {
     pub message: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Windowed aggregates over this subject's recent events (the current one
+    /// included), usable by name in `when`, tier conditions and the message.
+    #[serde(default)]
+    pub aggregates: BTreeMap<String, AggregateDef>,
+    /// Fire only once the condition has held on every event of the subject
+    /// for at least this long (event time), e.g. `180d`.
+    #[serde(default, rename = "for")]
+    pub for_: Option<String>,
+    /// At most one alert per subject and tier within this period, e.g. `24h`.
+    #[serde(default)]
+    pub suppress: Option<String>,
+    /// An alert not rectified within this period is raised again one tier up.
+    #[serde(default)]
+    pub escalate_after: Option<String>,
+}
+
+/// A windowed aggregate per subject.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateDef {
+    /// `count`, `sum`, `min`, `max`, `avg` or `distinct` (count of distinct values).
+    #[serde(rename = "fn")]
+    pub func: AggregateFn,
+    /// The expression aggregated (not for `count`).
+    #[serde(default)]
+    pub of: Option<String>,
+    /// Only events for which this condition holds are counted.
+    #[serde(default, rename = "where")]
+    pub filter: Option<String>,
+    /// The window, e.g. `24h` or `30d`: events whose time is within it of the
+    /// current event's time.
+    pub over: String,
+}
+
+/// Aggregate functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregateFn {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+    Distinct,
 }
 
 /// One tier of a control point.
@@ -162,7 +206,10 @@ pub struct TestFile {
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: String,
-    /// Input events, as they would arrive on their topics.
+    /// Input events, as they would arrive on their topics, in order. Two
+    /// special steps may stand among them: `{rectify: CONTROL_POINT, event_id:
+    /// ID, status: rectified|dismissed|acknowledged}` rectifies the alert that
+    /// control point raised on that event, and `{tick: RFC3339}` lets time pass.
     pub events: Vec<serde_json::Value>,
     /// Alerts that must be raised.
     #[serde(default)]
@@ -170,6 +217,10 @@ pub struct TestCase {
     /// Control points that must not fire on any of the events.
     #[serde(default)]
     pub expect_none: Vec<String>,
+    /// How many alerts a control point must raise in all, where it matters
+    /// (suppression, escalation): `{VF-010: 1}`.
+    #[serde(default)]
+    pub expect_count: BTreeMap<String, usize>,
 }
 
 /// An alert a test case expects.
@@ -184,4 +235,7 @@ pub struct ExpectedAlert {
     pub event_id: Option<String>,
     #[serde(default)]
     pub action: Option<Action>,
+    /// Whether the alert must be an escalation of an earlier one.
+    #[serde(default)]
+    pub escalated: Option<bool>,
 }

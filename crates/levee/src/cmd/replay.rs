@@ -27,6 +27,9 @@ pub struct Args {
     /// with a `verdict` field.
     #[arg(long)]
     decisions: bool,
+    /// After the alerts, print each subject's profile (一人一档) as a JSON line.
+    #[arg(long)]
+    profiles: bool,
 }
 
 #[derive(Debug, Default)]
@@ -90,6 +93,15 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             &mut totals,
         )?;
     }
+    if args.profiles {
+        let ledger = engine.ledger();
+        let mut profiles: Vec<_> = ledger.profiles.values().collect();
+        profiles.sort_by(|a, b| a.subject.cmp(&b.subject));
+        for p in profiles {
+            serde_json::to_writer(&mut out, p)?;
+            out.write_all(b"\n")?;
+        }
+    }
     out.flush()?;
     if let Some(d) = &mut dlq {
         d.flush()?;
@@ -144,14 +156,34 @@ fn replay_one(
         if body.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
+        if let Some(r) = rectification(body) {
+            match r {
+                Ok(r) => {
+                    if !engine.rectify(&r.alert_id, r.status) {
+                        writeln!(
+                            err,
+                            "{name}:{number}: rectification of alert {} that is not open",
+                            r.alert_id
+                        )?;
+                    }
+                }
+                Err(reason) => {
+                    totals.bad += 1;
+                    writeln!(err, "{name}:{number}: bad input: {reason}")?;
+                    if let Some(d) = dlq {
+                        d.write_all(body)?;
+                        d.write_all(b"\n")?;
+                    }
+                }
+            }
+            continue;
+        }
         match engine.evaluate(body) {
             Ok(stats) => {
                 totals.events += 1;
                 totals.unknown += u64::from(stats.unknown);
                 totals.errors += u64::from(stats.errors);
-                if engine.hits().is_empty() && !decisions {
-                    continue;
-                }
+
                 let source = Source::File {
                     file: name.to_owned(),
                     line: number,
@@ -173,6 +205,12 @@ fn replay_one(
                         out.write_all(b"\n")?;
                     }
                 }
+                // Event time drives escalation of unrectified alerts.
+                for alert in engine.tick(engine.watermark(), &now) {
+                    totals.alerts[usize::from(alert.tier.min(3))] += 1;
+                    serde_json::to_writer(&mut *out, &alert)?;
+                    out.write_all(b"\n")?;
+                }
             }
             Err(bad) => {
                 totals.bad += 1;
@@ -185,4 +223,10 @@ fn replay_one(
         }
     }
     Ok(())
+}
+
+/// A rectification (`{"alert_id", "status", "by", "at"}`, no `type`), if the
+/// line is one.
+fn rectification(body: &[u8]) -> Option<Result<levee_engine::rectify::Rectification, String>> {
+    levee_engine::rectify::parse(body)
 }

@@ -103,16 +103,34 @@ fn run_case(
     let mut problems = Vec::new();
     let mut engine = Engine::new(graph.clone());
     let mut alerts: Vec<Alert> = Vec::new();
+    let detected = "1970-01-01T00:00:00.000Z";
     for (i, ev) in case.events.iter().enumerate() {
+        let step = i + 1;
+        if let Some(cp_id) = ev.get("rectify").and_then(|v| v.as_str()) {
+            match rectify_step(graph, &mut engine, cp_id, ev) {
+                Ok(()) => {}
+                Err(e) => problems.push(format!("step {step}: {e}")),
+            }
+            continue;
+        }
+        if let Some(t) = ev.get("tick") {
+            match t.as_str().map(chrono::DateTime::parse_from_rfc3339) {
+                Some(Ok(at)) => alerts.extend(engine.tick(at.timestamp(), detected)),
+                _ => problems.push(format!("step {step}: `tick` needs an RFC 3339 time")),
+            }
+            continue;
+        }
         let bytes = serde_json::to_vec(ev).unwrap_or_default();
         let source = Source::File {
             file: file.to_owned(),
-            line: i as u64 + 1,
+            line: step as u64,
         };
-        match engine.process(&bytes, &source, "1970-01-01T00:00:00.000Z") {
+        match engine.process(&bytes, &source, detected) {
             Ok(p) => alerts.extend(p.alerts),
-            Err(bad) => problems.push(format!("event {} is bad input: {bad}", i + 1)),
+            Err(bad) => problems.push(format!("event {step} is bad input: {bad}")),
         }
+        let wm = engine.watermark();
+        alerts.extend(engine.tick(wm, detected));
     }
     for e in &case.expect {
         if !graph.control_points.iter().any(|c| c.id == e.control_point) {
@@ -138,10 +156,51 @@ fn run_case(
             ));
         }
     }
+    for (id, want) in &case.expect_count {
+        let got = alerts.iter().filter(|a| &a.control_point == id).count();
+        if got != *want {
+            problems.push(format!(
+                "expected {id} to raise {want} alert(s), it raised {got}"
+            ));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems)
+    }
+}
+
+/// `{rectify: CP, event_id: ID, status: rectified|dismissed|acknowledged}`.
+fn rectify_step(
+    graph: &RuleGraph,
+    engine: &mut Engine,
+    cp_id: &str,
+    step: &serde_json::Value,
+) -> Result<(), String> {
+    let cp = graph
+        .control_points
+        .iter()
+        .find(|c| c.id == cp_id)
+        .ok_or_else(|| format!("rectify names unknown control point {cp_id}"))?;
+    let event_id = step
+        .get("event_id")
+        .and_then(|v| v.as_str())
+        .ok_or("rectify needs the `event_id` of the alerted event")?;
+    let status: levee_engine::Status = serde_json::from_value(
+        step.get("status")
+            .cloned()
+            .unwrap_or_else(|| "rectified".into()),
+    )
+    .map_err(|e| format!("rectify `status`: {e}"))?;
+    let event_type = &graph.event_types[cp.event_type as usize].name;
+    let id = levee_engine::alert_id(event_type, event_id, cp_id);
+    if engine.rectify(&id, status) {
+        Ok(())
+    } else {
+        Err(format!(
+            "no open alert of {cp_id} on event {event_id} to rectify"
+        ))
     }
 }
 
@@ -151,6 +210,7 @@ fn matches(a: &Alert, e: &ExpectedAlert) -> bool {
         && e.subject.as_ref().is_none_or(|s| &a.subject == s)
         && e.event_id.as_ref().is_none_or(|s| &a.event_id == s)
         && e.action.is_none_or(|x| a.action == x.as_str())
+        && e.escalated.is_none_or(|x| a.escalated_from.is_some() == x)
 }
 
 fn describe(e: &ExpectedAlert) -> String {
@@ -163,6 +223,9 @@ fn describe(e: &ExpectedAlert) -> String {
     }
     if let Some(x) = e.action {
         s.push_str(&format!(" with action {}", x.as_str()));
+    }
+    if e.escalated == Some(true) {
+        s.push_str(" (escalated)");
     }
     s
 }

@@ -1,0 +1,384 @@
+//! Per-subject state of stateful control points, in event time.
+//!
+//! - windows of windowed aggregates (`aggregates:`),
+//! - since when a `for:` condition has held,
+//! - when each tier last alerted (`suppress:`),
+//! - the alert ledger: open alerts awaiting rectification or escalation
+//!   (`escalate_after:`), and the subject profiles (一人一档).
+//!
+//! Everything is keyed by the subject's value as a string; the caller keeps
+//! one `State` per Kafka partition, so a partition's subjects move with it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use levee_rules::graph::Aggregate;
+use levee_rules::model::AggregateFn;
+use serde::{Deserialize, Serialize};
+
+use crate::alert::Alert;
+use crate::value::Val;
+
+/// One subject's event-time state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SubjectState {
+    /// Event time of the subject's latest event.
+    pub last_seen: i64,
+    /// (event type << 16 | aggregate) → window entries (time, value).
+    pub windows: Vec<(u32, VecDeque<(i64, Val)>)>,
+    /// (control point) → since when its condition has held.
+    pub holds: Vec<(u32, i64)>,
+    /// (control point, tier) → when it last alerted.
+    pub last_alert: Vec<(u32, u8, i64)>,
+}
+
+/// All per-subject state of one partition (or of one replay).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub subjects: HashMap<Box<str>, SubjectState>,
+    /// The highest event time seen.
+    pub watermark: i64,
+}
+
+impl State {
+    pub fn subject_mut(&mut self, key: &str, at: i64) -> &mut SubjectState {
+        if !self.subjects.contains_key(key) {
+            self.subjects.insert(key.into(), SubjectState::default());
+        }
+        let s = self.subjects.get_mut(key).unwrap_or_else(|| unreachable!());
+        s.last_seen = s.last_seen.max(at);
+        s
+    }
+
+    /// Forgets subjects not seen for `ttl` seconds of event time.
+    pub fn expire(&mut self, ttl: i64) -> usize {
+        let cutoff = self.watermark.saturating_sub(ttl);
+        let before = self.subjects.len();
+        self.subjects.retain(|_, s| s.last_seen >= cutoff);
+        before - self.subjects.len()
+    }
+}
+
+impl SubjectState {
+    /// Adds the current event to aggregate `key`'s window (when it counts)
+    /// and returns the aggregate over the window ending at `at`.
+    pub fn aggregate(
+        &mut self,
+        key: u32,
+        spec: &Aggregate,
+        at: i64,
+        value: Option<&Val>,
+        record: bool,
+    ) -> Val {
+        let pos = match self.windows.iter().position(|(k, _)| *k == key) {
+            Some(p) => p,
+            None => {
+                self.windows.push((key, VecDeque::new()));
+                self.windows.len() - 1
+            }
+        };
+        let window = &mut self.windows[pos].1;
+        let current = value.map(|v| (at, v.clone()));
+        if record {
+            if let Some(entry) = current.clone() {
+                // Keep the window ordered by event time, late events included.
+                let idx = window
+                    .iter()
+                    .rposition(|(t, _)| *t <= at)
+                    .map_or(0, |i| i + 1);
+                window.insert(idx, entry);
+            }
+            let newest = window.back().map_or(at, |(t, _)| *t);
+            while window
+                .front()
+                .is_some_and(|(t, _)| *t <= newest - spec.over)
+            {
+                window.pop_front();
+            }
+        }
+        let in_window = |t: i64| t > at - spec.over && t <= at;
+        let mut entries: Vec<&Val> = window
+            .iter()
+            .filter(|(t, _)| in_window(*t))
+            .map(|(_, v)| v)
+            .collect();
+        if !record {
+            if let Some((_, v)) = &current {
+                entries.push(v);
+            }
+        }
+        fold(spec.func, &entries)
+    }
+
+    /// `for:`: whether the condition has held long enough, updating when it
+    /// started to hold.
+    pub fn held_for(&mut self, cp: u32, holds: bool, at: i64, needed: i64, record: bool) -> bool {
+        let pos = self.holds.iter().position(|(c, _)| *c == cp);
+        if !holds {
+            if record {
+                if let Some(p) = pos {
+                    self.holds.swap_remove(p);
+                }
+            }
+            return false;
+        }
+        let since = match pos {
+            Some(p) => self.holds[p].1.min(at),
+            None => at,
+        };
+        if record {
+            match pos {
+                Some(p) => self.holds[p].1 = since,
+                None => self.holds.push((cp, since)),
+            }
+        }
+        at - since >= needed
+    }
+
+    /// `suppress:`: whether an alert of this tier is due, recording it if so.
+    pub fn due(&mut self, cp: u32, tier: u8, at: i64, period: i64, record: bool) -> bool {
+        let pos = self
+            .last_alert
+            .iter()
+            .position(|(c, t, _)| *c == cp && *t == tier);
+        if let Some(p) = pos {
+            let last = self.last_alert[p].2;
+            if at >= last && at - last < period {
+                return false;
+            }
+        }
+        if record {
+            match pos {
+                Some(p) => self.last_alert[p].2 = at,
+                None => self.last_alert.push((cp, tier, at)),
+            }
+        }
+        true
+    }
+}
+
+fn fold(func: AggregateFn, entries: &[&Val]) -> Val {
+    match func {
+        AggregateFn::Count => Val::Int(entries.len() as i64),
+        AggregateFn::Distinct => {
+            let mut seen: Vec<&Val> = Vec::with_capacity(entries.len());
+            for v in entries {
+                if !seen.contains(v) {
+                    seen.push(v);
+                }
+            }
+            Val::Int(seen.len() as i64)
+        }
+        _ => {
+            let nums = entries.iter().filter_map(|v| v.as_number());
+            let (mut n, mut sum, mut min, mut max) =
+                (0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+            for x in nums {
+                n += 1;
+                sum += x;
+                min = min.min(x);
+                max = max.max(x);
+            }
+            match func {
+                AggregateFn::Sum => Val::Float(sum),
+                _ if n == 0 => Val::Missing,
+                AggregateFn::Min => Val::Float(min),
+                AggregateFn::Max => Val::Float(max),
+                _ => Val::Float(sum / n as f64),
+            }
+        }
+    }
+}
+
+/// What happened to an alert, from `events.rectification`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Acknowledged,
+    Rectified,
+    Dismissed,
+}
+
+/// One open alert in the ledger.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenAlert {
+    pub subject: String,
+    pub tier: u8,
+    /// The alert as last raised, kept only where it may escalate.
+    pub alert: Option<Alert>,
+    /// Every id in its escalation chain, the first one first.
+    pub chain: Vec<String>,
+    /// Event time (seconds) at which it escalates, if it does.
+    pub escalate_at: Option<i64>,
+    pub acknowledged: bool,
+}
+
+/// A subject's alert history (一人一档).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub subject: String,
+    /// Alerts raised, escalations included.
+    pub alerts: u64,
+    pub open: u64,
+    pub rectified: u64,
+    pub dismissed: u64,
+    pub escalated: u64,
+    /// Open alerts by their current tier (1, 2, 3).
+    pub open_by_tier: [u64; 3],
+    /// Alerts raised by tier (1, 2, 3).
+    pub by_tier: [u64; 3],
+    pub by_control_point: BTreeMap<String, u64>,
+    pub last_alert_at: Option<String>,
+    /// `1 × open tier-1 + 3 × open tier-2 + 9 × open tier-3 + 0.1 × alerts raised`.
+    pub risk_score: f64,
+}
+
+impl Profile {
+    fn rescore(&mut self) {
+        let [a, b, c] = self.open_by_tier;
+        self.risk_score = (a + 3 * b + 9 * c) as f64 + 0.1 * self.alerts as f64;
+        self.risk_score = (self.risk_score * 10.0).round() / 10.0;
+    }
+}
+
+/// Open alerts and profiles.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Ledger {
+    pub open: BTreeMap<String, OpenAlert>,
+    pub profiles: HashMap<String, Profile>,
+    /// (escalation time, open alert key), earliest first.
+    pub due: std::collections::BTreeSet<(i64, String)>,
+}
+
+fn tier_index(t: u8) -> usize {
+    usize::from(t.clamp(1, 3) - 1)
+}
+
+impl Ledger {
+    /// Records a newly raised alert.
+    pub fn raised(&mut self, alert: &Alert, escalate_at: Option<i64>) {
+        let p = self.profile(&alert.subject);
+        p.alerts += 1;
+        p.open += 1;
+        p.open_by_tier[tier_index(alert.tier)] += 1;
+        p.by_tier[tier_index(alert.tier)] += 1;
+        *p.by_control_point
+            .entry(alert.control_point.clone())
+            .or_default() += 1;
+        p.last_alert_at = Some(alert.detected_at.clone());
+        p.rescore();
+        if let Some(t) = escalate_at {
+            self.due.insert((t, alert.alert_id.clone()));
+        }
+        self.open.insert(
+            alert.alert_id.clone(),
+            OpenAlert {
+                subject: alert.subject.clone(),
+                tier: alert.tier,
+                alert: escalate_at.map(|_| alert.clone()),
+                chain: vec![alert.alert_id.clone()],
+                escalate_at,
+                acknowledged: false,
+            },
+        );
+    }
+
+    fn profile(&mut self, subject: &str) -> &mut Profile {
+        self.profiles
+            .entry(subject.to_owned())
+            .or_insert_with(|| Profile {
+                subject: subject.to_owned(),
+                ..Profile::default()
+            })
+    }
+
+    /// Applies a rectification; returns false for an alert not open.
+    pub fn rectify(&mut self, alert_id: &str, status: Status) -> bool {
+        let key = self
+            .open
+            .iter()
+            .find(|(_, o)| o.chain.iter().any(|c| c == alert_id))
+            .map(|(k, _)| k.clone());
+        let Some(key) = key else { return false };
+        if status == Status::Acknowledged {
+            if let Some(o) = self.open.get_mut(&key) {
+                o.acknowledged = true;
+            }
+            return true;
+        }
+        let Some(o) = self.open.remove(&key) else {
+            return false;
+        };
+        if let Some(t) = o.escalate_at {
+            self.due.remove(&(t, key.clone()));
+        }
+        let p = self.profile(&o.subject);
+        p.open = p.open.saturating_sub(1);
+        let t = tier_index(o.tier);
+        p.open_by_tier[t] = p.open_by_tier[t].saturating_sub(1);
+        match status {
+            Status::Rectified => p.rectified += 1,
+            _ => p.dismissed += 1,
+        }
+        p.rescore();
+        true
+    }
+
+    /// Escalates every open alert due by `now`: raised again one tier up,
+    /// with `escalated_from` naming the alert it replaces.
+    pub fn escalate(
+        &mut self,
+        now: i64,
+        detected_at: &str,
+        notify: impl Fn(&Alert, u8) -> (String, Option<i64>),
+    ) -> Vec<Alert> {
+        let mut due = Vec::new();
+        while let Some(first) = self.due.first() {
+            if first.0 > now {
+                break;
+            }
+            if let Some((_, key)) = self.due.pop_first() {
+                due.push(key);
+            }
+        }
+        let mut out = Vec::new();
+        for key in due {
+            let Some(mut o) = self.open.remove(&key) else {
+                continue;
+            };
+            let Some(old) = o.alert.clone().filter(|a| a.tier < 3) else {
+                self.open.insert(key, o);
+                continue;
+            };
+            let tier = old.tier + 1;
+            let (role, period) = notify(&old, tier);
+            let mut next = old.clone();
+            next.tier = tier;
+            next.notify = role;
+            next.alert_id = crate::alert::alert_id(&old.alert_id, "escalated", &tier.to_string());
+            next.escalated_from = Some(old.alert_id.clone());
+            next.detected_at = detected_at.to_owned();
+            let p = self.profile(&old.subject);
+            p.alerts += 1;
+            p.escalated += 1;
+            p.open_by_tier[tier_index(old.tier)] =
+                p.open_by_tier[tier_index(old.tier)].saturating_sub(1);
+            p.open_by_tier[tier_index(tier)] += 1;
+            p.by_tier[tier_index(tier)] += 1;
+            p.last_alert_at = Some(detected_at.to_owned());
+            p.rescore();
+            o.chain.push(next.alert_id.clone());
+            o.escalate_at = match (period, tier < 3) {
+                (Some(p), true) => Some(now + p),
+                _ => None,
+            };
+            o.alert = Some(next.clone());
+            o.tier = tier;
+            if let Some(t) = o.escalate_at {
+                self.due.insert((t, next.alert_id.clone()));
+            }
+            self.open.insert(next.alert_id.clone(), o);
+            out.push(next);
+        }
+        out
+    }
+}
