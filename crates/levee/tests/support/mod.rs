@@ -1,0 +1,409 @@
+//! Shared set-up of the Kafka tests: fresh topics per test, a settings file,
+//! the real `levee` binary as a child process, and reading the outputs back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    dead_code,
+    missing_debug_implementations
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use levee_testkit::{shared_broker, unique_topic_prefix, KafkaBroker, ReceivedMessage, Record};
+use serde_json::Value;
+
+pub const LEVEE: &str = env!("CARGO_BIN_EXE_levee");
+pub const WAIT: Duration = Duration::from_secs(90);
+pub const STREAMS: [&str; 4] = [
+    "vehicle_fuel",
+    "billing_arrears",
+    "procurement",
+    "marketing",
+];
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// One test's world: its topics, group, settings file and scratch directory.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub prefix: String,
+    pub group: String,
+    pub rules: PathBuf,
+    /// stream name (`vehicle_fuel`) → input topic.
+    pub inputs: BTreeMap<String, String>,
+    pub tiers: [String; 3],
+    pub decisions: String,
+    pub dlq: String,
+    /// event type → stream name, from the compiled rules.
+    pub stream_of: HashMap<String, String>,
+}
+
+impl Setup {
+    pub async fn new(name: &str) -> Setup {
+        Setup::with(name, None).await
+    }
+
+    /// `rules`: a rules directory to use instead of the workspace's.
+    pub async fn with(name: &str, rules: Option<PathBuf>) -> Setup {
+        let broker = broker();
+        let prefix = unique_topic_prefix(name);
+        let inputs: BTreeMap<String, String> = STREAMS
+            .iter()
+            .map(|s| ((*s).to_owned(), format!("{prefix}.events.{s}")))
+            .collect();
+        let tiers = [1, 2, 3].map(|t| format!("{prefix}.alerts.tier{t}"));
+        let decisions = format!("{prefix}.decisions");
+        let dlq = format!("{prefix}.events.dlq");
+        let mut topics: Vec<(&str, i32)> = inputs.values().map(|t| (t.as_str(), 3)).collect();
+        topics.extend(tiers.iter().map(|t| (t.as_str(), 1)));
+        topics.push((&decisions, 1));
+        topics.push((&dlq, 1));
+        broker.create_topics(&topics).await.unwrap();
+
+        let rules = rules.unwrap_or_else(|| workspace().join("rules"));
+        let compiled = levee_rules::compile_dir(&rules).unwrap_or_else(|d| {
+            panic!("rules do not compile: {d:?}");
+        });
+        let stream_of = compiled
+            .graph
+            .event_types
+            .iter()
+            .map(|t| {
+                let stream = t.stream.trim_start_matches("events.").to_owned();
+                (t.name.clone(), stream)
+            })
+            .collect();
+        Setup {
+            dir: tempfile::tempdir().unwrap(),
+            group: format!("{prefix}.group"),
+            prefix,
+            rules,
+            inputs,
+            tiers,
+            decisions,
+            dlq,
+            stream_of,
+        }
+    }
+
+    /// Writes the settings file for `delivery`, with `extra` TOML appended
+    /// to the top level.
+    pub fn config(&self, delivery: &str, reload_secs: u64) -> PathBuf {
+        let inputs: Vec<String> = self.inputs.values().map(|t| format!("{t:?}")).collect();
+        let text = format!(
+            r#"delivery = "{delivery}"
+
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+commit_interval_ms = 200
+
+[kafka.consumer]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+"fetch.wait.max.ms" = 100
+
+[kafka.producer]
+"linger.ms" = 5
+
+[topics]
+inputs = [{inputs}]
+tier1 = "{t1}"
+tier2 = "{t2}"
+tier3 = "{t3}"
+decisions = "{decisions}"
+dlq = "{dlq}"
+
+[rules]
+dir = "{rules}"
+reload_interval_secs = {reload_secs}
+
+[log]
+format = "text"
+level = "info,levee::kafka=warn"
+"#,
+            brokers = broker().bootstrap_servers(),
+            group = self.group,
+            inputs = inputs.join(", "),
+            t1 = self.tiers[0],
+            t2 = self.tiers[1],
+            t3 = self.tiers[2],
+            decisions = self.decisions,
+            dlq = self.dlq,
+            rules = self.rules.display(),
+        );
+        let path = self.dir.path().join(format!("levee-{delivery}.toml"));
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts `levee run` with this settings file as instance `instance`.
+    pub fn spawn(&self, config: &Path, instance: &str) -> Levee {
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        let run = RUNS.fetch_add(1, Ordering::Relaxed);
+        let log = self.dir.path().join(format!("levee-{instance}-{run}.log"));
+        let child = Command::new(LEVEE)
+            .args(["run", "--config"])
+            .arg(config)
+            .args(["--instance-id", instance])
+            .current_dir(workspace())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Levee { child, log }
+    }
+
+    /// The input topic of an event (by its `type`).
+    pub fn topic_of(&self, event: &[u8]) -> String {
+        let v: Value = serde_json::from_slice(event).unwrap();
+        let ty = v["type"].as_str().unwrap();
+        let stream = &self.stream_of[ty];
+        self.inputs[stream].clone()
+    }
+
+    /// Produces good events (JSON lines) to their topics, keyed by event id.
+    pub async fn produce_events(&self, lines: &[String]) {
+        let mut by_topic: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        for line in lines {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let key = v["event_id"].as_str().unwrap().to_owned();
+            by_topic
+                .entry(self.topic_of(line.as_bytes()))
+                .or_default()
+                .push(Record::new(line.as_bytes().to_vec()).key(key));
+        }
+        for (topic, records) in by_topic {
+            broker().produce(&topic, records).await.unwrap();
+        }
+    }
+
+    /// Every committed record of the three tier topics, parsed.
+    pub async fn alerts(&self) -> Vec<Value> {
+        let mut out = Vec::new();
+        for t in &self.tiers {
+            for m in broker().consume_all(t, WAIT).await.unwrap() {
+                out.push(serde_json::from_slice(m.payload.as_deref().unwrap()).unwrap());
+            }
+        }
+        out
+    }
+
+    /// Polls the tier topics until every alert of `expected` is there.
+    pub async fn wait_for_alerts(&self, expected: &AlertSet) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let got = self.alerts().await;
+            let keys = alert_keys(&got);
+            let missing: Vec<_> = expected.keys().filter(|k| !keys.contains_key(*k)).collect();
+            if missing.is_empty() {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} expected alerts missing after {WAIT:?}, e.g. {:?}",
+                missing.len(),
+                expected.len(),
+                missing.iter().take(3).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    pub async fn dlq(&self) -> Vec<ReceivedMessage> {
+        broker().consume_all(&self.dlq, WAIT).await.unwrap()
+    }
+}
+
+pub fn broker() -> &'static KafkaBroker {
+    shared_broker()
+}
+
+/// A running `levee run` child process.
+pub struct Levee {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Levee {
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` `times` times.
+    pub async fn wait_log(&mut self, needle: &str, times: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if self.log_text().matches(needle).count() >= times {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "levee exited ({status}) before logging {needle:?}:\n{}",
+                    self.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log after {WAIT:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the group gave this instance a non-empty assignment.
+    pub async fn wait_assigned(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let assigned = self
+                .log_text()
+                .lines()
+                .any(|l| l.contains("partitions assigned") && !l.contains("partitions=none"));
+            if assigned {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never assigned partitions:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{sig}"), self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// SIGTERM, then the exit status (bounded wait).
+    pub async fn terminate(mut self) -> (ExitStatus, String) {
+        self.signal("TERM");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log_text());
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("levee did not exit after SIGTERM:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Levee {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// (alert_id, tier) → the alert.
+pub type AlertSet = BTreeMap<(String, u64), Value>;
+
+pub fn alert_keys(alerts: &[Value]) -> AlertSet {
+    alerts
+        .iter()
+        .map(|a| {
+            (
+                (
+                    a["alert_id"].as_str().unwrap().to_owned(),
+                    a["tier"].as_u64().unwrap(),
+                ),
+                a.clone(),
+            )
+        })
+        .collect()
+}
+
+/// What `levee replay` gives for these events: the expected alerts.
+pub fn replay(setup: &Setup, lines: &[String]) -> AlertSet {
+    static REPLAYS: AtomicUsize = AtomicUsize::new(0);
+    let n = REPLAYS.fetch_add(1, Ordering::Relaxed);
+    let file = setup.dir.path().join(format!("replay-{n}.jsonl"));
+    fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(LEVEE)
+        .arg("--rules")
+        .arg(&setup.rules)
+        .args(["replay", "--now", "2026-01-01T00:00:00Z"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    alert_keys(&alerts)
+}
+
+/// The lines of examples/events.jsonl, split into good and bad ones by the engine.
+pub fn example_events() -> (Vec<String>, Vec<String>) {
+    let graph = levee_rules::compile_dir(&workspace().join("rules"))
+        .unwrap()
+        .graph;
+    let mut engine = levee_engine::Engine::new(std::sync::Arc::new(graph));
+    fs::read_to_string(workspace().join("examples/events.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .partition(|l| engine.evaluate(l.as_bytes()).is_ok())
+}
+
+/// Generated trips and arrears snapshots, `n` of each, ids tagged with `tag`;
+/// about a third of them breach VF-001 or BA-001.
+pub fn generated_events(tag: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        let fuel = 8.0 + (i % 9) as f64; // standard 10 per 100 km over 100 km
+        out.push(format!(
+            r#"{{"event_id":"trip-{tag}-{i}","type":"trip","occurred_at":"2026-11-02T09:15:00+08:00","branch":"wuhan","vehicle_id":"V-{tag}-{v}","driver_id":"D-{i}","distance_km":100,"fuel_used_l":{fuel},"standard_l_per_100km":10}}"#,
+            v = i % 7
+        ));
+        let arrears = 60_000 + (i % 5) * 15_000;
+        let months = 3 + i % 6;
+        out.push(format!(
+            r#"{{"event_id":"arrears-{tag}-{i}","type":"arrears_snapshot","occurred_at":"2026-10-31T23:00:00Z","branch":"wuhan","group_customer_id":"GC-{tag}-{i}","customer_manager_id":"CM-{m}","arrears_cny":{arrears},"overdue_months":{months}}}"#,
+            m = i % 4
+        ));
+    }
+    out
+}
+
+/// Fails if any alert id appears more than once.
+pub fn assert_no_duplicates(alerts: &[Value]) {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for a in alerts {
+        *seen.entry(a["alert_id"].as_str().unwrap()).or_default() += 1;
+    }
+    let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "duplicate alerts: {dups:?}");
+}
