@@ -9,7 +9,9 @@ use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 use levee_rules::graph::EventType;
 use levee_rules::model::FieldType;
 use levee_rules::RuleGraph;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use crate::value::Val;
 
@@ -79,15 +81,137 @@ pub struct Envelope {
     pub branch: String,
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// One JSON value as the decoder needs it: scalars (strings borrowed where
+/// the input has no escapes), containers only by their kind.
+enum Json<'a> {
+    Null,
+    Bool(bool),
+    Num(serde_json::Number),
+    Str(Cow<'a, str>),
+    Array,
+    Object,
+}
+
+impl Json<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Num(_) => "a number",
+            Json::Str(_) => "a string",
+            Json::Array => "an array",
+            Json::Object => "an object",
+        }
     }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Num(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Num(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
+        serde_json::Number::from_f64(v)
+            .map(Json::Num)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Json::Array)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Json::Object)
+    }
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+/// A whole message: an object's entries in order, or the kind of non-object.
+enum Top<'a> {
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+    Other(&'static str),
+}
+
+struct TopVisitor;
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Top<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
+        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+            let v: Json<'de> = map.next_value()?;
+            entries.push((k, v));
+        }
+        Ok(Top::Object(entries))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top<'de>, A::Error> {
+        JsonVisitor.visit_seq(seq).map(|j| Top::Other(j.kind()))
+    }
+    fn visit_unit<E>(self) -> Result<Top<'de>, E> {
+        Ok(Top::Other("null"))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a boolean"))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a number"))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
+        Ok(Top::Other("a string"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TopVisitor)
+    }
+}
+
+fn get<'e, 'a>(entries: &'e [(Cow<'a, str>, Json<'a>)], name: &str) -> Option<&'e Json<'a>> {
+    // The last occurrence wins, as in serde_json's own maps.
+    entries.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
 /// Parses `bytes` as an event of one of `graph`'s types and writes its
@@ -98,17 +222,20 @@ pub fn decode<'b>(
     env: &mut Envelope,
     buffer_for: impl FnOnce(u32) -> &'b mut [Val],
 ) -> Result<(), BadInput> {
-    let value: Value = serde_json::from_slice(bytes)
+    let top: Top = serde_json::from_slice(bytes)
         .map_err(|e| BadInput::new(BadKind::NotJson, format!("not valid JSON: {e}")))?;
-    let Value::Object(obj) = value else {
-        return Err(BadInput::new(
-            BadKind::NotObject,
-            format!("an event must be a JSON object, found {}", kind_of(&value)),
-        ));
+    let entries = match top {
+        Top::Object(e) => e,
+        Top::Other(kind) => {
+            return Err(BadInput::new(
+                BadKind::NotObject,
+                format!("an event must be a JSON object, found {kind}"),
+            ))
+        }
     };
-    let type_name = match obj.get("type") {
-        Some(Value::String(s)) => s.as_str(),
-        None | Some(Value::Null) => {
+    let type_name = match get(&entries, "type") {
+        Some(Json::Str(s)) => s.as_ref(),
+        None | Some(Json::Null) => {
             return Err(BadInput::new(
                 BadKind::MissingField,
                 "missing required field `type`",
@@ -117,7 +244,7 @@ pub fn decode<'b>(
         Some(v) => {
             return Err(BadInput::new(
                 BadKind::WrongType,
-                format!("field `type` must be a string, found {}", kind_of(v)),
+                format!("field `type` must be a string, found {}", v.kind()),
             ))
         }
     };
@@ -128,46 +255,44 @@ pub fn decode<'b>(
         ));
     };
     let slots = buffer_for(ti);
-    fill(et, &obj, slots, env)?;
+    fill(et, &entries, slots, env)?;
     env.type_index = ti;
     env.event_type.clear();
     env.event_type.push_str(type_name);
     Ok(())
 }
 
-fn required_str<'a>(
+fn required_str<'e>(
     et: &EventType,
-    obj: &'a Map<String, Value>,
+    entries: &'e [(Cow<'_, str>, Json<'_>)],
     name: &str,
-) -> Result<&'a str, BadInput> {
-    match obj.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(BadInput::new(
+) -> Result<&'e str, BadInput> {
+    match get(entries, name) {
+        Some(Json::Str(s)) => Ok(s),
+        None | Some(Json::Null) => Err(BadInput::new(
             BadKind::MissingField,
             format!("missing required field `{name}` ({})", et.name),
         )),
         Some(v) => Err(BadInput::new(
             BadKind::WrongType,
-            format!("field `{name}` must be a string, found {}", kind_of(v)),
+            format!("field `{name}` must be a string, found {}", v.kind()),
         )),
     }
 }
 
 fn fill(
     et: &EventType,
-    obj: &Map<String, Value>,
+    entries: &[(Cow<'_, str>, Json<'_>)],
     slots: &mut [Val],
     env: &mut Envelope,
 ) -> Result<(), BadInput> {
-    let event_id = required_str(et, obj, "event_id")?;
-    let branch = required_str(et, obj, "branch")?;
-    let occurred_at = required_str(et, obj, "occurred_at")?;
+    let event_id = required_str(et, entries, "event_id")?;
+    let branch = required_str(et, entries, "branch")?;
+    let occurred_at = required_str(et, entries, "occurred_at")?;
     let occurred = DateTime::parse_from_rfc3339(occurred_at).map_err(|e| {
         BadInput::new(
             BadKind::WrongType,
-            format!(
-                "field `occurred_at` must be an RFC 3339 timestamp, found {occurred_at:?} ({e})"
-            ),
+            format!("field `occurred_at` must be an RFC 3339 timestamp, found {occurred_at:?} ({e})"),
         )
     })?;
     slots[0].set_str(event_id);
@@ -181,8 +306,8 @@ fn fill(
             continue;
         }
         let slot = &mut slots[i];
-        let v = match obj.get(&f.name) {
-            None | Some(Value::Null) => {
+        let v = match get(entries, &f.name) {
+            None | Some(Json::Null) => {
                 if f.required {
                     return Err(BadInput::new(
                         BadKind::MissingField,
@@ -197,56 +322,46 @@ fn fill(
         let wrong = |want: &str| {
             BadInput::new(
                 BadKind::WrongType,
-                format!("field `{}` must be {want}, found {}", f.name, kind_of(v)),
+                format!("field `{}` must be {want}, found {}", f.name, v.kind()),
             )
         };
-        match f.ty {
-            FieldType::Number => match v.as_f64() {
-                Some(n) => *slot = Val::Float(n),
+        match (f.ty, v) {
+            (FieldType::Number, Json::Num(n)) => match n.as_f64() {
+                Some(x) => *slot = Val::Float(x),
                 None => return Err(wrong("a number")),
             },
-            FieldType::Integer => match v {
-                Value::Number(n) => {
-                    if let Some(i) = n.as_i64() {
-                        *slot = Val::Int(i);
-                    } else {
-                        let whole = n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15);
-                        match whole {
-                            Some(x) => *slot = Val::Int(x as i64),
-                            None => {
-                                return Err(BadInput::new(
-                                    BadKind::WrongType,
-                                    format!("field `{}` must be a whole number, found {n}", f.name),
-                                ))
-                            }
+            (FieldType::Number, _) => return Err(wrong("a number")),
+            (FieldType::Integer, Json::Num(n)) => {
+                if let Some(i) = n.as_i64() {
+                    *slot = Val::Int(i);
+                } else {
+                    let whole = n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15);
+                    match whole {
+                        Some(x) => *slot = Val::Int(x as i64),
+                        None => {
+                            return Err(BadInput::new(
+                                BadKind::WrongType,
+                                format!("field `{}` must be a whole number, found {n}", f.name),
+                            ))
                         }
                     }
                 }
-                _ => return Err(wrong("a whole number")),
+            }
+            (FieldType::Integer, _) => return Err(wrong("a whole number")),
+            (FieldType::String, Json::Str(s)) => slot.set_str(s),
+            (FieldType::String, _) => return Err(wrong("a string")),
+            (FieldType::Boolean, Json::Bool(b)) => *slot = Val::Bool(*b),
+            (FieldType::Boolean, _) => return Err(wrong("true or false")),
+            (FieldType::Timestamp, Json::Str(s)) => match DateTime::parse_from_rfc3339(s) {
+                Ok(t) => *slot = Val::Int(t.timestamp()),
+                Err(_) => {
+                    return Err(BadInput::new(
+                        BadKind::WrongType,
+                        format!("field `{}` must be an RFC 3339 timestamp, found {s:?}", f.name),
+                    ))
+                }
             },
-            FieldType::String => match v {
-                Value::String(s) => slot.set_str(s),
-                _ => return Err(wrong("a string")),
-            },
-            FieldType::Boolean => match v {
-                Value::Bool(b) => *slot = Val::Bool(*b),
-                _ => return Err(wrong("true or false")),
-            },
-            FieldType::Timestamp => match v {
-                Value::String(s) => match DateTime::parse_from_rfc3339(s) {
-                    Ok(t) => *slot = Val::Int(t.timestamp()),
-                    Err(_) => {
-                        return Err(BadInput::new(
-                            BadKind::WrongType,
-                            format!(
-                                "field `{}` must be an RFC 3339 timestamp, found {s:?}",
-                                f.name
-                            ),
-                        ))
-                    }
-                },
-                _ => return Err(wrong("an RFC 3339 timestamp string")),
-            },
+            (FieldType::Timestamp, _) => return Err(wrong("an RFC 3339 timestamp string")),
         }
     }
     for (dst, src) in [

@@ -203,11 +203,19 @@ fn replay_reports_every_bad_line_and_dlq_holds_exactly_them() {
     ]);
     assert!(out.status.success(), "bad lines do not fail the run");
     let a = alerts(&out);
-    assert_eq!(a.len(), 2, "{a:?}");
-    assert_eq!(a[0]["control_point"], "VF-001");
-    assert_eq!(a[0]["source"]["line"], 1);
-    assert_eq!(a[1]["control_point"], "BA-001");
-    assert_eq!(a[1]["source"]["line"], 5);
+    let from_line = |cp: &str| {
+        a.iter()
+            .filter(|x| x["control_point"] == cp)
+            .map(|x| x["source"]["line"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(from_line("VF-001"), [1]);
+    assert_eq!(from_line("BA-001"), [5]);
+    assert!(
+        a.iter()
+            .all(|x| [1, 5].contains(&x["source"]["line"].as_u64().unwrap())),
+        "only the good lines raise alerts"
+    );
     let stderr = text(&out.stderr);
     let name = input.to_str().unwrap();
     for (line, reason) in [
