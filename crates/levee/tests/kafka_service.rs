@@ -268,15 +268,14 @@ async fn kill9_then_restart_duplicates_nothing_exactly_once() {
 async fn kill9_then_restart(delivery: &str) {
     let setup = Setup::new(&format!("kill9_{delivery}")).await;
     let config = setup.config(delivery, 0);
-    let first = generated_events("k1", 150);
-    let second = generated_events("k2", 150);
+    let first = generated_events("k1", 100);
+    let second = generated_events("k2", 300);
     let mut all = first.clone();
     all.extend(second.iter().cloned());
     let expected = replay(&setup, &all);
 
     setup.produce_events(&first).await;
     let levee = setup.spawn(&config, "a");
-    // Mid-stream: as soon as the first alerts are out, with more to come.
     let deadline = Instant::now() + WAIT;
     while setup.alerts().await.is_empty() {
         assert!(
@@ -286,9 +285,23 @@ async fn kill9_then_restart(delivery: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let produce = setup.produce_events(&second);
+    // Mid-stream: the second batch arrives in chunks while levee works, and
+    // levee is killed halfway through it.
+    let chunks: Vec<&[String]> = second.chunks(20).collect();
+    let half = chunks.len() / 2;
+    for chunk in &chunks[..half] {
+        setup.produce_events(chunk).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     levee.kill9();
-    produce.await;
+    let at_kill = setup.alerts().await.len();
+    eprintln!(
+        "{delivery}: {at_kill} alerts committed when killed, of {} expected",
+        expected.len()
+    );
+    for chunk in &chunks[half..] {
+        setup.produce_events(chunk).await;
+    }
 
     let levee = setup.spawn(&config, "a");
     let got = setup.wait_for_alerts(&expected).await;
@@ -298,6 +311,12 @@ async fn kill9_then_restart(delivery: &str) {
     assert!(
         keys.keys().all(|k| expected.contains_key(k)),
         "no unexpected alerts"
+    );
+    let after = setup.alerts().await;
+    eprintln!(
+        "{delivery}: {} alerts read for {} expected",
+        after.len(),
+        expected.len()
     );
     if delivery == "exactly_once" {
         // Read once more after the clean stop: still no duplicate committed.

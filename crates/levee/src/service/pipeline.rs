@@ -13,7 +13,7 @@
 //! (exactly-once). So a committed offset never runs ahead of its output.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,7 +54,27 @@ impl ClientContext for KafkaLog {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&error, reason);
+    }
+}
+
+/// Client errors repeat at every reconnect attempt while a broker is away
+/// (librdkafka retries by itself): one line per 10 seconds is enough.
+fn log_client_error(error: &KafkaError, reason: &str) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let last = LAST.load(Ordering::Relaxed);
+    if now.saturating_sub(last) >= 10
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
         warn!(target: "levee::kafka", %error, "kafka client error (retrying): {reason}");
+    } else {
+        debug!(target: "levee::kafka", %error, "kafka client error (retrying): {reason}");
     }
 }
 
@@ -162,7 +182,7 @@ impl ClientContext for Pipeline {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        warn!(target: "levee::kafka", %error, "kafka client error (retrying): {reason}");
+        log_client_error(&error, reason);
     }
 }
 
