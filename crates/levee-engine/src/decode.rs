@@ -211,7 +211,11 @@ impl<'de> Deserialize<'de> for Top<'de> {
 
 fn get<'e, 'a>(entries: &'e [(Cow<'a, str>, Json<'a>)], name: &str) -> Option<&'e Json<'a>> {
     // The last occurrence wins, as in serde_json's own maps.
-    entries.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v)
+    entries
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
 }
 
 /// Parses `bytes` as an event of one of `graph`'s types and writes its
@@ -292,7 +296,9 @@ fn fill(
     let occurred = DateTime::parse_from_rfc3339(occurred_at).map_err(|e| {
         BadInput::new(
             BadKind::WrongType,
-            format!("field `occurred_at` must be an RFC 3339 timestamp, found {occurred_at:?} ({e})"),
+            format!(
+                "field `occurred_at` must be an RFC 3339 timestamp, found {occurred_at:?} ({e})"
+            ),
         )
     })?;
     slots[0].set_str(event_id);
@@ -357,7 +363,10 @@ fn fill(
                 Err(_) => {
                     return Err(BadInput::new(
                         BadKind::WrongType,
-                        format!("field `{}` must be an RFC 3339 timestamp, found {s:?}", f.name),
+                        format!(
+                            "field `{}` must be an RFC 3339 timestamp, found {s:?}",
+                            f.name
+                        ),
                     ))
                 }
             },

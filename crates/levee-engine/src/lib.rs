@@ -244,8 +244,9 @@ impl Engine {
                 },
             };
             let value = if counts { value } else { None };
-            let subject = state.subject_mut(key, at);
-            subject.aggregate((ti as u32) << 16 | a, spec, at, value, record)
+            state.with_subject(key, at, record, |s| {
+                s.aggregate((ti as u32) << 16 | a, spec, at, value, record)
+            })
         });
         hits.clear();
         let mut stats = EvalStats::default();
@@ -270,8 +271,10 @@ impl Engine {
                 buf[cp.subject as usize].write_display(key);
             }
             if let Some(needed) = cp.hold_for {
-                let s = state.subject_mut(key, at);
-                if !s.held_for(ci, holds, at, needed, record) {
+                let held = state.with_subject(key, at, record, |s| {
+                    s.held_for(ci, holds, at, needed, record)
+                });
+                if !held {
                     continue;
                 }
             } else if !holds {
@@ -283,8 +286,9 @@ impl Engine {
             });
             let Some(t) = tier else { continue };
             if let Some(period) = cp.suppress {
-                let s = state.subject_mut(key, at);
-                if !s.due(ci, t.tier, at, period, record) {
+                let due =
+                    state.with_subject(key, at, record, |s| s.due(ci, t.tier, at, period, record));
+                if !due {
                     stats.suppressed += 1;
                     continue;
                 }

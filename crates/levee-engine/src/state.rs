@@ -49,6 +49,24 @@ impl State {
         s
     }
 
+    /// Runs `f` on a subject's state. Without `record`, a subject not seen
+    /// before is not added: `f` gets an empty state that is then dropped.
+    pub fn with_subject<R>(
+        &mut self,
+        key: &str,
+        at: i64,
+        record: bool,
+        f: impl FnOnce(&mut SubjectState) -> R,
+    ) -> R {
+        if record {
+            return f(self.subject_mut(key, at));
+        }
+        match self.subjects.get_mut(key) {
+            Some(s) => f(s),
+            None => f(&mut SubjectState::default()),
+        }
+    }
+
     /// Forgets subjects not seen for `ttl` seconds of event time.
     pub fn expire(&mut self, ttl: i64) -> usize {
         let cutoff = self.watermark.saturating_sub(ttl);
