@@ -2,7 +2,7 @@
 //! outside world (files, Kafka, HTTP, signals, the clock).
 //!
 //! # Layout
-//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `graph`, `run`).
+//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `graph`, `gen`, `run`).
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
 //! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
 
@@ -41,6 +41,8 @@ enum Command {
     Graph(cmd::graph::Args),
     /// Run the Kafka service.
     Run(cmd::run::Args),
+    /// Generate a seeded event stream with injected breaches and its ground truth.
+    Gen(cmd::gen::Args),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
         Command::Test(a) => cmd::test::run(&cli.rules, a),
         Command::Replay(a) => cmd::replay::run(&cli.rules, a),
         Command::Graph(a) => cmd::graph::run(&cli.rules, a),
+        Command::Gen(a) => cmd::gen::run(&cli.rules, a),
         Command::Run(a) => cmd::run::run(rules_given.then(|| cli.rules.clone()), a),
     };
     match result {

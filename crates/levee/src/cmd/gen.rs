@@ -1,0 +1,319 @@
+//! `levee gen`: seeded event streams for demos, load tests and benchmarks,
+//! with the ground truth beside them.
+//!
+//! The generator knows nothing of the domains beyond what the rule files and
+//! their tests say:
+//! - **Clean events** are drawn from the rule tests' quiet events (cases that
+//!   expect no alert) that raise no alert on their own. Each copy gets a new
+//!   `event_id`, a subject from a pool (so subjects recur, as real ones do),
+//!   and is moved by a whole number of weeks, so its time of day and weekday
+//!   stay what its author wrote; every timestamp field moves with it.
+//! - **Breaches** are the rule tests' firing cases, injected whole (their
+//!   history included) at the configured rate, with fresh subjects and moved
+//!   in time together. The ground truth is what each case expects: which
+//!   event raises which control point at which tier.
+//!
+//! Output is sorted by event time. The truth file has one line per expected
+//! alert: `{"event_id", "control_point", "tier"}`; clean events have ids
+//! starting with `c`, breach events with `b`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, FixedOffset};
+use levee_engine::{Engine, Source};
+use levee_rules::model::{FieldType, TestFile};
+use levee_rules::RuleGraph;
+use serde_json::Value;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// How many events to write (breach cases are never cut short, so a few
+    /// more may be written).
+    #[arg(long, default_value_t = 100_000)]
+    events: usize,
+    /// Seed of the pseudo-random choices: the same seed gives the same stream.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of events that belong to injected breaches.
+    #[arg(long, default_value_t = 0.02)]
+    breach_rate: f64,
+    /// How many distinct subjects clean events of one template are spread
+    /// over. Subjects that recur can trip stateful control points (counts in
+    /// a window), as busy real subjects do.
+    #[arg(long, default_value_t = 1_000_000)]
+    subjects: usize,
+    /// How many weeks the stream spans.
+    #[arg(long, default_value_t = 52)]
+    weeks: i64,
+    /// Where the events go (`-` for stdout).
+    #[arg(long, short, default_value = "-")]
+    out: String,
+    /// Where the ground truth goes.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+}
+
+/// splitmix64: small, fast, and plenty for choosing templates.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+/// A firing case: its events, and the alerts expected per event index.
+struct Breach {
+    events: Vec<Value>,
+    truth: Vec<(usize, String, u8)>,
+}
+
+struct Templates {
+    clean: Vec<Value>,
+    breaches: Vec<Breach>,
+}
+
+pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let Some(graph) = crate::rules::load(rules) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let t = templates(&graph, rules)?;
+    anyhow::ensure!(
+        !t.clean.is_empty(),
+        "no clean templates: the rule tests have no quiet events that raise no alert"
+    );
+    let mut rng = Rng(args.seed);
+    // Chance that the next draw is a whole breach case, so that breach events
+    // make up `breach_rate` of the stream.
+    let avg_len = t.breaches.iter().map(|b| b.events.len()).sum::<usize>() as f64
+        / t.breaches.len().max(1) as f64;
+    let rate = args.breach_rate.clamp(0.0, 1.0);
+    let p_case = rate / (avg_len * (1.0 - rate) + rate);
+    let mut events: Vec<(i64, Value)> = Vec::with_capacity(args.events + 64);
+    let mut truth: Vec<(String, String, u8)> = Vec::new();
+    let (mut n_clean, mut n_breach, mut injected) = (0usize, 0usize, 0usize);
+    while events.len() < args.events {
+        let weeks = Duration::weeks(rng.below(args.weeks.max(1) as usize) as i64);
+        if !t.breaches.is_empty() && rng.chance(p_case) {
+            let b = &t.breaches[rng.below(t.breaches.len())];
+            injected += 1;
+            let mut ids = Vec::new();
+            for (i, ev) in b.events.iter().enumerate() {
+                n_breach += 1;
+                let id = format!("b{injected}-{}", i + 1);
+                let suffix = format!("-b{injected}");
+                let (at, ev) = rewrite(&graph, ev, &id, &suffix, weeks);
+                events.push((at, ev));
+                ids.push(id);
+            }
+            for (i, cp, tier) in &b.truth {
+                truth.push((ids[*i].clone(), cp.clone(), *tier));
+            }
+        } else {
+            let ev = &t.clean[rng.below(t.clean.len())];
+            n_clean += 1;
+            let id = format!("c{n_clean}");
+            let suffix = format!("-s{}", rng.below(args.subjects));
+            let (at, ev) = rewrite(&graph, ev, &id, &suffix, weeks);
+            events.push((at, ev));
+        }
+    }
+    events.sort_by_key(|(at, _)| *at);
+
+    let mut out: Box<dyn Write> = if args.out == "-" {
+        Box::new(BufWriter::new(std::io::stdout().lock()))
+    } else {
+        Box::new(BufWriter::new(
+            File::create(&args.out).with_context(|| format!("cannot create {}", args.out))?,
+        ))
+    };
+    for (_, ev) in &events {
+        serde_json::to_writer(&mut out, ev)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    if let Some(p) = &args.truth {
+        let mut w = BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        );
+        for (id, cp, tier) in &truth {
+            serde_json::to_writer(
+                &mut w,
+                &serde_json::json!({"event_id": id, "control_point": cp, "tier": tier}),
+            )?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    eprintln!(
+        "gen: {} events ({} clean from {} templates, {} in {} injected breaches from {} cases), {} expected alerts",
+        events.len(),
+        n_clean,
+        t.clean.len(),
+        n_breach,
+        injected,
+        t.breaches.len(),
+        truth.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Gives an event its new id and subject and moves its timestamps.
+fn rewrite(graph: &RuleGraph, ev: &Value, id: &str, suffix: &str, by: Duration) -> (i64, Value) {
+    let mut ev = ev.clone();
+    let mut at = 0;
+    let Some(obj) = ev.as_object_mut() else {
+        return (at, ev);
+    };
+    obj.insert("event_id".into(), id.into());
+    let et = obj
+        .get("type")
+        .and_then(|t| t.as_str())
+        .and_then(|t| graph.event_type(t))
+        .map(|(_, et)| et);
+    if let Some(et) = et {
+        // The subject gets a new identity. Every other string field that
+        // names the same entity is renamed with it, so equalities between
+        // fields hold as the author wrote them; values on a constant list
+        // keep their identity, so list membership holds too.
+        let subject = &et.fields[et.subject as usize].name;
+        let old = obj.get(subject).and_then(|v| v.as_str()).map(str::to_owned);
+        if let Some(old) = old.filter(|o| !on_a_list(graph, o)) {
+            let renamed = format!("{old}{suffix}");
+            for v in obj.values_mut() {
+                if v.as_str() == Some(old.as_str()) {
+                    *v = Value::String(renamed.clone());
+                }
+            }
+        }
+        for f in &et.fields {
+            if f.ty != FieldType::Timestamp {
+                continue;
+            }
+            if let Some(Value::String(s)) = obj.get_mut(&f.name) {
+                if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                    let moved: DateTime<FixedOffset> = t + by;
+                    if f.name == "occurred_at" {
+                        at = moved.timestamp();
+                    }
+                    *s = moved.to_rfc3339();
+                }
+            }
+        }
+    }
+    (at, ev)
+}
+
+fn on_a_list(graph: &RuleGraph, value: &str) -> bool {
+    graph.lists.iter().any(|l| {
+        l.items
+            .iter()
+            .any(|c| matches!(c, levee_rules::graph::Const::Str(s) if &**s == value))
+    })
+}
+
+/// Clean templates and breach cases from the rule tests.
+fn templates(graph: &Arc<RuleGraph>, rules: &Path) -> anyhow::Result<Templates> {
+    let files = levee_rules::read_test_files(rules).map_err(|d| {
+        anyhow::anyhow!(d
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    let mut clean = Vec::new();
+    let mut breaches = Vec::new();
+    let mut seen: HashMap<String, ()> = HashMap::new();
+    for f in files {
+        let Ok(tf) = serde_norway::from_str::<TestFile>(&f.text) else {
+            continue;
+        };
+        for case in tf.cases {
+            let steps = case
+                .events
+                .iter()
+                .any(|e| e.get("rectify").is_some() || e.get("tick").is_some());
+            if steps {
+                continue;
+            }
+            if case.expect.is_empty() {
+                for ev in &case.events {
+                    if quiet(graph, ev) && seen.insert(ev.to_string(), ()).is_none() {
+                        clean.push(ev.clone());
+                    }
+                }
+                continue;
+            }
+            // Expected alerts need their event: by id, or the case's last event.
+            let index: BTreeMap<&str, usize> = case
+                .events
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.get("event_id").and_then(|v| v.as_str()).map(|id| (id, i)))
+                .collect();
+            let mut truth = Vec::new();
+            for e in &case.expect {
+                if e.escalated == Some(true) {
+                    continue;
+                }
+                let i = match &e.event_id {
+                    Some(id) => index.get(id.as_str()).copied(),
+                    None => firing_event(graph, &case.events, &e.control_point, e.tier),
+                };
+                if let Some(i) = i {
+                    truth.push((i, e.control_point.clone(), e.tier));
+                }
+            }
+            if !truth.is_empty() {
+                breaches.push(Breach {
+                    events: case.events.clone(),
+                    truth,
+                });
+            }
+        }
+    }
+    Ok(Templates { clean, breaches })
+}
+
+/// Whether an event raises no alert on its own.
+fn quiet(graph: &Arc<RuleGraph>, ev: &Value) -> bool {
+    let mut engine = Engine::new(graph.clone());
+    let bytes = serde_json::to_vec(ev).unwrap_or_default();
+    engine
+        .evaluate(&bytes)
+        .is_ok_and(|_| engine.hits().is_empty())
+}
+
+/// Which event of a case raises `cp` at `tier`, replaying the case.
+fn firing_event(graph: &Arc<RuleGraph>, events: &[Value], cp: &str, tier: u8) -> Option<usize> {
+    let mut engine = Engine::new(graph.clone());
+    let source = Source::Http { http: false };
+    for (i, ev) in events.iter().enumerate() {
+        let bytes = serde_json::to_vec(ev).unwrap_or_default();
+        if let Ok(p) = engine.process(&bytes, &source, "") {
+            if p.alerts
+                .iter()
+                .any(|a| a.control_point == cp && a.tier == tier)
+            {
+                return Some(i);
+            }
+        }
+    }
+    None
+}
