@@ -22,6 +22,32 @@ pub fn new_buffer(p: &Program) -> Vec<Val> {
     buf
 }
 
+/// Evaluates the given nodes of `p` (indices, in order), whose fields are
+/// already in `buf`.
+pub fn run_nodes(
+    p: &Program,
+    lists: &[ConstList],
+    buf: &mut [Val],
+    order: &[u32],
+    aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
+) {
+    let base = p.n_fields as usize;
+    for &i in order {
+        let i = i as usize;
+        match p.nodes[i].op {
+            Op::Const(_) => continue,
+            Op::Aggregate(a) => {
+                let (before, rest) = buf.split_at_mut(base + i);
+                rest[0] = aggregate(a, before);
+            }
+            ref op => {
+                let (before, rest) = buf.split_at_mut(base + i);
+                eval_op(op, lists, before, &mut rest[0]);
+            }
+        }
+    }
+}
+
 /// Evaluates every node of `p`, whose fields are already in `buf`.
 /// `aggregate(i, slots)` computes aggregate `i` of the event type from the
 /// slots before it (and updates the subject's state).

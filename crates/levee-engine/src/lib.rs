@@ -226,7 +226,7 @@ impl Engine {
             state.watermark = state.watermark.max(at);
         }
         let record = *record;
-        eval::run(&et.program, &graph.lists, buf, &mut |a, slots| {
+        let mut aggregate = |a: u32, slots: &[Val]| {
             let spec = &et.aggregates[a as usize];
             key.clear();
             match &slots[spec.subject as usize] {
@@ -247,7 +247,14 @@ impl Engine {
             state.with_subject(key, at, record, |s| {
                 s.aggregate((ti as u32) << 16 | a, spec, at, value, record)
             })
-        });
+        };
+        eval::run_nodes(
+            &et.program,
+            &graph.lists,
+            buf,
+            &et.program.hot,
+            &mut aggregate,
+        );
         hits.clear();
         let mut stats = EvalStats::default();
         for &ci in &et.control_points {
@@ -280,6 +287,9 @@ impl Engine {
             } else if !holds {
                 continue;
             }
+            // Tiers, message and evidence read nodes the hot pass skipped.
+            let mut no_aggregate = |_: u32, _: &[Val]| Val::Missing;
+            eval::run_nodes(&et.program, &graph.lists, buf, &cp.extra, &mut no_aggregate);
             let tier = cp.tiers.iter().find(|t| match t.when {
                 None => true,
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),

@@ -156,6 +156,10 @@ fn inputs() -> impl Strategy<Value = Input> {
         })
 }
 
+/// A control point that always fires and shows `x` in its message, so the
+/// engine evaluates `x` on every event.
+const ALWAYS: &str = "control_points:\n  - {id: X-1, domain: d, title: t, event_type: t, when: 'true', tiers: [{tier: 1, notify: r}], message: '{x}'}\n";
+
 fn evalexpr_value(expr: &str, i: &Input) -> Result<Value, evalexpr::EvalexprError> {
     let mut ctx = HashMapContext::new();
     ctx.set_value("n1".into(), Value::Float(i.n1)).unwrap();
@@ -173,7 +177,7 @@ fn evalexpr_value(expr: &str, i: &Input) -> Result<Value, evalexpr::EvalexprErro
 /// Compiles `expr` as a derived value and evaluates it on `i`.
 fn compiled_value(expr: &str, i: &Input) -> Result<Val, String> {
     let rules = format!(
-        "{SCHEMA}    derived:\n      x: '{}'\n",
+        "{SCHEMA}    derived:\n      x: '{}'\n{ALWAYS}",
         expr.replace('\'', "''")
     );
     let compiled =

@@ -224,9 +224,45 @@ pub struct Program {
     /// Number of field slots at the start of the buffer.
     pub n_fields: u32,
     pub nodes: Vec<Node>,
+    /// The nodes every event evaluates, in order: those the control points'
+    /// `when` conditions read, and every aggregate (which records history).
+    /// Nodes only tiers, messages or evidence read are evaluated for a
+    /// control point that fires ([`ControlPoint::extra`]).
+    pub hot: Vec<u32>,
 }
 
 impl Program {
+    /// The node indices the given slots depend on (themselves included),
+    /// in evaluation order.
+    pub fn cone(
+        &self,
+        roots: impl IntoIterator<Item = Slot>,
+        aggregates: &[Aggregate],
+    ) -> Vec<u32> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack: Vec<Slot> = roots.into_iter().collect();
+        while let Some(s) = stack.pop() {
+            let Some(i) = s.checked_sub(self.n_fields) else {
+                continue;
+            };
+            let i = i as usize;
+            if i >= seen.len() || std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            let node = &self.nodes[i];
+            stack.extend(node.op.operands());
+            if let Op::Aggregate(a) = node.op {
+                if let Some(spec) = aggregates.get(a as usize) {
+                    stack.extend(spec.of);
+                    stack.extend(spec.filter);
+                }
+            }
+        }
+        (0..self.nodes.len() as u32)
+            .filter(|&i| seen[i as usize])
+            .collect()
+    }
+
     /// Total buffer length: fields then nodes.
     pub fn buffer_len(&self) -> usize {
         self.n_fields as usize + self.nodes.len()
@@ -337,6 +373,9 @@ pub struct ControlPoint {
     pub suppress: Option<i64>,
     /// `escalate_after:` in seconds.
     pub escalate_after: Option<i64>,
+    /// Nodes (indices into the program) its tiers, message and evidence
+    /// read beyond the hot ones, in order: evaluated when it fires.
+    pub extra: Vec<u32>,
 }
 
 impl ControlPoint {
