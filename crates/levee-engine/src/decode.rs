@@ -266,6 +266,66 @@ pub fn decode<'b>(
     Ok(())
 }
 
+/// Writes one field's JSON value into its slot, checking its type.
+fn set_field(
+    f: &levee_rules::graph::FieldSpec,
+    v: &Json<'_>,
+    slot: &mut Val,
+) -> Result<(), BadInput> {
+    if matches!(v, Json::Null) {
+        *slot = Val::Missing;
+        return Ok(());
+    }
+    let wrong = |want: &str| {
+        BadInput::new(
+            BadKind::WrongType,
+            format!("field `{}` must be {want}, found {}", f.name, v.kind()),
+        )
+    };
+    match (f.ty, v) {
+        (FieldType::Number, Json::Num(n)) => match n.as_f64() {
+            Some(x) => *slot = Val::Float(x),
+            None => return Err(wrong("a number")),
+        },
+        (FieldType::Number, _) => return Err(wrong("a number")),
+        (FieldType::Integer, Json::Num(n)) => {
+            if let Some(i) = n.as_i64() {
+                *slot = Val::Int(i);
+            } else {
+                let whole = n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15);
+                match whole {
+                    Some(x) => *slot = Val::Int(x as i64),
+                    None => {
+                        return Err(BadInput::new(
+                            BadKind::WrongType,
+                            format!("field `{}` must be a whole number, found {n}", f.name),
+                        ))
+                    }
+                }
+            }
+        }
+        (FieldType::Integer, _) => return Err(wrong("a whole number")),
+        (FieldType::String, Json::Str(s)) => slot.set_str(s),
+        (FieldType::String, _) => return Err(wrong("a string")),
+        (FieldType::Boolean, Json::Bool(b)) => *slot = Val::Bool(*b),
+        (FieldType::Boolean, _) => return Err(wrong("true or false")),
+        (FieldType::Timestamp, Json::Str(s)) => match DateTime::parse_from_rfc3339(s) {
+            Ok(t) => *slot = Val::Int(t.timestamp()),
+            Err(_) => {
+                return Err(BadInput::new(
+                    BadKind::WrongType,
+                    format!(
+                        "field `{}` must be an RFC 3339 timestamp, found {s:?}",
+                        f.name
+                    ),
+                ))
+            }
+        },
+        (FieldType::Timestamp, _) => return Err(wrong("an RFC 3339 timestamp string")),
+    }
+    Ok(())
+}
+
 fn required_str<'e>(
     et: &EventType,
     entries: &'e [(Cow<'_, str>, Json<'_>)],
@@ -307,70 +367,42 @@ fn fill(
     slots[3] = Val::Int(occurred.hour() as i64);
     slots[4] = Val::Int(occurred.weekday().number_from_monday() as i64);
 
+    // One pass over the message's fields, each to its slot; then the
+    // required ones that did not come are missing.
+    let mut seen = [0u64; 8];
+    let fits = et.fields.len() <= seen.len() * 64;
+    for (name, v) in entries {
+        let Some(&slot) = et.field_index.get(name.as_ref()) else {
+            continue;
+        };
+        let i = slot as usize;
+        let f = &et.fields[i];
+        if f.common {
+            continue;
+        }
+        if fits {
+            seen[i / 64] |= 1 << (i % 64);
+        }
+        set_field(f, v, &mut slots[i])?;
+    }
     for (i, f) in et.fields.iter().enumerate() {
         if f.common {
             continue;
         }
-        let slot = &mut slots[i];
-        let v = match get(entries, &f.name) {
-            None | Some(Json::Null) => {
-                if f.required {
-                    return Err(BadInput::new(
-                        BadKind::MissingField,
-                        format!("missing required field `{}` ({})", f.name, et.name),
-                    ));
-                }
-                *slot = Val::Missing;
-                continue;
-            }
-            Some(v) => v,
+        let present = if fits {
+            seen[i / 64] & (1 << (i % 64)) != 0
+        } else {
+            get(entries, &f.name).is_some()
         };
-        let wrong = |want: &str| {
-            BadInput::new(
-                BadKind::WrongType,
-                format!("field `{}` must be {want}, found {}", f.name, v.kind()),
-            )
-        };
-        match (f.ty, v) {
-            (FieldType::Number, Json::Num(n)) => match n.as_f64() {
-                Some(x) => *slot = Val::Float(x),
-                None => return Err(wrong("a number")),
-            },
-            (FieldType::Number, _) => return Err(wrong("a number")),
-            (FieldType::Integer, Json::Num(n)) => {
-                if let Some(i) = n.as_i64() {
-                    *slot = Val::Int(i);
-                } else {
-                    let whole = n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15);
-                    match whole {
-                        Some(x) => *slot = Val::Int(x as i64),
-                        None => {
-                            return Err(BadInput::new(
-                                BadKind::WrongType,
-                                format!("field `{}` must be a whole number, found {n}", f.name),
-                            ))
-                        }
-                    }
-                }
+        let null = matches!(slots[i], Val::Missing);
+        if !present || null {
+            if f.required {
+                return Err(BadInput::new(
+                    BadKind::MissingField,
+                    format!("missing required field `{}` ({})", f.name, et.name),
+                ));
             }
-            (FieldType::Integer, _) => return Err(wrong("a whole number")),
-            (FieldType::String, Json::Str(s)) => slot.set_str(s),
-            (FieldType::String, _) => return Err(wrong("a string")),
-            (FieldType::Boolean, Json::Bool(b)) => *slot = Val::Bool(*b),
-            (FieldType::Boolean, _) => return Err(wrong("true or false")),
-            (FieldType::Timestamp, Json::Str(s)) => match DateTime::parse_from_rfc3339(s) {
-                Ok(t) => *slot = Val::Int(t.timestamp()),
-                Err(_) => {
-                    return Err(BadInput::new(
-                        BadKind::WrongType,
-                        format!(
-                            "field `{}` must be an RFC 3339 timestamp, found {s:?}",
-                            f.name
-                        ),
-                    ))
-                }
-            },
-            (FieldType::Timestamp, _) => return Err(wrong("an RFC 3339 timestamp string")),
+            slots[i] = Val::Missing;
         }
     }
     for (dst, src) in [

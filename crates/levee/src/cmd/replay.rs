@@ -156,7 +156,13 @@ fn replay_one(
         if body.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        if let Some(r) = rectification(body) {
+        // A rectification has no `type`: only a line that fails as an event
+        // for that reason is tried as one, keeping the common path cheap.
+        let event = engine.evaluate(body);
+        let no_type = matches!(&event, Err(b) if b.kind == levee_engine::BadKind::MissingField
+            && b.reason.contains("`type`"));
+        let rect = if no_type { rectification(body) } else { None };
+        if let Some(r) = rect {
             match r {
                 Ok(r) => {
                     if !engine.rectify(&r.alert_id, r.status) {
@@ -178,7 +184,7 @@ fn replay_one(
             }
             continue;
         }
-        match engine.evaluate(body) {
+        match event {
             Ok(stats) => {
                 totals.events += 1;
                 totals.unknown += u64::from(stats.unknown);
