@@ -29,7 +29,7 @@ use levee_rules::RuleGraph;
 
 pub use alert::{alert_id, Alert, Source, Verdict};
 pub use decode::{BadInput, BadKind, Envelope};
-pub use state::{Ledger, Profile, State, Status};
+pub use state::{Ledger, Profile, State, Status, SubjectSnapshot};
 pub use value::Val;
 
 /// A control point that fired, at its tier.
@@ -144,6 +144,45 @@ impl Engine {
     /// The highest event time seen (seconds).
     pub fn watermark(&self) -> i64 {
         self.state.watermark
+    }
+
+    /// The subjects whose state, open alerts or profile changed since the
+    /// last call (what a changelog must write), sorted.
+    pub fn take_dirty_subjects(&mut self) -> Vec<String> {
+        let mut dirty: std::collections::BTreeSet<String> = self
+            .state
+            .take_dirty()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        dirty.extend(self.ledger.get_mut().take_dirty());
+        dirty.into_iter().collect()
+    }
+
+    /// Everything kept about each of `subjects`, sorted by subject.
+    pub fn snapshot(&self, subjects: Vec<String>) -> Vec<(String, SubjectSnapshot)> {
+        state::snapshot(&self.state, &self.ledger.borrow(), subjects)
+    }
+
+    /// Puts subjects back from their snapshots and sets the watermark
+    /// (restoring a partition into a fresh engine); changes nothing dirty.
+    pub fn restore_subjects(
+        &mut self,
+        subjects: impl IntoIterator<Item = (String, SubjectSnapshot)>,
+        watermark: i64,
+    ) {
+        let ledger = self.ledger.get_mut();
+        for (subject, snap) in subjects {
+            state::restore_subject(&mut self.state, ledger, &subject, snap);
+        }
+        self.state.watermark = self.state.watermark.max(watermark);
+    }
+
+    /// Forgets subjects idle for `ttl` seconds of event time (they become
+    /// dirty, so a changelog writes them as gone); their profile and open
+    /// alerts stay. Returns how many were forgotten.
+    pub fn expire(&mut self, ttl: i64) -> usize {
+        self.state.expire(ttl)
     }
 
     /// A subject's profile.

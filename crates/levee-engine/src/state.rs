@@ -9,7 +9,7 @@
 //! Everything is keyed by the subject's value as a string; the caller keeps
 //! one `State` per Kafka partition, so a partition's subjects move with it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use levee_rules::graph::Aggregate;
 use levee_rules::model::AggregateFn;
@@ -37,10 +37,16 @@ pub struct State {
     pub subjects: HashMap<Box<str>, SubjectState>,
     /// The highest event time seen.
     pub watermark: i64,
+    /// Subjects changed since the last [`State::take_dirty`] (changelog).
+    #[serde(skip)]
+    dirty: HashSet<Box<str>>,
 }
 
 impl State {
     pub fn subject_mut(&mut self, key: &str, at: i64) -> &mut SubjectState {
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.into());
+        }
         if !self.subjects.contains_key(key) {
             self.subjects.insert(key.into(), SubjectState::default());
         }
@@ -71,8 +77,20 @@ impl State {
     pub fn expire(&mut self, ttl: i64) -> usize {
         let cutoff = self.watermark.saturating_sub(ttl);
         let before = self.subjects.len();
-        self.subjects.retain(|_, s| s.last_seen >= cutoff);
+        let dirty = &mut self.dirty;
+        self.subjects.retain(|k, s| {
+            let keep = s.last_seen >= cutoff;
+            if !keep && !dirty.contains(k) {
+                dirty.insert(k.clone());
+            }
+            keep
+        });
         before - self.subjects.len()
+    }
+
+    /// The subjects changed (or expired) since the last call.
+    pub fn take_dirty(&mut self) -> HashSet<Box<str>> {
+        std::mem::take(&mut self.dirty)
     }
 }
 
@@ -265,6 +283,10 @@ pub struct Ledger {
     pub profiles: HashMap<String, Profile>,
     /// (escalation time, open alert key), earliest first.
     pub due: std::collections::BTreeSet<(i64, String)>,
+    /// Subjects whose open alerts or profile changed since the last
+    /// [`Ledger::take_dirty`] (changelog).
+    #[serde(skip)]
+    dirty: HashSet<String>,
 }
 
 fn tier_index(t: u8) -> usize {
@@ -274,6 +296,7 @@ fn tier_index(t: u8) -> usize {
 impl Ledger {
     /// Records a newly raised alert.
     pub fn raised(&mut self, alert: &Alert, escalate_at: Option<i64>) {
+        self.dirty.insert(alert.subject.clone());
         let p = self.profile(&alert.subject);
         p.alerts += 1;
         p.open += 1;
@@ -311,15 +334,20 @@ impl Ledger {
 
     /// Applies a rectification; returns false for an alert not open.
     pub fn rectify(&mut self, alert_id: &str, status: Status) -> bool {
-        let key = self
-            .open
-            .iter()
-            .find(|(_, o)| o.chain.iter().any(|c| c == alert_id))
-            .map(|(k, _)| k.clone());
+        // Most rectifications name an alert that has not escalated: its key.
+        let key = if self.open.contains_key(alert_id) {
+            Some(alert_id.to_owned())
+        } else {
+            self.open
+                .iter()
+                .find(|(_, o)| o.chain.iter().any(|c| c == alert_id))
+                .map(|(k, _)| k.clone())
+        };
         let Some(key) = key else { return false };
         if status == Status::Acknowledged {
             if let Some(o) = self.open.get_mut(&key) {
                 o.acknowledged = true;
+                self.dirty.insert(o.subject.clone());
             }
             return true;
         }
@@ -329,6 +357,7 @@ impl Ledger {
         if let Some(t) = o.escalate_at {
             self.due.remove(&(t, key.clone()));
         }
+        self.dirty.insert(o.subject.clone());
         let p = self.profile(&o.subject);
         p.open = p.open.saturating_sub(1);
         let t = tier_index(o.tier);
@@ -375,6 +404,7 @@ impl Ledger {
             next.alert_id = crate::alert::alert_id(&old.alert_id, "escalated", &tier.to_string());
             next.escalated_from = Some(old.alert_id.clone());
             next.detected_at = detected_at.to_owned();
+            self.dirty.insert(old.subject.clone());
             let p = self.profile(&old.subject);
             p.alerts += 1;
             p.escalated += 1;
@@ -398,5 +428,103 @@ impl Ledger {
             out.push(next);
         }
         out
+    }
+}
+
+impl Ledger {
+    /// The subjects changed since the last call.
+    pub fn take_dirty(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Every alert id of every open alert (escalation chains included).
+    pub fn open_ids(&self) -> impl Iterator<Item = &str> {
+        self.open
+            .values()
+            .flat_map(|o| o.chain.iter().map(String::as_str))
+    }
+}
+
+/// Everything levee keeps about one subject of one partition: what a
+/// changelog record holds. Empty (all parts absent) means forgotten.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SubjectSnapshot {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<SubjectState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// Its open alerts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<OpenAlert>,
+}
+
+impl SubjectSnapshot {
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none() && self.profile.is_none() && self.open.is_empty()
+    }
+}
+
+/// Snapshots of `subjects` (one pass over the open alerts).
+pub fn snapshot(
+    state: &State,
+    ledger: &Ledger,
+    subjects: impl IntoIterator<Item = String>,
+) -> Vec<(String, SubjectSnapshot)> {
+    let mut out: HashMap<String, SubjectSnapshot> = subjects
+        .into_iter()
+        .map(|s| {
+            let snap = SubjectSnapshot {
+                state: state.subjects.get(s.as_str()).cloned(),
+                profile: ledger.profiles.get(&s).cloned(),
+                open: Vec::new(),
+            };
+            (s, snap)
+        })
+        .collect();
+    if !out.is_empty() {
+        for o in ledger.open.values() {
+            if let Some(snap) = out.get_mut(&o.subject) {
+                snap.open.push(o.clone());
+            }
+        }
+    }
+    let mut v: Vec<_> = out.into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Puts one subject's snapshot back (restoring a partition), into a ledger
+/// that holds no open alerts of the subject yet: sets its state and
+/// profile, adds its open alerts.
+pub fn restore_subject(
+    state: &mut State,
+    ledger: &mut Ledger,
+    subject: &str,
+    snap: SubjectSnapshot,
+) {
+    match snap.state {
+        Some(s) => {
+            state.subjects.insert(subject.into(), s);
+        }
+        None => {
+            state.subjects.remove(subject);
+        }
+    }
+    match snap.profile {
+        Some(p) => {
+            ledger.profiles.insert(subject.to_owned(), p);
+        }
+        None => {
+            ledger.profiles.remove(subject);
+        }
+    }
+    for o in snap.open {
+        let Some(key) = o.chain.last().cloned() else {
+            continue;
+        };
+        if let Some(t) = o.escalate_at {
+            ledger.due.insert((t, key.clone()));
+        }
+        ledger.open.insert(key, o);
     }
 }
