@@ -1,0 +1,45 @@
+#!/bin/sh
+# Creates the topics levee reads and writes (the compose demo's "topics" job,
+# run in the apache/kafka image). Idempotent: existing topics are left as
+# they are. The same list, for Strimzi, is deploy/k8s/topics.yaml.
+#
+# Environment: BOOTSTRAP (kafka:9092), PARTITIONS (3), REPLICATION_FACTOR (1),
+# KAFKA_TOPICS (/opt/kafka/bin/kafka-topics.sh).
+set -eu
+
+BOOTSTRAP=${BOOTSTRAP:-kafka:9092}
+PARTITIONS=${PARTITIONS:-3}
+REPLICATION_FACTOR=${REPLICATION_FACTOR:-1}
+KAFKA_TOPICS=${KAFKA_TOPICS:-/opt/kafka/bin/kafka-topics.sh}
+
+# topic, then its topic configs. The inputs are keyed by subject, so a
+# partition holds every event (and the state) of its subjects; partition p
+# of every input keeps its state in partition p of the changelog, hence one
+# partition count for all.
+while read -r topic configs; do
+    case "$topic" in '' | '#'*) continue ;; esac
+    set --
+    for c in $configs; do set -- "$@" --config "$c"; done
+    "$KAFKA_TOPICS" --bootstrap-server "$BOOTSTRAP" --create --if-not-exists \
+        --topic "$topic" --partitions "$PARTITIONS" --replication-factor "$REPLICATION_FACTOR" "$@"
+    echo "create-topics: $topic"
+done <<'TOPICS'
+# inputs
+events.vehicle_fuel
+events.billing_arrears
+events.procurement
+events.marketing
+# keyed by alert_id: the latest status of each alert is what counts, and
+# every levee instance reads all of it
+events.rectification cleanup.policy=compact
+# outputs, kept 30 days
+alerts.tier1 retention.ms=2592000000
+alerts.tier2 retention.ms=2592000000
+alerts.tier3 retention.ms=2592000000
+decisions retention.ms=2592000000
+events.dlq retention.ms=2592000000
+# one record per subject: only the latest summary matters
+profiles cleanup.policy=compact
+# levee's own per-partition state
+levee.state-changelog cleanup.policy=compact
+TOPICS
