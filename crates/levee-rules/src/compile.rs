@@ -15,6 +15,9 @@ use crate::model::{
     AggregateDef, AggregateFn, ControlPointDef, EventTypeDef, FieldType, ListItem, RuleFile,
 };
 
+/// A control point with the file and line it was written at.
+type Located<'a> = (&'a SourceFile, &'a ControlPointDef, Option<usize>);
+
 /// A successful compilation: the graph, and warnings worth reading.
 #[derive(Debug)]
 pub struct Compiled {
@@ -108,14 +111,18 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
     }
 
     // Control points, grouped by event type, in file order.
-    let mut cps_by_type: BTreeMap<&str, Vec<(&SourceFile, &ControlPointDef)>> = BTreeMap::new();
+    let mut cps_by_type: BTreeMap<&str, Vec<Located<'_>>> = BTreeMap::new();
     let mut seen_ids: HashMap<&str, String> = HashMap::new();
     for (f, rf) in &parsed {
         let mut in_file: HashMap<&str, usize> = HashMap::new();
+        let id_lines = id_lines(&f.text);
         for cp in &rf.control_points {
             let nth = in_file.entry(&cp.id).or_insert(0);
             *nth += 1;
-            let line = find_nth_id_line(&f.text, &cp.id, *nth);
+            let line = id_lines
+                .get(cp.id.as_str())
+                .and_then(|l| l.get(*nth - 1))
+                .copied();
             if cp.id.trim().is_empty() {
                 diags.push(
                     Diagnostic::error(&f.path, "a control point has an empty `id`").at_line(line),
@@ -149,7 +156,10 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
                 diags.push(Diagnostic::error(&f.path, msg).at_line(line).item(&cp.id));
                 continue;
             }
-            cps_by_type.entry(&cp.event_type).or_default().push((f, cp));
+            cps_by_type
+                .entry(&cp.event_type)
+                .or_default()
+                .push((f, cp, line));
         }
     }
 
@@ -250,8 +260,9 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         }
 
         let mut cp_indices = Vec::new();
-        for (cf, cp) in cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]) {
-            if let Some(compiled) = compile_cp(cf, cp, ti as u32, subject, &mut builder, &mut diags)
+        for (cf, cp, line) in cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]) {
+            if let Some(compiled) =
+                compile_cp(cf, cp, *line, ti as u32, subject, &mut builder, &mut diags)
             {
                 cp_indices.push(control_points.len() as u32);
                 control_points.push(compiled);
@@ -281,6 +292,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
                 .map(|&c| control_points[c as usize].when)
                 .chain(aggregate_slots),
             &aggregates,
+            &std::collections::HashSet::new(),
         );
         let hot: std::collections::HashSet<u32> = program.hot.iter().copied().collect();
         for &c in &cp_indices {
@@ -296,11 +308,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
                 .chain(cp.evidence.iter().map(|(_, s)| *s))
                 .chain(std::iter::once(cp.subject))
                 .collect::<Vec<_>>();
-            cp.extra = program
-                .cone(reads, &aggregates)
-                .into_iter()
-                .filter(|i| !hot.contains(i))
-                .collect();
+            cp.extra = program.cone(reads, &aggregates, &hot);
         }
         event_types.push(EventType {
             name: (*name).to_owned(),
@@ -335,16 +343,17 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compile_cp(
     f: &SourceFile,
     cp: &ControlPointDef,
+    line: Option<usize>,
     type_idx: u32,
     default_subject: Slot,
     b: &mut Builder<'_>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ControlPoint> {
-    let line = find_id_line(&f.text, &cp.id);
-    let before = diags.iter().filter(|d| d.is_error()).count();
+    let before = diags.len();
     let error = |msg: String| Diagnostic::error(&f.path, msg).at_line(line).item(&cp.id);
 
     if cp.domain.trim().is_empty() {
@@ -544,7 +553,7 @@ fn compile_cp(
         .collect();
 
     b.locals.clear();
-    if diags.iter().filter(|d| d.is_error()).count() > before {
+    if diags[before..].iter().any(|d| d.is_error()) {
         return None;
     }
     Some(ControlPoint {
@@ -736,22 +745,18 @@ fn yaml_message(e: &serde_norway::Error) -> String {
     )
 }
 
-/// The line of `id: ID` in a rule file, for messages.
-fn find_id_line(text: &str, id: &str) -> Option<usize> {
-    find_nth_id_line(text, id, 1)
-}
-
-/// The line of the `nth` (1-based) `id: ID` in a rule file.
-fn find_nth_id_line(text: &str, id: &str, nth: usize) -> Option<usize> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| {
-            let l = l.trim_start().trim_start_matches("- ").trim_start();
-            l.strip_prefix("id:")
-                .is_some_and(|v| v.trim().trim_matches(['"', '\'']) == id)
-        })
-        .nth(nth.saturating_sub(1))
-        .map(|(i, _)| i + 1)
+/// The lines of every `id: ID` in a rule file (1-based), by id, for messages.
+fn id_lines(text: &str) -> HashMap<&str, Vec<usize>> {
+    let mut out: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, l) in text.lines().enumerate() {
+        let l = l.trim_start().trim_start_matches("- ").trim_start();
+        if let Some(v) = l.strip_prefix("id:") {
+            out.entry(v.trim().trim_matches(['"', '\'']))
+                .or_default()
+                .push(i + 1);
+        }
+    }
+    out
 }
 
 /// The line of the mapping key `key:` in a rule file, for messages.

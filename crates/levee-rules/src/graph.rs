@@ -233,23 +233,24 @@ pub struct Program {
 
 impl Program {
     /// The node indices the given slots depend on (themselves included),
-    /// in evaluation order.
+    /// in evaluation order; nodes in `skip` (and what only they need) are
+    /// left out.
     pub fn cone(
         &self,
         roots: impl IntoIterator<Item = Slot>,
         aggregates: &[Aggregate],
+        skip: &std::collections::HashSet<u32>,
     ) -> Vec<u32> {
-        let mut seen = vec![false; self.nodes.len()];
+        let mut seen: std::collections::HashSet<u32> = std::collections::HashSet::new();
         let mut stack: Vec<Slot> = roots.into_iter().collect();
         while let Some(s) = stack.pop() {
             let Some(i) = s.checked_sub(self.n_fields) else {
                 continue;
             };
-            let i = i as usize;
-            if i >= seen.len() || std::mem::replace(&mut seen[i], true) {
+            if i as usize >= self.nodes.len() || skip.contains(&i) || !seen.insert(i) {
                 continue;
             }
-            let node = &self.nodes[i];
+            let node = &self.nodes[i as usize];
             stack.extend(node.op.operands());
             if let Op::Aggregate(a) = node.op {
                 if let Some(spec) = aggregates.get(a as usize) {
@@ -258,9 +259,9 @@ impl Program {
                 }
             }
         }
-        (0..self.nodes.len() as u32)
-            .filter(|&i| seen[i as usize])
-            .collect()
+        let mut out: Vec<u32> = seen.into_iter().collect();
+        out.sort_unstable();
+        out
     }
 
     /// Total buffer length: fields then nodes.
