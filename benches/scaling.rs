@@ -12,6 +12,7 @@
 
 #![allow(
     clippy::unwrap_used,
+    clippy::panic,
     clippy::expect_used,
     missing_debug_implementations
 )]
