@@ -1,0 +1,405 @@
+//! The HTTP listener of `levee run` (`http.listen`, default `127.0.0.1:9464`).
+//! `deploy/openapi.yaml` documents it; a test checks the two agree.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /metrics` | every metric, Prometheus text format (see [`super::metrics`]) |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 when ready, else 503; the body says what is missing (see [`super::health`]) |
+//! | `POST /v1/evaluate` | one event or a JSON array of events → `verdict`, `control_points`, `alerts`, `ruleset_version` |
+//! | `GET /v1/subjects/{id}` | the subject's profile, if this instance holds it |
+//!
+//! `/v1/*` need `Authorization: Bearer <http.token>` when a token is set
+//! (401 otherwise) and answer 503 while the instance is not ready. Evaluate
+//! takes the same path as the stream: the compiled rules in force, an
+//! [`Engine`] in what-if mode (`set_record(false)`: nothing is recorded, no
+//! alert is produced). Bad input is 400 with the engine's reason; bodies
+//! over `http.max_body_bytes` and arrays over `http.max_batch` are 413.
+//!
+//! ```sh
+//! curl -s localhost:9464/v1/evaluate -d '{"event_id":"a1","type":"campaign_application",…}'
+//! ```
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{SecondsFormat, Utc};
+use levee_engine::{Alert, Engine, Source};
+use levee_rules::RuleGraph;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use super::config::HttpSettings;
+use super::health::health;
+use super::metrics;
+use super::reload::Rules;
+
+/// What the handlers share.
+struct Api {
+    rules: Arc<Rules>,
+    /// `Bearer <token>`, if a token is configured.
+    bearer: Option<String>,
+    max_batch: usize,
+    /// What-if engines, re-used across requests (an engine's buffers are
+    /// sized for the whole ruleset: building one per request would cost more
+    /// than evaluating).
+    engines: Mutex<Vec<Engine>>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// Binds `http.listen`; an error names the address.
+pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on http.listen = {}", settings.listen))
+}
+
+/// The routes, over the rules in force.
+pub fn router(settings: &HttpSettings, rules: Arc<Rules>) -> Router {
+    let api = Arc::new(Api {
+        rules,
+        bearer: (!settings.token.is_empty()).then(|| format!("Bearer {}", settings.token)),
+        max_batch: settings.max_batch,
+        engines: Mutex::new(Vec::new()),
+    });
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/evaluate", post(evaluate))
+        .route("/v1/subjects/{id}", get(subject))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(middleware::from_fn(count))
+        .with_state(api)
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+}
+
+/// Counts every request by route and status code.
+async fn count(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let route = metrics::HTTP_ROUTES
+        .iter()
+        .copied()
+        .find(|r| *r == path)
+        .unwrap_or(if path.starts_with("/v1/subjects/") {
+            "/v1/subjects/{id}"
+        } else {
+            "other"
+        });
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics::http_request(route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route: see deploy/openapi.yaml",
+    )
+}
+
+async fn metrics_text() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        metrics::render(),
+    )
+        .into_response()
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "alive" })).into_response()
+}
+
+async fn readyz() -> Response {
+    let status = health().status();
+    let code = if status.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(status)).into_response()
+}
+
+/// 401 without the right bearer token, 503 while not ready.
+fn admit(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
+    if let Some(bearer) = &api.bearer {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        if !same(given, bearer.as_bytes()) {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "this endpoint needs the header `Authorization: Bearer <token>` with the configured http.token",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"levee\""),
+            );
+            return Err(r);
+        }
+    }
+    let status = health().status();
+    if !status.ready {
+        let mut r = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "error": "levee is not ready (see /readyz): try again shortly",
+                "status": status,
+            })),
+        )
+            .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Err(r);
+    }
+    Ok(())
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The answer for one event.
+#[derive(Debug, Serialize)]
+struct Evaluation {
+    event_id: String,
+    verdict: &'static str,
+    /// The blocking control points (empty when the verdict is `allow`).
+    control_points: Vec<String>,
+    alerts: Vec<Alert>,
+    ruleset_version: String,
+}
+
+/// The answer for an array of events.
+#[derive(Debug, Serialize)]
+struct BatchEvaluation {
+    /// `block` if any event is blocked.
+    verdict: &'static str,
+    control_points: Vec<String>,
+    alerts: Vec<Alert>,
+    ruleset_version: String,
+    /// One per event, in order, without their alerts (those are above).
+    results: Vec<BatchResult>,
+}
+
+#[derive(Debug, Serialize)]
+struct BatchResult {
+    event_id: String,
+    verdict: &'static str,
+    control_points: Vec<String>,
+}
+
+async fn evaluate(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(r) = admit(&api, &headers) {
+        return r;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) => {
+            let status = rejection.status();
+            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "the request body is larger than http.max_body_bytes".to_owned()
+            } else {
+                format!("the request body could not be read: {rejection}")
+            };
+            return error(status, message);
+        }
+    };
+    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let (graph, mut engine) = api.engine();
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let response = if first == Some(b'[') {
+        match serde_json::from_slice::<Vec<&RawValue>>(&body) {
+            Err(e) => error(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not a JSON array of events: {e}"),
+            ),
+            Ok(events) if events.is_empty() => error(
+                StatusCode::BAD_REQUEST,
+                "the array is empty: send at least one event",
+            ),
+            Ok(events) if events.len() > api.max_batch => error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{} events in one request; http.max_batch is {}",
+                    events.len(),
+                    api.max_batch
+                ),
+            ),
+            Ok(events) => {
+                let mut batch = BatchEvaluation {
+                    verdict: "allow",
+                    control_points: Vec::new(),
+                    alerts: Vec::new(),
+                    ruleset_version: graph.version.clone(),
+                    results: Vec::with_capacity(events.len()),
+                };
+                let mut failed = None;
+                for (i, raw) in events.iter().enumerate() {
+                    match evaluate_one(&mut engine, &graph, raw.get().as_bytes(), &now) {
+                        Ok(e) => {
+                            if e.verdict == "block" {
+                                batch.verdict = "block";
+                            }
+                            for cp in &e.control_points {
+                                if !batch.control_points.contains(cp) {
+                                    batch.control_points.push(cp.clone());
+                                }
+                            }
+                            batch.alerts.extend(e.alerts);
+                            batch.results.push(BatchResult {
+                                event_id: e.event_id,
+                                verdict: e.verdict,
+                                control_points: e.control_points,
+                            });
+                        }
+                        Err(r) => {
+                            failed = Some(bad_input(Some(i), r));
+                            break;
+                        }
+                    }
+                }
+                failed.unwrap_or_else(|| Json(batch).into_response())
+            }
+        }
+    } else {
+        match evaluate_one(&mut engine, &graph, &body, &now) {
+            Ok(e) => Json(e).into_response(),
+            Err(r) => bad_input(None, r),
+        }
+    };
+    api.give_back(engine);
+    response
+}
+
+fn bad_input(index: Option<usize>, bad: levee_engine::BadInput) -> Response {
+    let mut body = json!({
+        "error": match index {
+            Some(i) => format!("event {i} of the array: {}", bad.reason),
+            None => bad.reason.clone(),
+        },
+        "kind": bad.kind.as_str(),
+    });
+    if let Some(i) = index {
+        body["index"] = Value::from(i);
+    }
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+fn evaluate_one(
+    engine: &mut Engine,
+    graph: &RuleGraph,
+    bytes: &[u8],
+    now: &str,
+) -> Result<Evaluation, levee_engine::BadInput> {
+    let processed = engine.process(bytes, &Source::Http { http: true }, now)?;
+    let mut control_points: Vec<String> = processed
+        .alerts
+        .iter()
+        .filter(|a| a.action == "block")
+        .map(|a| a.control_point.clone())
+        .collect();
+    control_points.dedup();
+    Ok(Evaluation {
+        event_id: engine.envelope().event_id.clone(),
+        verdict: if control_points.is_empty() {
+            "allow"
+        } else {
+            "block"
+        },
+        control_points,
+        alerts: processed.alerts,
+        ruleset_version: graph.version.clone(),
+    })
+}
+
+impl Api {
+    /// An engine over the rules in force, in what-if mode.
+    fn engine(&self) -> (Arc<RuleGraph>, Engine) {
+        let (graph, _) = self.rules.current();
+        let pooled = self.engines.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let engine = match pooled {
+            Some(e) if Arc::ptr_eq(e.graph(), &graph) => e,
+            _ => {
+                let mut e = Engine::new(Arc::clone(&graph));
+                e.set_record(false);
+                e
+            }
+        };
+        (graph, engine)
+    }
+
+    fn give_back(&self, engine: Engine) {
+        let mut pool = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+        // Engines of a replaced ruleset are dropped at their next use.
+        if pool.len() < 64 {
+            pool.push(engine);
+        }
+    }
+}
+
+async fn subject(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(r) = admit(&api, &headers) {
+        return r;
+    }
+    match health().profile(&id) {
+        Ok(Some(profile)) => Json(profile).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no profile of subject {id:?} on this instance: it has raised no alert here, or its partition is assigned to another instance"
+            ),
+        ),
+        Err(()) => error(
+            StatusCode::NOT_FOUND,
+            format!("no profile of subject {id:?}: this instance does not serve subject profiles (read the compacted profiles topic)"),
+        ),
+    }
+}

@@ -1,0 +1,675 @@
+//! Every metric of `levee run`: names, labels and help texts live here and
+//! nowhere else; the rest of the service calls the typed helpers below.
+//!
+//! Naming follows Prometheus' conventions: a `levee_` prefix, base units
+//! (`_seconds`), counters end in `_total`, and every label value comes from a
+//! fixed set: topics from the settings, event types, domains and control
+//! points from the compiled rules, reasons and kinds from the enums here.
+//! An event's `type` label is `unknown` unless the rules know the type.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `levee_events_total` | counter | `topic`, `type`, `outcome` (`ok`, `invalid`) |
+//! | `levee_dlq_total` | counter | `reason` ([`DLQ_REASONS`]) |
+//! | `levee_alerts_total` | counter | `domain`, `tier`, `action` |
+//! | `levee_control_point_hits_total` | counter | `control_point`, `tier` |
+//! | `levee_evaluate_seconds` | histogram | |
+//! | `levee_end_to_end_seconds` | histogram | |
+//! | `levee_consumer_lag` | gauge | `topic`, `partition` |
+//! | `levee_kafka_errors_total` | counter | `kind` ([`KafkaErrorKind`]) |
+//! | `levee_ruleset_info` | gauge | `version` |
+//! | `levee_ruleset_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
+//! | `levee_control_points` | gauge | |
+//! | `levee_ready` | gauge | |
+//! | `levee_http_requests_total` | counter | `route`, `code` |
+//! | `levee_http_request_seconds` | histogram | `route` |
+//! | `process_*` | | CPU, memory, open file descriptors, threads |
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use levee_engine::Alert;
+#[cfg(test)]
+use levee_engine::BadKind;
+use levee_rules::RuleGraph;
+use prometheus::core::Collector;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::Statistics;
+
+pub const EVENTS_TOTAL: &str = "levee_events_total";
+pub const DLQ_TOTAL: &str = "levee_dlq_total";
+pub const ALERTS_TOTAL: &str = "levee_alerts_total";
+pub const CONTROL_POINT_HITS_TOTAL: &str = "levee_control_point_hits_total";
+pub const EVALUATE_SECONDS: &str = "levee_evaluate_seconds";
+pub const END_TO_END_SECONDS: &str = "levee_end_to_end_seconds";
+pub const CONSUMER_LAG: &str = "levee_consumer_lag";
+pub const KAFKA_ERRORS_TOTAL: &str = "levee_kafka_errors_total";
+pub const RULESET_INFO: &str = "levee_ruleset_info";
+pub const RULESET_RELOADS_TOTAL: &str = "levee_ruleset_reloads_total";
+pub const CONTROL_POINTS: &str = "levee_control_points";
+pub const READY: &str = "levee_ready";
+pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
+pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
+
+/// Every levee metric family, for documentation and the dashboard test.
+#[allow(dead_code)] // read by the tests
+pub const NAMES: &[&str] = &[
+    EVENTS_TOTAL,
+    DLQ_TOTAL,
+    ALERTS_TOTAL,
+    CONTROL_POINT_HITS_TOTAL,
+    EVALUATE_SECONDS,
+    END_TO_END_SECONDS,
+    CONSUMER_LAG,
+    KAFKA_ERRORS_TOTAL,
+    RULESET_INFO,
+    RULESET_RELOADS_TOTAL,
+    CONTROL_POINTS,
+    READY,
+    HTTP_REQUESTS_TOTAL,
+    HTTP_REQUEST_SECONDS,
+];
+
+/// The process collector's families (Linux).
+#[allow(dead_code)] // read by the tests
+pub const PROCESS_NAMES: &[&str] = &[
+    "process_cpu_seconds_total",
+    "process_open_fds",
+    "process_max_fds",
+    "process_virtual_memory_bytes",
+    "process_resident_memory_bytes",
+    "process_start_time_seconds",
+    "process_threads",
+];
+
+/// The `type` label of an event whose type the rules do not know.
+pub const UNKNOWN_TYPE: &str = "unknown";
+
+/// Why a message went to the DLQ: the `reason` label (also its
+/// `levee.error.kind` header). The engine's [`BadKind`]s, and `late`.
+pub const DLQ_REASONS: &[&str] = &[
+    "not_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "wrong_type",
+    "late",
+];
+
+/// What went wrong talking to Kafka: the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaErrorKind {
+    /// A broker connection failed or was lost.
+    Transport,
+    /// No broker is reachable.
+    AllBrokersDown,
+    /// Authentication or authorization failed.
+    Auth,
+    /// Polling the consumer returned an error.
+    Consume,
+    /// The producer refused or failed to deliver a record.
+    Produce,
+    /// Committing offsets failed.
+    Commit,
+    /// A transaction failed (exactly-once).
+    Transaction,
+    /// Anything else librdkafka reports.
+    Other,
+}
+
+impl KafkaErrorKind {
+    pub const ALL: [KafkaErrorKind; 8] = [
+        KafkaErrorKind::Transport,
+        KafkaErrorKind::AllBrokersDown,
+        KafkaErrorKind::Auth,
+        KafkaErrorKind::Consume,
+        KafkaErrorKind::Produce,
+        KafkaErrorKind::Commit,
+        KafkaErrorKind::Transaction,
+        KafkaErrorKind::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaErrorKind::Transport => "transport",
+            KafkaErrorKind::AllBrokersDown => "all_brokers_down",
+            KafkaErrorKind::Auth => "auth",
+            KafkaErrorKind::Consume => "consume",
+            KafkaErrorKind::Produce => "produce",
+            KafkaErrorKind::Commit => "commit",
+            KafkaErrorKind::Transaction => "transaction",
+            KafkaErrorKind::Other => "other",
+        }
+    }
+
+    /// The kind of an error librdkafka reported through a client callback.
+    pub fn of_client_error(error: &KafkaError) -> Self {
+        match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::AllBrokersDown) => KafkaErrorKind::AllBrokersDown,
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut,
+            ) => KafkaErrorKind::Transport,
+            Some(
+                RDKafkaErrorCode::Authentication
+                | RDKafkaErrorCode::SaslAuthenticationFailed
+                | RDKafkaErrorCode::TopicAuthorizationFailed
+                | RDKafkaErrorCode::GroupAuthorizationFailed
+                | RDKafkaErrorCode::ClusterAuthorizationFailed,
+            ) => KafkaErrorKind::Auth,
+            _ => KafkaErrorKind::Other,
+        }
+    }
+}
+
+/// What a rules reload did: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// New rules compiled and are in force.
+    Success,
+    /// The files changed but compiled to the same ruleset.
+    Unchanged,
+    /// The new rules do not compile; the old ones stay.
+    Failed,
+}
+
+impl ReloadOutcome {
+    pub const ALL: [ReloadOutcome; 3] = [
+        ReloadOutcome::Success,
+        ReloadOutcome::Unchanged,
+        ReloadOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReloadOutcome::Success => "success",
+            ReloadOutcome::Unchanged => "unchanged",
+            ReloadOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// The routes of the HTTP listener: the `route` label.
+pub const HTTP_ROUTES: &[&str] = &[
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/v1/evaluate",
+    "/v1/subjects/{id}",
+    "other",
+];
+
+struct Metrics {
+    registry: Registry,
+    events: IntCounterVec,
+    dlq: IntCounterVec,
+    alerts: IntCounterVec,
+    hits: IntCounterVec,
+    evaluate: Histogram,
+    end_to_end: Histogram,
+    lag: IntGaugeVec,
+    kafka_errors: IntCounterVec,
+    ruleset_info: IntGaugeVec,
+    reloads: IntCounterVec,
+    control_points: IntGauge,
+    ready: IntGauge,
+    http_requests: IntCounterVec,
+    http_seconds: HistogramVec,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    #[allow(clippy::expect_used)] // fixed names and labels: checked by the tests
+    IntCounterVec::new(Opts::new(name, help), labels).expect("a valid metric definition")
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    #[allow(clippy::expect_used)]
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid metric definition")
+}
+
+fn gauge(name: &str, help: &str) -> IntGauge {
+    #[allow(clippy::expect_used)]
+    IntGauge::with_opts(Opts::new(name, help)).expect("a valid metric definition")
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64]) -> Histogram {
+    #[allow(clippy::expect_used)]
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+        .expect("a valid metric definition")
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let m = Metrics {
+            registry: Registry::new(),
+            events: counter(
+                EVENTS_TOTAL,
+                "Input messages consumed, by topic, event type and outcome (ok, or invalid: sent to the DLQ).",
+                &["topic", "type", "outcome"],
+            ),
+            dlq: counter(
+                DLQ_TOTAL,
+                "Bad input messages sent to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            alerts: counter(
+                ALERTS_TOTAL,
+                "Alerts raised, by domain, tier and action (alert or block).",
+                &["domain", "tier", "action"],
+            ),
+            hits: counter(
+                CONTROL_POINT_HITS_TOTAL,
+                "Alerts raised, by control point and tier.",
+                &["control_point", "tier"],
+            ),
+            evaluate: histogram(
+                EVALUATE_SECONDS,
+                "Time to decode and evaluate one input message against the rules.",
+                &[
+                    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2,
+                ],
+            ),
+            end_to_end: histogram(
+                END_TO_END_SECONDS,
+                "From an input message's Kafka timestamp to the broker's acknowledgement of an alert it raised (one observation per alert).",
+                &[
+                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    300.0,
+                ],
+            ),
+            lag: gauge_vec(
+                CONSUMER_LAG,
+                "Messages behind the partition's high watermark, per assigned input partition (librdkafka statistics).",
+                &["topic", "partition"],
+            ),
+            kafka_errors: counter(
+                KAFKA_ERRORS_TOTAL,
+                "Errors talking to Kafka, by kind; librdkafka retries by itself.",
+                &["kind"],
+            ),
+            ruleset_info: gauge_vec(
+                RULESET_INFO,
+                "The ruleset in force: 1, labelled with its content hash.",
+                &["version"],
+            ),
+            reloads: counter(
+                RULESET_RELOADS_TOTAL,
+                "Rule reloads (SIGHUP or file change), by outcome.",
+                &["outcome"],
+            ),
+            control_points: gauge(CONTROL_POINTS, "Control points in the ruleset in force."),
+            ready: gauge(
+                READY,
+                "1 when the instance is ready (rules compiled, partitions assigned, broker reachable, no state being restored), else 0.",
+            ),
+            http_requests: counter(
+                HTTP_REQUESTS_TOTAL,
+                "HTTP requests answered, by route and status code.",
+                &["route", "code"],
+            ),
+            http_seconds: {
+                #[allow(clippy::expect_used)]
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        HTTP_REQUEST_SECONDS,
+                        "Time to answer an HTTP request, by route.",
+                    )
+                    .buckets(vec![
+                        2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 0.1, 1.0,
+                    ]),
+                    &["route"],
+                )
+                .expect("a valid metric definition")
+            },
+        };
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.events.clone()),
+            Box::new(m.dlq.clone()),
+            Box::new(m.alerts.clone()),
+            Box::new(m.hits.clone()),
+            Box::new(m.evaluate.clone()),
+            Box::new(m.end_to_end.clone()),
+            Box::new(m.lag.clone()),
+            Box::new(m.kafka_errors.clone()),
+            Box::new(m.ruleset_info.clone()),
+            Box::new(m.reloads.clone()),
+            Box::new(m.control_points.clone()),
+            Box::new(m.ready.clone()),
+            Box::new(m.http_requests.clone()),
+            Box::new(m.http_seconds.clone()),
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for c in collectors {
+            #[allow(clippy::expect_used)] // distinct names: checked by the tests
+            m.registry.register(c).expect("metric names are unique");
+        }
+        // Known label values start at zero, so rate() and increase() see
+        // the first occurrence.
+        for reason in DLQ_REASONS {
+            m.dlq.with_label_values(&[reason]);
+        }
+        for kind in KafkaErrorKind::ALL {
+            m.kafka_errors.with_label_values(&[kind.as_str()]);
+        }
+        for outcome in ReloadOutcome::ALL {
+            m.reloads.with_label_values(&[outcome.as_str()]);
+        }
+        m
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// Registers everything (call once at start-up so `/metrics` is complete
+/// before the first event).
+pub fn init() {
+    LazyLock::force(&METRICS);
+}
+
+/// Starts the `levee_events_total` series of every input topic and the
+/// event types whose stream it is, at zero.
+pub fn init_events(inputs: &[String], graph: &RuleGraph) {
+    for topic in inputs {
+        for et in &graph.event_types {
+            if topic == &et.stream || topic.ends_with(&format!(".{}", et.stream)) {
+                for outcome in ["ok", "invalid"] {
+                    METRICS
+                        .events
+                        .with_label_values(&[topic.as_str(), et.name.as_str(), outcome]);
+                }
+            }
+        }
+    }
+}
+
+/// The text exposition of every metric.
+pub fn render() -> String {
+    let families = METRICS.registry.gather();
+    TextEncoder::new()
+        .encode_to_string(&families)
+        .unwrap_or_else(|e| format!("# encoding the metrics failed: {e}\n"))
+}
+
+/// One input message decoded and evaluated; `event_type` is a type of the rules.
+pub fn event_ok(topic: &str, event_type: &str, took: Duration) {
+    METRICS
+        .events
+        .with_label_values(&[topic, event_type, "ok"])
+        .inc();
+    METRICS.evaluate.observe(took.as_secs_f64());
+}
+
+/// One message sent to the DLQ; `reason` is one of [`DLQ_REASONS`]. Its
+/// `type` label is its `type` field if the rules know that type, else `unknown`.
+pub fn event_invalid(topic: &str, payload: &[u8], graph: &RuleGraph, reason: &'static str) {
+    #[derive(serde::Deserialize)]
+    struct TypeOnly<'a> {
+        #[serde(borrow, rename = "type")]
+        ty: Option<std::borrow::Cow<'a, str>>,
+    }
+    let ty = serde_json::from_slice::<TypeOnly<'_>>(payload)
+        .ok()
+        .and_then(|t| t.ty)
+        .filter(|t| graph.event_type(t).is_some());
+    let ty = ty.as_deref().unwrap_or(UNKNOWN_TYPE);
+    METRICS
+        .events
+        .with_label_values(&[topic, ty, "invalid"])
+        .inc();
+    METRICS.dlq.with_label_values(&[reason]).inc();
+}
+
+/// One alert raised (handed to the producer).
+pub fn alert_raised(alert: &Alert) {
+    let tier = tier_label(alert.tier);
+    METRICS
+        .alerts
+        .with_label_values(&[alert.domain.as_str(), tier, alert.action.as_str()])
+        .inc();
+    METRICS
+        .hits
+        .with_label_values(&[alert.control_point.as_str(), tier])
+        .inc();
+}
+
+fn tier_label(tier: u8) -> &'static str {
+    match tier {
+        0 | 1 => "1",
+        2 => "2",
+        _ => "3",
+    }
+}
+
+/// The broker acknowledged an alert of a message with this Kafka timestamp
+/// (milliseconds since the epoch).
+pub fn alert_acknowledged(kafka_timestamp_ms: i64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let secs = (now - kafka_timestamp_ms).max(0) as f64 / 1000.0;
+    METRICS.end_to_end.observe(secs);
+}
+
+pub fn kafka_error(kind: KafkaErrorKind) {
+    METRICS
+        .kafka_errors
+        .with_label_values(&[kind.as_str()])
+        .inc();
+}
+
+/// A ruleset came into force (at start-up or by a reload).
+pub fn ruleset(graph: &RuleGraph) {
+    METRICS.ruleset_info.reset();
+    METRICS
+        .ruleset_info
+        .with_label_values(&[graph.version.as_str()])
+        .set(1);
+    METRICS
+        .control_points
+        .set(i64::try_from(graph.control_points.len()).unwrap_or(i64::MAX));
+}
+
+pub fn reload(outcome: ReloadOutcome) {
+    METRICS.reloads.with_label_values(&[outcome.as_str()]).inc();
+}
+
+pub fn set_ready(ready: bool) {
+    METRICS.ready.set(i64::from(ready));
+}
+
+/// One HTTP request answered; `route` is one of [`HTTP_ROUTES`].
+pub fn http_request(route: &'static str, code: u16, took: Duration) {
+    let code = code.to_string();
+    METRICS
+        .http_requests
+        .with_label_values(&[route, code.as_str()])
+        .inc();
+    METRICS
+        .http_seconds
+        .with_label_values(&[route])
+        .observe(took.as_secs_f64());
+}
+
+/// librdkafka's periodic statistics of the consumer: the lag of every
+/// assigned input partition (series of partitions no longer assigned go
+/// away), and whether any broker connection is up.
+pub fn consumer_statistics(stats: &Statistics) -> bool {
+    METRICS.lag.reset();
+    for (topic, t) in &stats.topics {
+        for (partition, p) in &t.partitions {
+            // -1 is librdkafka's internal "unassigned" partition; a negative
+            // lag means "not known yet".
+            if *partition < 0 || p.consumer_lag < 0 {
+                continue;
+            }
+            let partition = partition.to_string();
+            METRICS
+                .lag
+                .with_label_values(&[topic.as_str(), partition.as_str()])
+                .set(p.consumer_lag);
+        }
+    }
+    stats.brokers.values().any(|b| b.state == "UP")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn names_follow_the_conventions() {
+        for name in NAMES {
+            assert!(name.starts_with("levee_"), "{name}");
+            assert!(
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{name}"
+            );
+        }
+        for counter in [
+            EVENTS_TOTAL,
+            DLQ_TOTAL,
+            ALERTS_TOTAL,
+            CONTROL_POINT_HITS_TOTAL,
+            KAFKA_ERRORS_TOTAL,
+            RULESET_RELOADS_TOTAL,
+            HTTP_REQUESTS_TOTAL,
+        ] {
+            assert!(counter.ends_with("_total"), "{counter}");
+        }
+    }
+
+    #[test]
+    fn every_family_is_registered_with_help() {
+        init();
+        // Labelled families show once they have a series.
+        METRICS.events.with_label_values(&["t", "trip", "ok"]);
+        METRICS.alerts.with_label_values(&["d", "1", "alert"]);
+        METRICS.hits.with_label_values(&["VF-001", "1"]);
+        METRICS.lag.with_label_values(&["t", "0"]);
+        METRICS.ruleset_info.with_label_values(&["v"]);
+        http_request("/healthz", 200, Duration::from_micros(5));
+        let families = METRICS.registry.gather();
+        let text = render();
+        for name in NAMES.iter().chain(PROCESS_NAMES) {
+            assert!(
+                text.contains(&format!("# HELP {name} ")),
+                "{name} missing from the exposition:\n{text}"
+            );
+        }
+        for f in &families {
+            let name = f.name();
+            assert!(
+                NAMES.contains(&name) || PROCESS_NAMES.contains(&name),
+                "{name} is registered but not listed in NAMES"
+            );
+        }
+    }
+
+    /// The Grafana dashboard queries only metrics levee exposes.
+    #[test]
+    fn the_dashboard_queries_existing_metrics() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../deploy/grafana/levee.json");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut exprs = Vec::new();
+        collect_exprs(&dashboard, &mut exprs);
+        assert!(exprs.len() >= 8, "only {} queries", exprs.len());
+        let mut used = std::collections::BTreeSet::new();
+        for expr in &exprs {
+            for name in metric_names(expr) {
+                used.insert(name);
+            }
+        }
+        for name in &used {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .filter(|base| NAMES.contains(base))
+                .unwrap_or(name);
+            assert!(
+                NAMES.contains(&family) || PROCESS_NAMES.contains(&family),
+                "the dashboard queries {name}, which levee does not expose"
+            );
+        }
+        for needed in [
+            EVENTS_TOTAL,
+            CONSUMER_LAG,
+            EVALUATE_SECONDS,
+            END_TO_END_SECONDS,
+            ALERTS_TOTAL,
+            CONTROL_POINT_HITS_TOTAL,
+            DLQ_TOTAL,
+            RULESET_RELOADS_TOTAL,
+            RULESET_INFO,
+        ] {
+            assert!(
+                used.iter().any(|u| u.starts_with(needed)),
+                "the dashboard does not show {needed}"
+            );
+        }
+    }
+
+    fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        ("expr" | "query", serde_json::Value::String(s)) => out.push(s.clone()),
+                        _ => collect_exprs(v, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+            _ => {}
+        }
+    }
+
+    /// Identifiers in a PromQL expression that look like levee or process
+    /// metric names.
+    fn metric_names(expr: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let bytes = expr.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if c.is_ascii_alphabetic() || c == b'_' {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let word = &expr[start..i];
+                let prev = expr[..start].chars().next_back();
+                if (word.starts_with("levee_") || word.starts_with("process_")) && prev != Some('$')
+                {
+                    out.push(word);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn dlq_reasons_cover_the_engines_kinds() {
+        for kind in BadKind::ALL {
+            assert!(DLQ_REASONS.contains(&kind.as_str()), "{}", kind.as_str());
+        }
+    }
+
+    #[test]
+    fn kafka_error_kinds_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for k in KafkaErrorKind::ALL {
+            assert!(seen.insert(k.as_str()));
+        }
+    }
+}
