@@ -1,6 +1,5 @@
 //! `levee gen` followed by `levee replay` reproduces the ground truth: every
-//! injected breach is alerted at its tier, and clean events stay (almost)
-//! quiet.
+//! injected breach is alerted at its tier, and clean events stay quiet.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -96,6 +95,9 @@ fn replay_of_a_generated_stream_reproduces_its_ground_truth() {
     );
 
     // Alerts on clean events: each is a generator or rule bug to look at.
+    // (Subjects recur only where two copies on one subject stay quiet, and
+    // three copies of one template on one subject among a million are too
+    // rare to show in 100,000 events.)
     let mut on_clean: BTreeMap<String, usize> = BTreeMap::new();
     for a in alerts
         .iter()
@@ -107,5 +109,5 @@ fn replay_of_a_generated_stream_reproduces_its_ground_truth() {
     }
     let total: usize = on_clean.values().sum();
     eprintln!("alerts on clean events: {total} {on_clean:?}");
-    assert!(total <= 100, "{total} alerts on clean events: {on_clean:?}");
+    assert_eq!(total, 0, "alerts on clean events: {on_clean:?}");
 }

@@ -5,9 +5,24 @@
 //! their tests say:
 //! - **Clean events** are drawn from the rule tests' quiet events (cases that
 //!   expect no alert) that raise no alert on their own. Each copy gets a new
-//!   `event_id`, a subject from a pool (so subjects recur, as real ones do),
-//!   and is moved by a whole number of weeks, so its time of day and weekday
-//!   stay what its author wrote; every timestamp field moves with it.
+//!   `event_id`, a subject from its template's own pool (so subjects recur,
+//!   as real ones do), and is moved by a whole number of weeks, so its time
+//!   of day and weekday stay what its author wrote; every timestamp field
+//!   moves with it.
+//! - **Recurrence stays clean.** A quiet event is quiet once; repeated on one
+//!   subject it may be a breach: a second final settlement of one campaign,
+//!   the same invoice number twice, a second write-off within the year, the
+//!   same quiet "away from the depot" position a week later (the stateful
+//!   point then sees the condition held all week, since the stream has no
+//!   event of the return in between). Those alerts would be right, and
+//!   missing from the truth. So a template's subjects recur only if two
+//!   copies of it on one subject raise nothing, at any gap the stream can put
+//!   between them; any other template gives each copy a subject of its own.
+//!   And templates never share subjects: the tests reuse names (`G1`, `K1`,
+//!   `S1`) for unrelated entities, which merged would make histories nobody
+//!   wrote. (A subject that gets three or more copies, likely only with a
+//!   small `--subjects`, can still trip a count in a window, as busy real
+//!   subjects do.)
 //! - **Breaches** are the rule tests' firing cases, injected whole (their
 //!   history included) at the configured rate, with fresh subjects and moved
 //!   in time together. The ground truth is what each case expects: which
@@ -44,8 +59,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0.02)]
     breach_rate: f64,
     /// How many distinct subjects clean events of one template are spread
-    /// over. Subjects that recur can trip stateful control points (counts in
-    /// a window), as busy real subjects do.
+    /// over. Subjects that recur three times or more can trip stateful
+    /// control points (counts in a window), as busy real subjects do;
+    /// templates of which two copies on one subject raise an alert give
+    /// every copy a subject of its own.
     #[arg(long, default_value_t = 1_000_000)]
     subjects: usize,
     /// How many weeks the stream spans.
@@ -84,8 +101,14 @@ struct Breach {
     truth: Vec<(usize, String, u8)>,
 }
 
+/// A quiet event, and whether copies of it may share a subject.
+struct Clean {
+    event: Value,
+    recurs: bool,
+}
+
 struct Templates {
-    clean: Vec<Value>,
+    clean: Vec<Clean>,
     breaches: Vec<Breach>,
 }
 
@@ -93,7 +116,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let Some(graph) = crate::rules::load(rules) else {
         return Ok(ExitCode::FAILURE);
     };
-    let t = templates(&graph, rules)?;
+    let t = templates(&graph, rules, args.weeks.max(1))?;
     anyhow::ensure!(
         !t.clean.is_empty(),
         "no clean templates: the rule tests have no quiet events that raise no alert"
@@ -126,11 +149,17 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 truth.push((ids[*i].clone(), cp.clone(), *tier));
             }
         } else {
-            let ev = &t.clean[rng.below(t.clean.len())];
+            let ti = rng.below(t.clean.len());
+            let c = &t.clean[ti];
             n_clean += 1;
             let id = format!("c{n_clean}");
-            let suffix = format!("-s{}", rng.below(args.subjects));
-            let (at, ev) = rewrite(&graph, ev, &id, &suffix, weeks);
+            let pooled = rng.below(args.subjects);
+            let suffix = if c.recurs {
+                format!("-t{ti}s{pooled}")
+            } else {
+                format!("-c{n_clean}")
+            };
+            let (at, ev) = rewrite(&graph, &c.event, &id, &suffix, weeks);
             events.push((at, ev));
         }
     }
@@ -162,10 +191,11 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         w.flush()?;
     }
     eprintln!(
-        "gen: {} events ({} clean from {} templates, {} in {} injected breaches from {} cases), {} expected alerts",
+        "gen: {} events ({} clean from {} templates ({} on subjects of their own), {} in {} injected breaches from {} cases), {} expected alerts",
         events.len(),
         n_clean,
         t.clean.len(),
+        t.clean.iter().filter(|c| !c.recurs).count(),
         n_breach,
         injected,
         t.breaches.len(),
@@ -229,7 +259,7 @@ fn on_a_list(graph: &RuleGraph, value: &str) -> bool {
 }
 
 /// Clean templates and breach cases from the rule tests.
-fn templates(graph: &Arc<RuleGraph>, rules: &Path) -> anyhow::Result<Templates> {
+fn templates(graph: &Arc<RuleGraph>, rules: &Path, weeks: i64) -> anyhow::Result<Templates> {
     let files = levee_rules::read_test_files(rules).map_err(|d| {
         anyhow::anyhow!(d
             .iter()
@@ -255,7 +285,10 @@ fn templates(graph: &Arc<RuleGraph>, rules: &Path) -> anyhow::Result<Templates> 
             if case.expect.is_empty() {
                 for ev in &case.events {
                     if quiet(graph, ev) && seen.insert(ev.to_string(), ()).is_none() {
-                        clean.push(ev.clone());
+                        clean.push(Clean {
+                            event: ev.clone(),
+                            recurs: recurs_quietly(graph, ev, weeks),
+                        });
                     }
                 }
                 continue;
@@ -298,6 +331,27 @@ fn quiet(graph: &Arc<RuleGraph>, ev: &Value) -> bool {
     engine
         .evaluate(&bytes)
         .is_ok_and(|_| engine.hits().is_empty())
+}
+
+/// Whether two copies of a quiet event on one subject raise nothing, at each
+/// gap (0 to `weeks - 1` weeks) the stream can put between them; each pair
+/// has a subject of its own, so one engine tries them all.
+fn recurs_quietly(graph: &Arc<RuleGraph>, ev: &Value, weeks: i64) -> bool {
+    let mut copies: Vec<(i64, Value)> = Vec::new();
+    for gap in 0..weeks {
+        let suffix = format!("-r{gap}");
+        for w in [0, gap] {
+            copies.push(rewrite(graph, ev, "r", &suffix, Duration::weeks(w)));
+        }
+    }
+    copies.sort_by_key(|(at, _)| *at);
+    let mut engine = Engine::new(graph.clone());
+    copies.iter().all(|(_, ev)| {
+        let bytes = serde_json::to_vec(ev).unwrap_or_default();
+        engine
+            .evaluate(&bytes)
+            .is_ok_and(|_| engine.hits().is_empty())
+    })
 }
 
 /// Which event of a case raises `cp` at `tier`, replaying the case.
