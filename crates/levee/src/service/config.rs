@@ -11,6 +11,13 @@
 //! | `[kafka.consumer]`, `[kafka.producer]` | | librdkafka properties, passed through |
 //! | `topics.inputs` | the four `events.*` | input topics (env: comma-separated) |
 //! | `topics.tier1` … `tier3`, `decisions`, `dlq` | contract.md's names | output topics |
+//! | `topics.rectification` | `events.rectification` | rectifications (input; every instance reads all of it) |
+//! | `topics.profiles` | `profiles` | subject profiles (output, compacted) |
+//! | `topics.changelog` | `levee.state-changelog` | state changelog (compacted; as many partitions as the inputs) |
+//! | `state.ttl` | `400d` | forget a subject idle this long (event time) |
+//! | `state.allowed_lateness` | `7d` | events older than the partition's watermark minus this go to the DLQ (`late`) |
+//! | `state.tick_interval_ms` | `1000` | escalate due alerts by the wall clock this often (0: by event time only) |
+//! | `state.max_pending_rectifications` | `1000000` | rectifications kept for alerts this instance may yet hold |
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
 //! | `rules.reload_interval_secs` | `5` | poll the rule files for changes (0: SIGHUP only) |
 //! | `log.format` | `text` | or `json` |
@@ -61,7 +68,34 @@ pub struct Settings {
     pub topics: Topics,
     pub rules: RulesSettings,
     pub log: LogSettings,
+    pub state: StateSettings,
 }
+
+/// Stateful control points: see [`super::state`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// A duration (`400d`): subjects idle this long in event time are forgotten.
+    pub ttl: String,
+    /// A duration (`7d`): how far behind its partition's watermark an event may be.
+    pub allowed_lateness: String,
+    /// Wall-clock escalation tick; 0 turns it off.
+    pub tick_interval_ms: u64,
+    pub max_pending_rectifications: usize,
+}
+
+impl StateSettings {
+    /// `state.ttl` in seconds (validated by [`Settings::validate`]).
+    pub fn ttl_secs(&self) -> i64 {
+        levee_rules::compile::parse_duration(&self.ttl).unwrap_or(400 * 86_400)
+    }
+
+    /// `state.allowed_lateness` in seconds.
+    pub fn allowed_lateness_secs(&self) -> i64 {
+        levee_rules::compile::parse_duration(&self.allowed_lateness).unwrap_or(7 * 86_400)
+    }
+}
+
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,6 +119,9 @@ pub struct Topics {
     pub tier3: String,
     pub decisions: String,
     pub dlq: String,
+    pub rectification: String,
+    pub profiles: String,
+    pub changelog: String,
 }
 
 impl Topics {
@@ -240,6 +277,9 @@ impl Settings {
             ("topics.tier3", &self.topics.tier3),
             ("topics.decisions", &self.topics.decisions),
             ("topics.dlq", &self.topics.dlq),
+            ("topics.profiles", &self.topics.profiles),
+            ("topics.changelog", &self.topics.changelog),
+            ("topics.rectification", &self.topics.rectification),
         ];
         for (key, topic) in named.iter().map(|(k, t)| (*k, t.as_str())).chain(
             self.topics
@@ -258,6 +298,14 @@ impl Settings {
                 errors.push(format!(
                     "topics.inputs: {input:?} is also an output topic; levee would read its own output"
                 ));
+            }
+        }
+        for (key, value) in [
+            ("state.ttl", &self.state.ttl),
+            ("state.allowed_lateness", &self.state.allowed_lateness),
+        ] {
+            if let Err(e) = levee_rules::compile::parse_duration(value) {
+                errors.push(format!("{key}: {value:?} is not a duration: {e}"));
             }
         }
         for (section, props, reserved) in [

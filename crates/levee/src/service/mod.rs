@@ -5,11 +5,14 @@
 //! - [`pipeline`]: consumer thread, per-partition tasks, producer, checkpoints
 //!   (at-least-once commits or exactly-once transactions), rebalances.
 //! - [`reload`]: the rules in force; reload on SIGHUP or file change.
+//! - [`state`]: the state changelog (restore on assignment) and the
+//!   rectification table every instance reads.
 //! - this file: [`run`], which wires them up and shuts them down.
 
 pub mod config;
 pub mod pipeline;
 pub mod reload;
+pub mod state;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,6 +11,12 @@
 //! acknowledged by the broker. Only then are the offsets committed
 //! (at-least-once), or sent to the transaction that is then committed
 //! (exactly-once). So a committed offset never runs ahead of its output.
+//!
+//! Each partition task owns its partition's [`Engine`] and so its state: it
+//! restores it from the changelog before its first event and writes what
+//! changed at every barrier, before answering (see [`super::state`]). The
+//! consumer thread also reads every rectification and hands it, and a
+//! wall-clock escalation tick, to every task.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
 use chrono::{SecondsFormat, Utc};
-use levee_engine::{Engine, Source};
+use levee_engine::{Engine, Source, Status};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
@@ -35,6 +41,7 @@ use tracing::{debug, error, info, warn};
 
 use super::config::{Delivery, Settings, Topics};
 use super::reload::Rules;
+use super::state::{self as pstate, Meta, RectMessage, RectificationReader, Rectifications};
 
 /// How long one Kafka call made while holding up the pipeline may take
 /// before it is retried.
@@ -135,12 +142,20 @@ struct OutRecord {
     key: Option<Vec<u8>>,
     payload: Vec<u8>,
     headers: Option<OwnedHeaders>,
+    /// A given partition (the changelog's), else by key.
+    partition: Option<i32>,
+    /// A tombstone (no payload): a forgotten subject in the changelog.
+    tombstone: bool,
 }
 
 enum Work {
     Message(OwnedMessage),
     /// Answer with the next offset to commit once everything before is done.
     Barrier(oneshot::Sender<anyhow::Result<Option<i64>>>),
+    /// A rectification from `topics.rectification`.
+    Rectify(Arc<str>, Status),
+    /// Escalate what is due by this wall-clock time (seconds).
+    Tick(i64),
 }
 
 struct PartitionTask {
@@ -166,6 +181,8 @@ pub struct Pipeline {
     rules: Arc<Rules>,
     runtime: Handle,
     state: Mutex<State>,
+    /// Every rectification seen, for alerts a task may hold or raise later.
+    rectifications: Arc<Rectifications>,
     /// A fatal error (exactly-once: fenced) noticed inside a callback.
     fatal: Mutex<Option<anyhow::Error>>,
 }
@@ -210,7 +227,16 @@ impl ConsumerContext for Pipeline {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                info!(partitions = %show(&tp_list(tpl)), "partitions assigned");
+                let assigned = tp_list(tpl);
+                info!(partitions = %show(&assigned), "partitions assigned");
+                // Start restoring their state now, not at their first event.
+                let mut st = self.state();
+                for tp in assigned {
+                    if let std::collections::hash_map::Entry::Vacant(e) = st.tasks.entry(tp) {
+                        let task = self.spawn_task(e.key());
+                        e.insert(task);
+                    }
+                }
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
@@ -243,6 +269,9 @@ impl Pipeline {
         runtime: Handle,
     ) -> Self {
         Pipeline {
+            rectifications: Arc::new(Rectifications::new(
+                settings.state.max_pending_rectifications,
+            )),
             settings,
             producer,
             rules,
@@ -269,6 +298,42 @@ impl Pipeline {
 
     fn exactly_once(&self) -> bool {
         self.settings.delivery == Delivery::ExactlyOnce
+    }
+
+    /// Exactly-once: makes sure a transaction is open for what tasks produce.
+    fn ensure_transaction(&self) -> anyhow::Result<()> {
+        if self.exactly_once() {
+            let mut st = self.state();
+            if !st.in_transaction {
+                self.producer
+                    .begin_transaction()
+                    .context("beginning a transaction")?;
+                st.in_transaction = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands `work` to every partition task.
+    fn broadcast(&self, work: impl Fn() -> Work) -> anyhow::Result<()> {
+        let txs: Vec<mpsc::Sender<Work>> =
+            self.state().tasks.values().map(|t| t.tx.clone()).collect();
+        if txs.is_empty() {
+            return Ok(());
+        }
+        self.ensure_transaction()?;
+        for tx in txs {
+            // A task that stopped (revoked) has nothing left to apply it to.
+            let _ = self.runtime.block_on(tx.send(work()));
+        }
+        Ok(())
+    }
+
+    /// A rectification: remembered, and offered to every partition task.
+    fn rectification(&self, alert_id: &str, status: Status) -> anyhow::Result<()> {
+        self.rectifications.insert(alert_id, status);
+        let id: Arc<str> = Arc::from(alert_id);
+        self.broadcast(|| Work::Rectify(Arc::clone(&id), status))
     }
 
     /// Hands one message to its partition's task (starting it if needed).
@@ -308,6 +373,15 @@ impl Pipeline {
             track_deliveries: !self.exactly_once(),
             pending: Vec::new(),
             next_offset: None,
+            tp: tp.clone(),
+            settings: self.settings.clone(),
+            rectifications: Arc::clone(&self.rectifications),
+            skip_below: 0,
+            written: None,
+            failed: None,
+            expired_at: i64::MIN,
+            ttl: self.settings.state.ttl_secs(),
+            lateness: self.settings.state.allowed_lateness_secs(),
         };
         let handle = self.runtime.spawn(worker.run(rx));
         debug!(topic = %tp.0, partition = tp.1, "partition task started");
@@ -509,15 +583,47 @@ struct PartitionWorker {
     track_deliveries: bool,
     pending: Vec<(DeliveryFuture, OutRecord)>,
     next_offset: Option<i64>,
+    tp: Tp,
+    settings: Settings,
+    rectifications: Arc<Rectifications>,
+    /// Offsets below this are already in the restored state.
+    skip_below: i64,
+    /// The partition record last written to the changelog.
+    written: Option<Meta>,
+    /// The partition's state could not be restored: why.
+    failed: Option<String>,
+    /// The watermark at the last expiry.
+    expired_at: i64,
+    ttl: i64,
+    lateness: i64,
+}
+
+/// Why a message goes to the DLQ: bad input, or too late.
+struct Rejected {
+    kind: &'static str,
+    reason: String,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.reason, self.kind)
+    }
 }
 
 impl PartitionWorker {
     async fn run(mut self, mut rx: mpsc::Receiver<Work>) {
+        self.restore().await;
         while let Some(work) = rx.recv().await {
             match work {
                 Work::Message(m) => {
+                    if self.failed.is_some() || m.offset() < self.skip_below {
+                        // Already in the restored state, its output delivered.
+                        self.next_offset = Some(m.offset() + 1);
+                        continue;
+                    }
                     self.refresh_rules();
-                    let records = self.evaluate(&m);
+                    let mut records = self.evaluate(&m);
+                    records.extend(self.after_event());
                     for r in records {
                         self.send(r).await;
                     }
@@ -527,26 +633,229 @@ impl PartitionWorker {
                     }
                 }
                 Work::Barrier(reply) => {
+                    if let Some(why) = &self.failed {
+                        let _ = reply.send(Err(anyhow!("{why}")));
+                        continue;
+                    }
+                    self.settle().await;
+                    for r in self.changelog_records() {
+                        self.send(r).await;
+                    }
                     self.settle().await;
                     let _ = reply.send(Ok(self.next_offset));
+                }
+                Work::Rectify(id, status) => {
+                    if self.engine.rectify(&id, status) {
+                        debug!(alert_id = %id, ?status, topic = %self.tp.0, partition = self.tp.1, "rectification applied");
+                    }
+                }
+                Work::Tick(now) => {
+                    let detected = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+                    let escalated = self.engine.tick(now, &detected);
+                    for r in self.alert_records(escalated) {
+                        self.send(r).await;
+                    }
                 }
             }
         }
     }
 
-    /// Rules are swapped only here, between messages.
+    /// Reads the partition's state back from the changelog (retrying while
+    /// Kafka is away), then applies the rectifications already known.
+    async fn restore(&mut self) {
+        let mut backoff = Duration::from_millis(500);
+        let started = Instant::now();
+        let restored = loop {
+            let (settings, (topic, partition)) = (self.settings.clone(), self.tp.clone());
+            let r =
+                tokio::task::spawn_blocking(move || pstate::restore(&settings, &topic, partition))
+                    .await
+                    .map_err(|e| anyhow!("restoring: {e}"))
+                    .and_then(|r| r);
+            match r {
+                Ok(r) => break r,
+                Err(e) if e.is::<pstate::Misconfigured>() => {
+                    error!(error = %format!("{e:#}"), topic = %self.tp.0, partition = self.tp.1, "cannot restore the partition's state");
+                    self.failed = Some(format!("{e:#}"));
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), topic = %self.tp.0, partition = self.tp.1, "restoring the partition's state failed; retrying");
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        };
+        let subjects = restored.subjects.len();
+        let meta = restored.meta.unwrap_or_default();
+        self.engine
+            .restore_subjects(restored.subjects, meta.watermark);
+        self.skip_below = meta.next_offset;
+        self.written = restored.meta;
+        let ids: Vec<String> = self.engine.ledger().open_ids().map(str::to_owned).collect();
+        for (id, status) in self.rectifications.lookup(ids.iter().map(String::as_str)) {
+            self.engine.rectify(&id, status);
+        }
+        info!(
+            topic = %self.tp.0,
+            partition = self.tp.1,
+            subjects,
+            records = restored.records,
+            next_offset = meta.next_offset,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "partition state restored"
+        );
+    }
+
+    /// After an event: escalations its event time made due, rectifications
+    /// that came before their alerts, expiry of idle subjects.
+    fn after_event(&mut self) -> Vec<OutRecord> {
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let watermark = self.engine.watermark();
+        let escalated = self.engine.tick(watermark, &now);
+        let out = self.alert_records(escalated);
+        if watermark.saturating_sub(self.expired_at) >= 3600 {
+            self.engine.expire(self.ttl);
+            self.expired_at = watermark;
+        }
+        out
+    }
+
+    /// Alerts as records to their tier topics; applies rectifications that
+    /// arrived before them.
+    fn alert_records(&mut self, alerts: Vec<levee_engine::Alert>) -> Vec<OutRecord> {
+        let known = self
+            .rectifications
+            .lookup(alerts.iter().map(|a| a.alert_id.as_str()));
+        let mut out = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            match serde_json::to_vec(&alert) {
+                Ok(payload) => out.push(OutRecord {
+                    topic: self.topics.tier(alert.tier).to_owned(),
+                    key: Some(alert.subject.into_bytes()),
+                    payload,
+                    headers: None,
+                    partition: None,
+                    tombstone: false,
+                }),
+                Err(e) => error!(error = %e, "an alert could not be serialized"),
+            }
+        }
+        for (id, status) in known {
+            self.engine.rectify(&id, status);
+        }
+        out
+    }
+
+    /// The changelog records of what changed since the last barrier, the
+    /// partition record, and the changed profiles.
+    fn changelog_records(&mut self) -> Vec<OutRecord> {
+        let dirty = self.engine.take_dirty_subjects();
+        // Nothing evaluated, applied or escalated since the restore: nothing
+        // to write (and, exactly-once, no transaction open to write in).
+        if dirty.is_empty() && self.next_offset.is_none() {
+            return Vec::new();
+        }
+        let meta = Meta {
+            next_offset: self.next_offset.unwrap_or(self.skip_below),
+            watermark: self.engine.watermark(),
+        };
+        let unchanged = self
+            .written
+            .is_some_and(|w| w.next_offset == meta.next_offset && w.watermark == meta.watermark);
+        if dirty.is_empty() && unchanged {
+            return Vec::new();
+        }
+        let (topic, partition) = (&self.tp.0, self.tp.1);
+        let mut out = Vec::with_capacity(2 * dirty.len() + 1);
+        for (subject, snap) in self.engine.snapshot(dirty) {
+            if let Some(profile) = &snap.profile {
+                if let Ok(payload) = serde_json::to_vec(profile) {
+                    out.push(OutRecord {
+                        topic: self.topics.profiles.clone(),
+                        key: Some(subject.clone().into_bytes()),
+                        payload,
+                        headers: None,
+                        partition: None,
+                        tombstone: false,
+                    });
+                }
+            }
+            let key = pstate::subject_key(topic, partition, &subject).into_bytes();
+            let (payload, tombstone) = if snap.is_empty() {
+                (Vec::new(), true)
+            } else {
+                match serde_json::to_vec(&snap) {
+                    Ok(p) => (p, false),
+                    Err(e) => {
+                        error!(error = %e, "a subject's state could not be serialized");
+                        continue;
+                    }
+                }
+            };
+            out.push(OutRecord {
+                topic: self.topics.changelog.clone(),
+                key: Some(key),
+                payload,
+                headers: None,
+                partition: Some(partition),
+                tombstone,
+            });
+        }
+        if let Ok(payload) = serde_json::to_vec(&meta) {
+            out.push(OutRecord {
+                topic: self.topics.changelog.clone(),
+                key: Some(pstate::meta_key(topic, partition).into_bytes()),
+                payload,
+                headers: None,
+                partition: Some(partition),
+                tombstone: false,
+            });
+        }
+        self.written = Some(meta);
+        out
+    }
+
+    /// Rules are swapped only here, between messages; the state stays.
     fn refresh_rules(&mut self) {
         if self.rules.generation() != self.generation {
             let (graph, generation) = self.rules.current();
-            self.engine = Engine::new(graph);
+            self.engine.set_graph(graph);
             self.generation = generation;
         }
+    }
+
+    /// Decodes, rejects an event later than the allowed lateness, evaluates.
+    fn decode_checked(&mut self, payload: &[u8]) -> Result<levee_engine::EvalStats, Rejected> {
+        if let Err(bad) = self.engine.decode(payload) {
+            return Err(Rejected {
+                kind: bad.kind.as_str(),
+                reason: bad.reason,
+            });
+        }
+        let watermark = self.engine.watermark();
+        if let Some(at) = self.engine.envelope().occurred {
+            if at.timestamp() < watermark.saturating_sub(self.lateness) {
+                let mark = chrono::DateTime::from_timestamp(watermark, 0)
+                    .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+                    .unwrap_or_default();
+                return Err(Rejected {
+                    kind: "late",
+                    reason: format!(
+                        "late event: occurred_at {} is more than state.allowed_lateness ({}) behind the partition's watermark {mark}",
+                        self.engine.envelope().occurred_at,
+                        self.settings.state.allowed_lateness
+                    ),
+                });
+            }
+        }
+        Ok(self.engine.run())
     }
 
     fn evaluate(&mut self, m: &OwnedMessage) -> Vec<OutRecord> {
         let payload = m.payload().unwrap_or_default();
         let mut out = Vec::new();
-        match self.engine.evaluate(payload) {
+        match self.decode_checked(payload) {
             Ok(_) => {
                 let hits = self.engine.hits();
                 if hits.is_empty() && self.engine.verdict().is_none() {
@@ -558,18 +867,11 @@ impl PartitionWorker {
                     offset: m.offset(),
                 };
                 let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-                for &hit in hits {
-                    let alert = self.engine.alert(hit, &source, &now);
-                    match serde_json::to_vec(&alert) {
-                        Ok(payload) => out.push(OutRecord {
-                            topic: self.topics.tier(alert.tier).to_owned(),
-                            key: Some(alert.subject.into_bytes()),
-                            payload,
-                            headers: None,
-                        }),
-                        Err(e) => error!(error = %e, "an alert could not be serialized"),
-                    }
-                }
+                let alerts: Vec<_> = hits
+                    .iter()
+                    .map(|&hit| self.engine.alert(hit, &source, &now))
+                    .collect();
+                out.extend(self.alert_records(alerts));
                 if let Some(verdict) = self.engine.verdict() {
                     match serde_json::to_vec(&verdict) {
                         Ok(payload) => out.push(OutRecord {
@@ -577,6 +879,8 @@ impl PartitionWorker {
                             key: Some(verdict.event_id.into_bytes()),
                             payload,
                             headers: None,
+                            partition: None,
+                            tombstone: false,
                         }),
                         Err(e) => error!(error = %e, "a verdict could not be serialized"),
                     }
@@ -587,6 +891,7 @@ impl PartitionWorker {
                 let partition = m.partition().to_string();
                 let offset = m.offset().to_string();
                 let reason = bad.to_string();
+                let kind = bad.kind;
                 let headers = OwnedHeaders::new()
                     .insert(Header {
                         key: "levee.error",
@@ -594,7 +899,7 @@ impl PartitionWorker {
                     })
                     .insert(Header {
                         key: "levee.error.kind",
-                        value: Some(bad.kind.as_str()),
+                        value: Some(kind),
                     })
                     .insert(Header {
                         key: "levee.source.topic",
@@ -613,6 +918,8 @@ impl PartitionWorker {
                     key: m.key().map(<[u8]>::to_vec),
                     payload: payload.to_vec(),
                     headers: Some(headers),
+                    partition: None,
+                    tombstone: false,
                 });
             }
         }
@@ -622,8 +929,13 @@ impl PartitionWorker {
     async fn send(&mut self, r: OutRecord) {
         let mut backoff = Duration::from_millis(10);
         loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> =
-                FutureRecord::to(&r.topic).payload(r.payload.as_slice());
+            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic);
+            if !r.tombstone {
+                rec = rec.payload(r.payload.as_slice());
+            }
+            if let Some(p) = r.partition {
+                rec = rec.partition(p);
+            }
             if let Some(k) = &r.key {
                 rec = rec.key(k.as_slice());
             }
@@ -690,6 +1002,13 @@ pub fn consume(
         .iter()
         .map(String::as_str)
         .collect();
+    // Rectifications first: a starting instance knows those already made
+    // before it evaluates (and escalates) anything.
+    let mut rectifications = RectificationReader::new(&pipeline.settings)?;
+    let known = rectifications.catch_up(&pipeline.rectifications, Duration::from_secs(30));
+    info!(rectifications = known, "rectifications read");
+    let tick_every = Duration::from_millis(pipeline.settings.state.tick_interval_ms);
+    let mut last_tick = Instant::now();
     consumer
         .subscribe(&topics)
         .context("subscribing to the input topics")?;
@@ -716,6 +1035,29 @@ pub fn consume(
                     last_error_log = Some(Instant::now());
                 }
                 std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let mut failed = None;
+        for _ in 0..256 {
+            match rectifications.poll(Duration::ZERO) {
+                None => break,
+                Some(RectMessage::Rectify(id, status)) => {
+                    if let Err(e) = pipeline.rectification(&id, status) {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                Some(RectMessage::Bad(reason)) => warn!("bad rectification skipped: {reason}"),
+            }
+        }
+        if let Some(e) = failed {
+            break Err(e);
+        }
+        if !tick_every.is_zero() && last_tick.elapsed() >= tick_every {
+            last_tick = Instant::now();
+            let now = Utc::now().timestamp();
+            if let Err(e) = pipeline.broadcast(|| Work::Tick(now)) {
+                break Err(e);
             }
         }
         if last_checkpoint.elapsed() >= interval {

@@ -15,7 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use levee_testkit::{shared_broker, unique_topic_prefix, KafkaBroker, ReceivedMessage, Record};
+use levee_testkit::{
+    shared_broker, unique_topic_prefix, KafkaBroker, ReceivedMessage, Record, TopicSpec,
+};
 use serde_json::Value;
 
 pub const LEVEE: &str = env!("CARGO_BIN_EXE_levee");
@@ -42,6 +44,11 @@ pub struct Setup {
     pub tiers: [String; 3],
     pub decisions: String,
     pub dlq: String,
+    pub rectification: String,
+    /// Compacted, one partition.
+    pub profiles: String,
+    /// Compacted, as many partitions as the inputs (3).
+    pub changelog: String,
     /// event type → stream name, from the compiled rules.
     pub stream_of: HashMap<String, String>,
 }
@@ -67,6 +74,26 @@ impl Setup {
         topics.push((&decisions, 1));
         topics.push((&dlq, 1));
         broker.create_topics(&topics).await.unwrap();
+        let rectification = format!("{prefix}.events.rectification");
+        let profiles = format!("{prefix}.profiles");
+        let changelog = format!("{prefix}.state-changelog");
+        let compact: &[(&str, &str)] = &[("cleanup.policy", "compact")];
+        broker
+            .create_topics_with_config(&[
+                TopicSpec::new(&rectification, 3),
+                TopicSpec {
+                    name: &profiles,
+                    partitions: 1,
+                    config: compact,
+                },
+                TopicSpec {
+                    name: &changelog,
+                    partitions: 3,
+                    config: compact,
+                },
+            ])
+            .await
+            .unwrap();
 
         let rules = rules.unwrap_or_else(|| workspace().join("rules"));
         let compiled = levee_rules::compile_dir(&rules).unwrap_or_else(|d| {
@@ -90,6 +117,9 @@ impl Setup {
             tiers,
             decisions,
             dlq,
+            rectification,
+            profiles,
+            changelog,
             stream_of,
         }
     }
@@ -97,6 +127,11 @@ impl Setup {
     /// Writes the settings file for `delivery`, with `extra` TOML appended
     /// to the top level.
     pub fn config(&self, delivery: &str, reload_secs: u64) -> PathBuf {
+        self.config_with(delivery, reload_secs, "")
+    }
+
+    /// [`Setup::config`] with `extra` TOML (sections) appended.
+    pub fn config_with(&self, delivery: &str, reload_secs: u64, extra: &str) -> PathBuf {
         let inputs: Vec<String> = self.inputs.values().map(|t| format!("{t:?}")).collect();
         let text = format!(
             r#"delivery = "{delivery}"
@@ -121,6 +156,9 @@ tier2 = "{t2}"
 tier3 = "{t3}"
 decisions = "{decisions}"
 dlq = "{dlq}"
+rectification = "{rectification}"
+profiles = "{profiles}"
+changelog = "{changelog}"
 
 [rules]
 dir = "{rules}"
@@ -129,6 +167,7 @@ reload_interval_secs = {reload_secs}
 [log]
 format = "text"
 level = "info,levee::kafka=warn"
+{extra}
 "#,
             brokers = broker().bootstrap_servers(),
             group = self.group,
@@ -138,9 +177,14 @@ level = "info,levee::kafka=warn"
             t3 = self.tiers[2],
             decisions = self.decisions,
             dlq = self.dlq,
+            rectification = self.rectification,
+            profiles = self.profiles,
+            changelog = self.changelog,
             rules = self.rules.display(),
         );
-        let path = self.dir.path().join(format!("levee-{delivery}.toml"));
+        static CONFIGS: AtomicUsize = AtomicUsize::new(0);
+        let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
+        let path = self.dir.path().join(format!("levee-{delivery}-{n}.toml"));
         fs::write(&path, text).unwrap();
         path
     }

@@ -1,0 +1,391 @@
+//! Stateful control points over Kafka: escalation and rectification end to
+//! end, and state that moves with its partition (a second instance joins,
+//! one is killed, a restart) continuing exactly as an uninterrupted
+//! `levee replay` of the same events. Real broker, real binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use levee_testkit::Record;
+use serde_json::Value;
+use support::*;
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn arrears(id: &str, customer: &str, t: DateTime<Utc>, amount: u32, months: u32) -> String {
+    format!(
+        r#"{{"event_id":"{id}","type":"arrears_snapshot","occurred_at":"{}","branch":"wuhan","group_customer_id":"{customer}","customer_manager_id":"M-{customer}","arrears_cny":{amount},"overdue_months":{months},"credit_limit_cny":50000}}"#,
+        ts(t)
+    )
+}
+
+/// The event's subject: its type's key field, as the contract keys messages.
+fn subject_of(line: &str) -> String {
+    let v: Value = serde_json::from_str(line).unwrap();
+    let field = match v["type"].as_str().unwrap() {
+        "arrears_snapshot" => "group_customer_id",
+        "purchase" => "supplier_id",
+        "refuel" => "vehicle_id",
+        other => panic!("no key for {other}"),
+    };
+    v[field].as_str().unwrap().to_owned()
+}
+
+/// Produces events keyed by subject (`partition`: all to that one).
+async fn produce_keyed(setup: &Setup, lines: &[String], partition: Option<i32>) {
+    let mut by_topic: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    for line in lines {
+        let mut r = Record::new(line.as_bytes().to_vec()).key(subject_of(line));
+        if let Some(p) = partition {
+            r = r.partition(p);
+        }
+        by_topic
+            .entry(setup.topic_of(line.as_bytes()))
+            .or_default()
+            .push(r);
+    }
+    for (topic, records) in by_topic {
+        broker().produce(&topic, records).await.unwrap();
+    }
+}
+
+async fn rectify(setup: &Setup, alert_id: &str, status: &str) {
+    let body = format!(
+        r#"{{"alert_id":"{alert_id}","status":"{status}","by":"auditor-1","at":"2026-11-01T00:00:00Z"}}"#
+    );
+    broker()
+        .produce(&setup.rectification, [Record::new(body).key(alert_id)])
+        .await
+        .unwrap();
+}
+
+/// Waits for an alert matching `pred`.
+async fn wait_alert(setup: &Setup, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(a) = setup.alerts().await.into_iter().find(|a| pred(a)) {
+            return a;
+        }
+        assert!(Instant::now() < deadline, "no {what} after {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Waits until the profiles topic shows `subject` with `field` >= `n`.
+async fn wait_profile(setup: &Setup, subject: &str, field: &str, n: u64) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let profiles = broker().consume_all(&setup.profiles, WAIT).await.unwrap();
+        let last = profiles
+            .iter()
+            .filter(|m| m.key_str() == Some(subject))
+            .filter_map(|m| serde_json::from_slice::<Value>(m.payload.as_deref()?).ok())
+            .next_back();
+        if let Some(p) = last {
+            if p[field].as_u64().unwrap_or(0) >= n {
+                return p;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "profile of {subject} never had {field} >= {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn ba101(event_id: &str) -> String {
+    levee_engine::alert_id("arrears_snapshot", event_id, "BA-101")
+}
+
+/// An unrectified BA-101 alert climbs a tier once event time passes its
+/// 30 days, and by the wall clock with no new event at all; a rectified one
+/// does not, also when the rectification came before the alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrectified_alerts_escalate_rectified_ones_do_not() {
+    let setup = Setup::new("escalation").await;
+    let config = setup.config_with("at_least_once", 0, "[state]\ntick_interval_ms = 500\n");
+    let mut levee = setup.spawn(&config, "a");
+    levee.wait_assigned().await;
+
+    // Event time after the wall clock, so only events move it (partition 0).
+    let t0 = at("2027-01-10T00:00:00Z");
+    let first = [
+        arrears("e-open", "G-open", t0, 45_000, 4),
+        arrears("e-rect", "G-rect", t0, 45_000, 4),
+    ];
+    produce_keyed(&setup, &first, Some(0)).await;
+    for id in ["e-open", "e-rect"] {
+        let want = ba101(id);
+        wait_alert(&setup, "BA-101 tier 1", |a| a["alert_id"] == want.as_str()).await;
+    }
+    rectify(&setup, &ba101("e-rect"), "rectified").await;
+    // Rectified before its alert exists.
+    rectify(&setup, &ba101("e-early"), "dismissed").await;
+    wait_profile(&setup, "G-rect", "rectified", 1).await;
+
+    let later = [
+        arrears(
+            "e-early",
+            "G-early",
+            t0 + chrono::Duration::days(1),
+            45_000,
+            4,
+        ),
+        // 31 days on: the watermark passes e-open's and e-rect's deadline.
+        arrears("e-tick", "G-quiet", t0 + chrono::Duration::days(31), 10, 0),
+        // And past e-early's.
+        arrears("e-tick2", "G-quiet", t0 + chrono::Duration::days(33), 10, 0),
+    ];
+    produce_keyed(&setup, &later, Some(0)).await;
+    let open = ba101("e-open");
+    let escalated = wait_alert(&setup, "escalation of e-open", |a| {
+        a["escalated_from"] == open.as_str()
+    })
+    .await;
+    assert_eq!(escalated["tier"], 2);
+    assert_eq!(escalated["notify"], "branch_leadership");
+    assert_eq!(escalated["subject"], "G-open");
+    assert_eq!(escalated["control_point"], "BA-101");
+    wait_profile(&setup, "G-early", "dismissed", 1).await;
+
+    // By the wall clock: 30 days minus 3 s ago, alone on partition 1.
+    let wall = Utc::now() - chrono::Duration::days(30) + chrono::Duration::seconds(3);
+    produce_keyed(
+        &setup,
+        &[arrears("e-wall", "G-wall", wall, 50_000, 5)],
+        Some(1),
+    )
+    .await;
+    let wall_id = ba101("e-wall");
+    let started = Instant::now();
+    let escalated = wait_alert(&setup, "wall-clock escalation", |a| {
+        a["escalated_from"] == wall_id.as_str()
+    })
+    .await;
+    assert_eq!(escalated["tier"], 2);
+    eprintln!("wall-clock escalation after {:?}", started.elapsed());
+
+    // Settle: nothing escalates from the rectified ones.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let alerts = setup.alerts().await;
+    for id in [ba101("e-rect"), ba101("e-early")] {
+        assert!(
+            alerts.iter().all(|a| a["escalated_from"] != id.as_str()),
+            "{id} was rectified but escalated"
+        );
+    }
+    assert!(alerts
+        .iter()
+        .any(|a| a["alert_id"] == ba101("e-early").as_str()));
+    let tier2: Vec<_> = alerts
+        .iter()
+        .filter(|a| a["tier"] == 2 && a["control_point"] == "BA-101")
+        .collect();
+    assert_eq!(tier2.len(), 2, "{tier2:?}");
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
+}
+
+/// Timestamped events of SO-101 (split purchases, 30-day windows), FC-101
+/// (refuels within 24 hours) and CC-101 (arrears over the limit for 60
+/// days), each subject's events spread over `phases` phases, every phase in
+/// event-time order.
+fn stateful_events(tag: &str, phases: usize) -> Vec<Vec<String>> {
+    let base = at("2027-03-01T00:00:00Z");
+    let mut timed: Vec<(DateTime<Utc>, usize, String)> = Vec::new();
+    let steps = 6;
+    for s in 0..8 {
+        for j in 0..steps {
+            let phase = j * phases / steps;
+            // SO-101: orders 6..10 days apart, each under 500,000.
+            let t = base
+                + chrono::Duration::days((j * (6 + s % 5)) as i64)
+                + chrono::Duration::minutes(s as i64);
+            timed.push((t, phase, format!(
+                r#"{{"event_id":"p-{tag}-{s}-{j}","type":"purchase","occurred_at":"{}","branch":"wuhan","project_id":"P-{s}","supplier_id":"S-{tag}-{s}","amount_cny":{},"method":"inquiry","bidder_count":3,"requester_id":"E1","approver_id":"E2"}}"#,
+                ts(t), 150_000 + 10_000 * (s % 3) + 1000 * j
+            )));
+            // FC-101: refuels 4..11 hours apart.
+            let t = base
+                + chrono::Duration::hours((j * (4 + s)) as i64)
+                + chrono::Duration::minutes(s as i64);
+            timed.push((t, phase, format!(
+                r#"{{"event_id":"f-{tag}-{s}-{j}","type":"refuel","occurred_at":"{}","branch":"wuhan","vehicle_id":"V-{tag}-{s}","fuel_card_id":"C-{s}","liters":{},"amount_cny":300,"tank_capacity_l":60,"station_id":"ST-1"}}"#,
+                ts(t), 30 + 5 * (s % 4)
+            )));
+            // CC-101: snapshots 20 days apart; odd customers dip under the
+            // limit once, which restarts the duration.
+            let t = base
+                + chrono::Duration::days((j * 20) as i64)
+                + chrono::Duration::minutes(s as i64);
+            let amount = if s % 2 == 1 && j == 2 {
+                40_000
+            } else {
+                60_000 + 30_000 * (s % 3) as u32
+            };
+            timed.push((
+                t,
+                phase,
+                arrears(
+                    &format!("a-{tag}-{s}-{j}"),
+                    &format!("G-{tag}-{s}"),
+                    t,
+                    amount,
+                    1,
+                ),
+            ));
+        }
+    }
+    timed.sort_by_key(|a| a.0);
+    let mut out = vec![Vec::new(); phases];
+    for (_, phase, line) in timed {
+        out[phase].push(line);
+    }
+    out
+}
+
+/// The alerts to compare: all but escalations (which depend on each
+/// partition's watermark and the wall clock, tested above).
+fn originals(alerts: &AlertSet) -> BTreeSet<(String, u64)> {
+    alerts
+        .iter()
+        .filter(|(_, a)| a["escalated_from"].is_null())
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
+fn assert_same(got: &[Value], expected: &AlertSet) {
+    let got = originals(&alert_keys(got));
+    let want = originals(expected);
+    let missing: Vec<_> = want.difference(&got).collect();
+    let extra: Vec<_> = got.difference(&want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} missing, e.g. {:?}; {} extra, e.g. {:?}",
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(3).collect::<Vec<_>>()
+    );
+}
+
+fn control_points(expected: &AlertSet) -> BTreeMap<String, usize> {
+    let mut n = BTreeMap::new();
+    for a in expected.values() {
+        *n.entry(a["control_point"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    n
+}
+
+async fn wait_all(setup: &Setup, expected: &AlertSet) -> Vec<Value> {
+    let want: AlertSet = expected
+        .iter()
+        .filter(|(_, a)| a["escalated_from"].is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    setup.wait_for_alerts(&want).await
+}
+
+/// A second instance joins (partitions move to it, their state restored
+/// from the changelog), then the first is killed mid-stream (its partitions
+/// move back): the alerts are exactly an uninterrupted replay's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_partitions_continue_windows_and_durations_like_replay() {
+    let setup = Setup::new("moved").await;
+    let config = setup.config("at_least_once", 0);
+    let phases = stateful_events("m", 3);
+    let all: Vec<String> = phases.concat();
+    let expected = replay(&setup, &all);
+    let cps = control_points(&expected);
+    for cp in ["SO-101", "FC-101", "CC-101"] {
+        assert!(
+            cps.get(cp).copied().unwrap_or(0) >= 4,
+            "{cp} fires in the replay: {cps:?}"
+        );
+    }
+    let started = Instant::now();
+
+    let mut a = setup.spawn(&config, "a");
+    a.wait_assigned().await;
+    produce_keyed(&setup, &phases[0], None).await;
+    wait_all(&setup, &replay(&setup, &phases[0])).await;
+
+    let mut b = setup.spawn(&config, "b");
+    b.wait_assigned().await;
+    a.wait_log("partitions assigned", 2).await;
+    b.wait_log("partition state restored", 1).await;
+    produce_keyed(&setup, &phases[1], None).await;
+    wait_all(&setup, &replay(&setup, &phases[0..2].concat())).await;
+
+    // Killed mid-stream: half of the last phase is in when a dies.
+    let (head, tail) = phases[2].split_at(phases[2].len() / 2);
+    produce_keyed(&setup, head, None).await;
+    a.kill9();
+    produce_keyed(&setup, tail, None).await;
+    let got = wait_all(&setup, &expected).await;
+    assert_same(&got, &expected);
+    let (status, log) = b.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("partition state restored") && !l.contains("subjects=0")),
+        "b took over partitions with state:\n{log}"
+    );
+    eprintln!(
+        "moved: {} alerts ({cps:?}) in {:?}",
+        expected.len(),
+        started.elapsed()
+    );
+}
+
+/// A restart (kill -9, exactly-once) restores the state the same way, and
+/// commits no alert twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_restores_state_like_replay_exactly_once() {
+    let setup = Setup::new("restart").await;
+    let config = setup.config("exactly_once", 0);
+    let phases = stateful_events("r", 2);
+    let all: Vec<String> = phases.concat();
+    let expected = replay(&setup, &all);
+    let started = Instant::now();
+
+    let levee = setup.spawn(&config, "a");
+    produce_keyed(&setup, &phases[0], None).await;
+    wait_all(&setup, &replay(&setup, &phases[0])).await;
+    let (head, tail) = phases[1].split_at(phases[1].len() / 3);
+    produce_keyed(&setup, head, None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    levee.kill9();
+    produce_keyed(&setup, tail, None).await;
+
+    let mut levee = setup.spawn(&config, "a");
+    levee.wait_log("partition state restored", 1).await;
+    let got = wait_all(&setup, &expected).await;
+    assert_same(&got, &expected);
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
+    let committed: Vec<Value> = setup
+        .alerts()
+        .await
+        .into_iter()
+        .filter(|a| a["escalated_from"].is_null())
+        .collect();
+    assert_no_duplicates(&committed);
+    eprintln!(
+        "restart: {} alerts in {:?}",
+        expected.len(),
+        started.elapsed()
+    );
+}
