@@ -111,6 +111,12 @@ fn collect(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Dia
         }
     };
     for entry in entries.flatten() {
+        // Hidden entries are not rule files: editors' swap files, and the
+        // `..data` / `..2026_…` folders a Kubernetes ConfigMap mount adds
+        // beside the files themselves.
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
         let path = entry.path();
         let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
         if path.is_dir() {
