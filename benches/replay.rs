@@ -75,6 +75,9 @@ fn main() {
         parse.as_secs_f64(),
         rate(parse)
     );
-    println!("ratio replay/baseline: {:.2}x (target >= 0.5x)", rate(replay) / rate(parse));
+    println!(
+        "ratio replay/baseline: {:.2}x (target >= 0.5x)",
+        rate(replay) / rate(parse)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
