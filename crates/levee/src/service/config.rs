@@ -22,6 +22,10 @@
 //! | `rules.reload_interval_secs` | `5` | poll the rule files for changes (0: SIGHUP only) |
 //! | `log.format` | `text` | or `json` |
 //! | `log.level` | `info` | a tracing filter (`RUST_LOG` wins) |
+//! | `http.listen` | `127.0.0.1:9464` | `/metrics`, `/healthz`, `/readyz`, `/v1/*` (`0.0.0.0:9464` in containers; port 0: any free port) |
+//! | `http.token` | empty | bearer token `/v1/*` requires; empty: none (masked by `--print-config`) |
+//! | `http.max_body_bytes` | `1048576` | larger request bodies get 413 |
+//! | `http.max_batch` | `1000` | most events in one `POST /v1/evaluate` array; more get 413 |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -69,6 +73,7 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub log: LogSettings,
     pub state: StateSettings,
+    pub http: HttpSettings,
 }
 
 /// Stateful control points: see [`super::state`].
@@ -95,7 +100,6 @@ impl StateSettings {
         levee_rules::compile::parse_duration(&self.allowed_lateness).unwrap_or(7 * 86_400)
     }
 }
-
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -147,6 +151,15 @@ pub struct RulesSettings {
 pub struct LogSettings {
     pub format: LogFormat,
     pub level: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: String,
+    pub token: String,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
 }
 
 /// A librdkafka property value: TOML lets people write numbers and booleans
@@ -320,6 +333,15 @@ impl Settings {
                 }
             }
         }
+        if self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(format!(
+                "http.listen: {:?} is not an address:port such as 127.0.0.1:9464",
+                self.http.listen
+            ));
+        }
+        if self.http.max_body_bytes == 0 || self.http.max_batch == 0 {
+            errors.push("http.max_body_bytes and http.max_batch must be at least 1".to_owned());
+        }
         if errors.is_empty() {
             Ok(())
         } else {
@@ -347,6 +369,9 @@ impl Settings {
     /// The settings as TOML, secrets masked: what `--print-config` shows.
     pub fn to_masked_toml(&self) -> anyhow::Result<String> {
         let mut shown = self.clone();
+        if !shown.http.token.is_empty() {
+            shown.http.token = "********".to_owned();
+        }
         for props in [&mut shown.kafka.consumer, &mut shown.kafka.producer] {
             for (key, value) in props.iter_mut() {
                 if is_secret(key) {

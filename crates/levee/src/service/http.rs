@@ -157,8 +157,8 @@ async fn readyz() -> Response {
     (code, Json(status)).into_response()
 }
 
-/// 401 without the right bearer token, 503 while not ready.
-fn admit(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal, if any: 401 without the right bearer token, 503 while not ready.
+fn refuse(api: &Api, headers: &HeaderMap) -> Option<Response> {
     if let Some(bearer) = &api.bearer {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -173,7 +173,7 @@ fn admit(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"levee\""),
             );
-            return Err(r);
+            return Some(r);
         }
     }
     let status = health().status();
@@ -188,9 +188,9 @@ fn admit(api: &Api, headers: &HeaderMap) -> Result<(), Response> {
             .into_response();
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Err(r);
+        return Some(r);
     }
-    Ok(())
+    None
 }
 
 /// Compares without stopping at the first difference.
@@ -233,7 +233,7 @@ async fn evaluate(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    if let Err(r) = admit(&api, &headers) {
+    if let Some(r) = refuse(&api, &headers) {
         return r;
     }
     let body = match body {
@@ -386,7 +386,7 @@ async fn subject(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if let Err(r) = admit(&api, &headers) {
+    if let Some(r) = refuse(&api, &headers) {
         return r;
     }
     match health().profile(&id) {

@@ -7,9 +7,15 @@
 //! - [`reload`]: the rules in force; reload on SIGHUP or file change.
 //! - [`state`]: the state changelog (restore on assignment) and the
 //!   rectification table every instance reads.
+//! - [`metrics`]: every Prometheus metric (names, labels, help) and its helpers.
+//! - [`health`]: readiness flags the pipeline sets and `/readyz` reads.
+//! - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/v1/evaluate`, `/v1/subjects/{id}`.
 //! - this file: [`run`], which wires them up and shuts them down.
 
 pub mod config;
+pub mod health;
+pub mod http;
+pub mod metrics;
 pub mod pipeline;
 pub mod reload;
 pub mod state;
@@ -39,12 +45,25 @@ pub struct RulesError {
 /// Runs the service until `shutdown` completes, then stops fetching,
 /// delivers and commits in-flight work, leaves the group and returns.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    metrics::init();
     let rules = Rules::load(settings.rules.dir.clone()).map_err(|diagnostics| RulesError {
         dir: settings.rules.dir.display().to_string(),
         diagnostics,
     })?;
     let rules = Arc::new(rules);
     let (graph, _) = rules.current();
+    metrics::init_events(&settings.topics.inputs, &graph);
+    health::health().set_rules_compiled();
+    let listener = http::bind(&settings.http).await?;
+    if let Ok(address) = listener.local_addr() {
+        // Tests listen on port 0 and read the port from this line.
+        info!("HTTP listener on http://{address}");
+    }
+    let http_server = tokio::spawn(http::serve(
+        listener,
+        http::router(&settings.http, Arc::clone(&rules)),
+        std::future::pending(),
+    ));
 
     let producer: LeveeProducer = pipeline::producer_config(&settings)
         .create_with_context(pipeline::KafkaLog)
@@ -73,6 +92,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         inputs = %settings.topics.inputs.join(","),
         ruleset_version = %graph.version,
         control_points = graph.control_points.len(),
+        http = %settings.http.listen,
         "levee started"
     );
 
@@ -110,6 +130,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     if let Err(e) = flushed {
         warn!(error = %e, "flushing the producer failed");
     }
+    http_server.abort();
     match &result {
         Ok(()) => info!("levee stopped"),
         Err(e) => tracing::error!(error = %format!("{e:#}"), "levee stopped on an error"),

@@ -33,13 +33,15 @@ use rdkafka::consumer::{
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use super::config::{Delivery, Settings, Topics};
+use super::health::{health, Restoring};
+use super::metrics::{self, KafkaErrorKind};
 use super::reload::Rules;
 use super::state::{self as pstate, Meta, RectMessage, RectificationReader, Rectifications};
 
@@ -68,6 +70,11 @@ impl ClientContext for KafkaLog {
 /// Client errors repeat at every reconnect attempt while a broker is away
 /// (librdkafka retries by itself): one line per 10 seconds is enough.
 fn log_client_error(error: &KafkaError, reason: &str) {
+    let kind = KafkaErrorKind::of_client_error(error);
+    metrics::kafka_error(kind);
+    if kind == KafkaErrorKind::AllBrokersDown {
+        health().set_broker_up(false);
+    }
     static LAST: AtomicU64 = AtomicU64::new(0);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -128,7 +135,9 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed");
+        .set("isolation.level", "read_committed")
+        // levee_consumer_lag and readiness come from librdkafka's statistics.
+        .set("statistics.interval.ms", "5000");
     for (k, v) in &settings.kafka.consumer {
         c.set(k, v.to_string());
     }
@@ -201,11 +210,16 @@ impl ClientContext for Pipeline {
     fn error(&self, error: KafkaError, reason: &str) {
         log_client_error(&error, reason);
     }
+
+    fn stats(&self, statistics: Statistics) {
+        health().set_broker_up(metrics::consumer_statistics(&statistics));
+    }
 }
 
 impl ConsumerContext for Pipeline {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            health().set_assigned(false);
             let revoked = tp_list(tpl);
             info!(partitions = %show(&revoked), "partitions revoked");
             // The assignment may already be lost (session timed out): then
@@ -237,6 +251,7 @@ impl ConsumerContext for Pipeline {
                         e.insert(task);
                     }
                 }
+                health().set_assigned(true);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "rebalance error"),
@@ -372,6 +387,8 @@ impl Pipeline {
             topics: self.settings.topics.clone(),
             track_deliveries: !self.exactly_once(),
             pending: Vec::new(),
+            born_ms: None,
+            restoring: Some(health().restoring()),
             next_offset: None,
             tp: tp.clone(),
             settings: self.settings.clone(),
@@ -457,6 +474,7 @@ impl Pipeline {
             Err(e) => {
                 // Not fatal: the output is delivered, the offsets get committed
                 // next time (or the messages are redelivered: at-least-once).
+                metrics::kafka_error(KafkaErrorKind::Commit);
                 warn!(error = %e, "committing offsets failed; will retry");
                 Ok(())
             }
@@ -492,6 +510,7 @@ impl Pipeline {
                         return Err(e.context("the transactional producer failed fatally"));
                     }
                 }
+                metrics::kafka_error(KafkaErrorKind::Transaction);
                 warn!(error = %format!("{e:#}"), "transaction failed; aborting and re-reading from the last commit");
                 self.abandon(consumer, None)
             }
@@ -581,7 +600,11 @@ struct PartitionWorker {
     /// At-least-once: keep delivery futures and wait for them at barriers.
     /// Exactly-once: the transaction commit does that.
     track_deliveries: bool,
-    pending: Vec<(DeliveryFuture, OutRecord)>,
+    pending: Vec<(Acked, OutRecord)>,
+    /// The Kafka timestamp (ms) of the message whose output is being sent.
+    born_ms: Option<i64>,
+    /// Holds readiness back until the partition's state is restored.
+    restoring: Option<Restoring>,
     next_offset: Option<i64>,
     tp: Tp,
     settings: Settings,
@@ -596,6 +619,20 @@ struct PartitionWorker {
     expired_at: i64,
     ttl: i64,
     lateness: i64,
+}
+
+type Acked = JoinHandle<<DeliveryFuture as std::future::Future>::Output>;
+
+/// Waits for the broker's acknowledgement in a task of its own, so that
+/// `levee_end_to_end_seconds` sees the moment of the ack, not of the barrier.
+fn track(future: DeliveryFuture, born_ms: Option<i64>) -> Acked {
+    tokio::spawn(async move {
+        let r = future.await;
+        if let (Some(born), Ok(Ok(_))) = (born_ms, &r) {
+            metrics::alert_acknowledged(born);
+        }
+        r
+    })
 }
 
 /// Why a message goes to the DLQ: bad input, or too late.
@@ -624,9 +661,11 @@ impl PartitionWorker {
                     self.refresh_rules();
                     let mut records = self.evaluate(&m);
                     records.extend(self.after_event());
+                    self.born_ms = m.timestamp().to_millis();
                     for r in records {
                         self.send(r).await;
                     }
+                    self.born_ms = None;
                     self.next_offset = Some(m.offset() + 1);
                     if self.pending.len() >= MAX_PENDING {
                         self.settle().await;
@@ -677,6 +716,7 @@ impl PartitionWorker {
                 Err(e) if e.is::<pstate::Misconfigured>() => {
                     error!(error = %format!("{e:#}"), topic = %self.tp.0, partition = self.tp.1, "cannot restore the partition's state");
                     self.failed = Some(format!("{e:#}"));
+                    self.restoring = None;
                     return;
                 }
                 Err(e) => {
@@ -686,6 +726,7 @@ impl PartitionWorker {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
         };
+        self.restoring = None;
         let subjects = restored.subjects.len();
         let meta = restored.meta.unwrap_or_default();
         self.engine
@@ -729,6 +770,7 @@ impl PartitionWorker {
             .lookup(alerts.iter().map(|a| a.alert_id.as_str()));
         let mut out = Vec::with_capacity(alerts.len());
         for alert in alerts {
+            metrics::alert_raised(&alert);
             match serde_json::to_vec(&alert) {
                 Ok(payload) => out.push(OutRecord {
                     topic: self.topics.tier(alert.tier).to_owned(),
@@ -855,7 +897,17 @@ impl PartitionWorker {
     fn evaluate(&mut self, m: &OwnedMessage) -> Vec<OutRecord> {
         let payload = m.payload().unwrap_or_default();
         let mut out = Vec::new();
-        match self.decode_checked(payload) {
+        let started = Instant::now();
+        let evaluated = self.decode_checked(payload);
+        match &evaluated {
+            Ok(_) => metrics::event_ok(
+                m.topic(),
+                &self.engine.envelope().event_type,
+                started.elapsed(),
+            ),
+            Err(bad) => metrics::event_invalid(m.topic(), payload, self.engine.graph(), bad.kind),
+        }
+        match evaluated {
             Ok(_) => {
                 let hits = self.engine.hits();
                 if hits.is_empty() && self.engine.verdict().is_none() {
@@ -944,19 +996,29 @@ impl PartitionWorker {
             }
             match self.producer.send_result(rec) {
                 Ok(future) => {
+                    let born = self.born_ms.filter(|_| self.is_alert_topic(&r.topic));
                     if self.track_deliveries {
-                        self.pending.push((future, r));
+                        self.pending.push((track(future, born), r));
+                    } else if born.is_some() {
+                        drop(track(future, born));
                     }
                     return;
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {}
                 Err((e, _)) => {
+                    metrics::kafka_error(KafkaErrorKind::Produce);
                     warn!(error = %e, topic = %r.topic, "producing failed; retrying");
                 }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
+    }
+
+    fn is_alert_topic(&self, topic: &str) -> bool {
+        [&self.topics.tier1, &self.topics.tier2, &self.topics.tier3]
+            .iter()
+            .any(|t| t.as_str() == topic)
     }
 
     /// Waits until every record produced so far is acknowledged, sending
@@ -967,12 +1029,13 @@ impl PartitionWorker {
             let mut failed = Vec::new();
             for (future, record) in self.pending.drain(..) {
                 match future.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => {
+                    Ok(Ok(Ok(_))) => {}
+                    Ok(Ok(Err((e, _)))) => {
+                        metrics::kafka_error(KafkaErrorKind::Produce);
                         warn!(error = %e, topic = %record.topic, "a record was not delivered; sending it again");
                         failed.push(record);
                     }
-                    Err(_) => failed.push(record),
+                    _ => failed.push(record),
                 }
             }
             if failed.is_empty() {
@@ -1029,6 +1092,7 @@ pub fn consume(
                 }
             }
             Some(Err(e)) => {
+                metrics::kafka_error(KafkaErrorKind::Consume);
                 // librdkafka reconnects by itself; say so, but not in a flood.
                 if last_error_log.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
                     warn!(error = %e, "consuming failed; retrying");

@@ -14,6 +14,8 @@ use levee_rules::{Diagnostic, RuleGraph};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
+use super::metrics::{self, ReloadOutcome};
+
 /// The rules in force, with a generation number bumped on every swap.
 #[derive(Debug)]
 pub struct Rules {
@@ -29,6 +31,7 @@ impl Rules {
         for w in &compiled.warnings {
             warn!("rules: {w}");
         }
+        metrics::ruleset(&compiled.graph);
         Ok(Rules {
             dir,
             current: RwLock::new((Arc::new(compiled.graph), 0)),
@@ -69,10 +72,13 @@ impl Rules {
                 }
                 let new = compiled.graph.version.clone();
                 if new == old {
+                    metrics::reload(ReloadOutcome::Unchanged);
                     info!(ruleset_version = %old, trigger = why, "rules unchanged");
                     return;
                 }
                 let control_points = compiled.graph.control_points.len();
+                metrics::ruleset(&compiled.graph);
+                metrics::reload(ReloadOutcome::Success);
                 {
                     let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
                     let generation = guard.1 + 1;
@@ -96,6 +102,7 @@ impl Rules {
                     }
                 }
                 let n = diags.iter().filter(|d| d.is_error()).count();
+                metrics::reload(ReloadOutcome::Failed);
                 error!(
                     ruleset_version = %old,
                     errors = n,

@@ -167,6 +167,10 @@ reload_interval_secs = {reload_secs}
 [log]
 format = "text"
 level = "info,levee::kafka=warn"
+
+[http]
+# Several instances run side by side: any free port.
+listen = "127.0.0.1:0"
 {extra}
 "#,
             brokers = broker().bootstrap_servers(),
