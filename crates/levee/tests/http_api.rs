@@ -587,3 +587,73 @@ async fn every_documented_path_answers_as_documented() {
     let (status, log) = levee.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+/// The latency of `POST /v1/evaluate` for one event with the full catalog,
+/// from a keep-alive client on loopback (and from `wrk` if installed).
+/// BENCHMARKS.md, "HTTP evaluate":
+/// `cargo test --release -p levee --test http_api -- --ignored --nocapture evaluate_latency`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a benchmark: run it in release mode"]
+async fn evaluate_latency() {
+    let setup = Setup::new("http_latency").await;
+    let config = http_config(&setup, "");
+    let mut levee = setup.spawn(&config, "latency");
+    let addr = http_address(&mut levee).await;
+    http::wait_status(addr, "/readyz", WAIT, |s| s == 200);
+    let script = support::workspace().join("benches/http_evaluate.lua");
+    let lua = std::fs::read_to_string(&script).unwrap();
+    let body = lua
+        .lines()
+        .find_map(|l| l.strip_prefix("wrk.body = '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .unwrap()
+        .as_bytes()
+        .to_vec();
+    let graph = levee_rules::compile_dir(&setup.rules).unwrap().graph;
+    let mut conn = Conn::open(addr).unwrap();
+    let headers = [("Content-Type", "application/json")];
+    for _ in 0..2_000 {
+        let r = conn.send("POST", "/v1/evaluate", &headers, &body).unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["verdict"], "block");
+    }
+    let n = 50_000;
+    let mut took = Vec::with_capacity(n);
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let t = std::time::Instant::now();
+        let r = conn.send("POST", "/v1/evaluate", &headers, &body).unwrap();
+        took.push(t.elapsed());
+        assert_eq!(r.status, 200);
+    }
+    let total = started.elapsed();
+    took.sort_unstable();
+    let q = |p: f64| took[((n as f64 * p) as usize).min(n - 1)];
+    println!(
+        "POST /v1/evaluate, one event, {} control points, {n} requests on one keep-alive connection: \
+         {:.0} req/s, p50 {:?}, p90 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+        graph.control_points.len(),
+        n as f64 / total.as_secs_f64(),
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        took[n - 1],
+    );
+    assert!(
+        q(0.99) < Duration::from_millis(1),
+        "p99 {:?} ≥ 1 ms",
+        q(0.99)
+    );
+    if http::have("wrk") {
+        let out = std::process::Command::new("wrk")
+            .args(["-t1", "-c1", "-d20s", "--latency", "-s"])
+            .arg(&script)
+            .arg(format!("http://{addr}/v1/evaluate"))
+            .output()
+            .unwrap();
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
+}

@@ -232,6 +232,32 @@ async fn prometheus_reads_back_what_was_produced() {
         "no process metrics"
     );
 
+    // The subjects' profiles are served by the instance holding them.
+    let mut per_subject: BTreeMap<String, u64> = BTreeMap::new();
+    for a in expected.values() {
+        *per_subject
+            .entry(a["subject"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let (subject, n) = per_subject.iter().max_by_key(|(_, n)| **n).unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = http::get(addr, &format!("/v1/subjects/{subject}")).unwrap();
+        if r.status == 200 && r.json()["alerts"] == *n {
+            let p = r.json();
+            assert_eq!(p["subject"], subject.as_str(), "{p}");
+            assert_eq!(p["open"], *n, "{p}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "profile of {subject}: {} {}",
+            r.status,
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     // promtool accepts the exposition as scraped.
     let text = http::get(addr, "/metrics").unwrap();
     assert_eq!(text.status, 200);

@@ -6,6 +6,7 @@
 //! connection is up, and no partition's state is being restored. The
 //! `levee_ready` gauge follows the same value.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{LazyLock, RwLock};
 
@@ -14,8 +15,9 @@ use serde::Serialize;
 
 use super::metrics;
 
-/// Looks a subject's profile up in the state this instance holds.
-pub type ProfileLookup = Box<dyn Fn(&str) -> Option<Profile> + Send + Sync>;
+/// Profiles of the subjects of each assigned partition, as of its last
+/// checkpoint: `(topic, partition) → subject → profile`.
+type Profiles = HashMap<(String, i32), HashMap<String, Profile>>;
 
 /// The readiness flags. One per process: the service runs once per process.
 pub struct Health {
@@ -23,7 +25,7 @@ pub struct Health {
     assigned: AtomicBool,
     broker: AtomicBool,
     restoring: AtomicUsize,
-    profiles: RwLock<Option<ProfileLookup>>,
+    profiles: RwLock<Profiles>,
 }
 
 impl std::fmt::Debug for Health {
@@ -66,7 +68,7 @@ static HEALTH: LazyLock<Health> = LazyLock::new(|| Health {
     // broker anyway.
     broker: AtomicBool::new(true),
     restoring: AtomicUsize::new(0),
-    profiles: RwLock::new(None),
+    profiles: RwLock::new(HashMap::new()),
 });
 
 /// The process' health flags.
@@ -122,19 +124,64 @@ impl Health {
         Restoring(self)
     }
 
-    /// Installs where `GET /v1/subjects/{id}` finds profiles.
-    #[allow(dead_code)]
-    pub fn set_profiles(&self, lookup: ProfileLookup) {
-        *self.profiles.write().unwrap_or_else(|p| p.into_inner()) = Some(lookup);
+    /// A subject's profile as its partition's task last wrote it (`None`:
+    /// the subject is gone).
+    pub fn put_profile(
+        &self,
+        topic: &str,
+        partition: i32,
+        subject: &str,
+        profile: Option<&Profile>,
+    ) {
+        let mut all = self.profiles.write().unwrap_or_else(|p| p.into_inner());
+        let key = (topic.to_owned(), partition);
+        match profile {
+            Some(p) => {
+                all.entry(key)
+                    .or_default()
+                    .insert(subject.to_owned(), p.clone());
+            }
+            None => {
+                if let Some(m) = all.get_mut(&key) {
+                    m.remove(subject);
+                }
+            }
+        }
     }
 
-    /// The subject's profile; `None` if this instance does not hold it, and
-    /// `Err` if no profile source is installed.
-    pub fn profile(&self, subject: &str) -> Result<Option<Profile>, ()> {
-        let guard = self.profiles.read().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            Some(lookup) => Ok(lookup(subject)),
-            None => Err(()),
+    /// The partition moved away (or its task stopped): its profiles go.
+    pub fn forget_partition(&self, topic: &str, partition: i32) {
+        self.profiles
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(topic.to_owned(), partition));
+    }
+
+    /// The subject's profile over the partitions this instance holds (a
+    /// subject keyed in several input topics has one per topic: summed).
+    pub fn profile(&self, subject: &str) -> Option<Profile> {
+        let all = self.profiles.read().unwrap_or_else(|p| p.into_inner());
+        let mut found = all.values().filter_map(|m| m.get(subject));
+        let mut merged = found.next()?.clone();
+        for p in found {
+            merged.alerts += p.alerts;
+            merged.open += p.open;
+            merged.rectified += p.rectified;
+            merged.dismissed += p.dismissed;
+            merged.escalated += p.escalated;
+            for i in 0..3 {
+                merged.open_by_tier[i] += p.open_by_tier[i];
+                merged.by_tier[i] += p.by_tier[i];
+            }
+            for (cp, n) in &p.by_control_point {
+                *merged.by_control_point.entry(cp.clone()).or_default() += n;
+            }
+            if p.last_alert_at > merged.last_alert_at {
+                merged.last_alert_at.clone_from(&p.last_alert_at);
+            }
+            // The score is linear in the counts.
+            merged.risk_score = ((merged.risk_score + p.risk_score) * 10.0).round() / 10.0;
         }
+        Some(merged)
     }
 }

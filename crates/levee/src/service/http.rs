@@ -7,7 +7,7 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when ready, else 503; the body says what is missing (see [`super::health`]) |
 //! | `POST /v1/evaluate` | one event or a JSON array of events → `verdict`, `control_points`, `alerts`, `ruleset_version` |
-//! | `GET /v1/subjects/{id}` | the subject's profile, if this instance holds it |
+//! | `GET /v1/subjects/{id}` | the subject's profile, if this instance holds its partition (as of the last checkpoint) |
 //!
 //! `/v1/*` need `Authorization: Bearer <http.token>` when a token is set
 //! (401 otherwise) and answer 503 while the instance is not ready. Evaluate
@@ -390,16 +390,12 @@ async fn subject(
         return r;
     }
     match health().profile(&id) {
-        Ok(Some(profile)) => Json(profile).into_response(),
-        Ok(None) => error(
+        Some(profile) => Json(profile).into_response(),
+        None => error(
             StatusCode::NOT_FOUND,
             format!(
-                "no profile of subject {id:?} on this instance: it has raised no alert here, or its partition is assigned to another instance"
+                "no profile of subject {id:?} on this instance: no alert about it yet, or its partition is assigned to another instance (every profile is on the profiles topic)"
             ),
-        ),
-        Err(()) => error(
-            StatusCode::NOT_FOUND,
-            format!("no profile of subject {id:?}: this instance does not serve subject profiles (read the compacted profiles topic)"),
         ),
     }
 }

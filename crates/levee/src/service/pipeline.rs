@@ -584,6 +584,7 @@ impl Pipeline {
             if let Some(task) = st.tasks.remove(tp) {
                 task.handle.abort();
             }
+            health().forget_partition(&tp.0, tp.1);
             st.committed.remove(tp);
         }
         keys
@@ -731,6 +732,9 @@ impl PartitionWorker {
         let meta = restored.meta.unwrap_or_default();
         self.engine
             .restore_subjects(restored.subjects, meta.watermark);
+        for (subject, profile) in &self.engine.ledger().profiles {
+            health().put_profile(&self.tp.0, self.tp.1, subject, Some(profile));
+        }
         self.skip_below = meta.next_offset;
         self.written = restored.meta;
         let ids: Vec<String> = self.engine.ledger().open_ids().map(str::to_owned).collect();
@@ -811,6 +815,7 @@ impl PartitionWorker {
         let (topic, partition) = (&self.tp.0, self.tp.1);
         let mut out = Vec::with_capacity(2 * dirty.len() + 1);
         for (subject, snap) in self.engine.snapshot(dirty) {
+            health().put_profile(topic, partition, &subject, snap.profile.as_ref());
             if let Some(profile) = &snap.profile {
                 if let Ok(payload) = serde_json::to_vec(profile) {
                     out.push(OutRecord {
