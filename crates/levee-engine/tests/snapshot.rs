@@ -123,3 +123,100 @@ fn rectification_and_expiry_make_subjects_dirty() {
     let snap = e.snapshot(vec!["G1".into()]);
     assert!(snap[0].1.state.is_none() && snap[0].1.profile.is_some());
 }
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// BENCHMARKS.md "State": memory per subject and the restore time of 1M
+/// subjects from changelog records. Not a timed test; run it with
+/// `LEVEE_SUBJECTS=1000000 cargo test --release -p levee-engine --test snapshot -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_state_memory_and_restore() {
+    let n: usize = std::env::var("LEVEE_SUBJECTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let graph = graph();
+    let mut engine = Engine::new(Arc::clone(&graph));
+    let base = rss_bytes();
+    let started = std::time::Instant::now();
+    let source = Source::File {
+        file: "m".into(),
+        line: 0,
+    };
+    // LEVEE_QUIET=1: two refuels a vehicle, no alert (state without ledger).
+    let quiet = std::env::var("LEVEE_QUIET").is_ok_and(|v| v == "1");
+    let hours: &[&str] = if quiet {
+        &["08", "20"]
+    } else {
+        &["08", "12", "16"]
+    };
+    // Typical: three refuels of each vehicle within a day (FC-101's 24 h
+    // windows, FC-102's 7-day distinct cards, the catalog's other refuel
+    // windows), the third of which alerts.
+    for i in 0..n {
+        for (j, hour) in hours.iter().enumerate() {
+            let line = format!(
+                r#"{{"event_id":"f{i}-{j}","type":"refuel","occurred_at":"2026-05-01T{hour}:00:00Z","branch":"wuhan","vehicle_id":"V{i}","fuel_card_id":"C{i}-{j}","liters":40,"amount_cny":300,"tank_capacity_l":60,"station_id":"ST{i}"}}"#
+            );
+            engine.process(line.as_bytes(), &source, "now").unwrap();
+        }
+    }
+    let fed = started.elapsed();
+    let used = rss_bytes().saturating_sub(base);
+    let windows: usize = engine
+        .state()
+        .subjects
+        .values()
+        .map(|s| s.windows.iter().map(|(_, w)| w.len()).sum::<usize>())
+        .sum();
+    let open = engine.ledger().open.len();
+    println!(
+        "{n} subjects, {} window entries, {open} open alerts: fed in {fed:.1?}; RSS +{:.0} MiB = {:.0} bytes per subject (state, ledger, profiles)",
+        windows,
+        used as f64 / 1048576.0,
+        used as f64 / n as f64
+    );
+
+    let started = std::time::Instant::now();
+    let dirty = engine.take_dirty_subjects();
+    let records: Vec<(String, Vec<u8>)> = engine
+        .snapshot(dirty)
+        .into_iter()
+        .map(|(s, snap)| (s, serde_json::to_vec(&snap).unwrap()))
+        .collect();
+    let bytes: usize = records.iter().map(|(k, v)| k.len() + v.len()).sum();
+    println!(
+        "snapshot + serialize: {:.1?}, {} records, {:.0} MiB ({} bytes per record)",
+        started.elapsed(),
+        records.len(),
+        bytes as f64 / 1048576.0,
+        bytes / records.len().max(1)
+    );
+    drop(engine);
+
+    let started = std::time::Instant::now();
+    let mut subjects = std::collections::HashMap::with_capacity(records.len());
+    for (k, v) in &records {
+        subjects.insert(
+            k.clone(),
+            serde_json::from_slice::<SubjectSnapshot>(v).unwrap(),
+        );
+    }
+    let parsed = started.elapsed();
+    let mut restored = Engine::new(graph);
+    restored.restore_subjects(subjects, 0);
+    println!(
+        "restore of {n} subjects: parse {parsed:.1?}, total {:.1?}",
+        started.elapsed()
+    );
+    assert_eq!(restored.state().subjects.len(), n);
+}
