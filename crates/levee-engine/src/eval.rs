@@ -48,31 +48,6 @@ pub fn run_nodes(
     }
 }
 
-/// Evaluates every node of `p`, whose fields are already in `buf`.
-/// `aggregate(i, slots)` computes aggregate `i` of the event type from the
-/// slots before it (and updates the subject's state).
-pub fn run(
-    p: &Program,
-    lists: &[ConstList],
-    buf: &mut [Val],
-    aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
-) {
-    let base = p.n_fields as usize;
-    for (i, node) in p.nodes.iter().enumerate() {
-        match node.op {
-            Op::Const(_) => continue,
-            Op::Aggregate(a) => {
-                let (before, rest) = buf.split_at_mut(base + i);
-                rest[0] = aggregate(a, before);
-            }
-            ref op => {
-                let (before, rest) = buf.split_at_mut(base + i);
-                eval_op(op, lists, before, &mut rest[0]);
-            }
-        }
-    }
-}
-
 macro_rules! operand {
     ($b:expr, $s:expr, $out:expr) => {{
         let v = &$b[$s as usize];
