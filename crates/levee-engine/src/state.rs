@@ -9,7 +9,7 @@
 //! Everything is keyed by the subject's value as a string; the caller keeps
 //! one `State` per Kafka partition, so a partition's subjects move with it.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use levee_rules::graph::Aggregate;
 use levee_rules::model::AggregateFn;
@@ -23,12 +23,51 @@ use crate::value::Val;
 pub struct SubjectState {
     /// Event time of the subject's latest event.
     pub last_seen: i64,
-    /// (event type << 16 | aggregate) → window entries (time, value).
-    pub windows: Vec<(u32, VecDeque<(i64, Val)>)>,
+    /// Entries of every window of the subject, in one vector: grouped by
+    /// window, in event-time order within each (see [`Entry`]).
+    pub windows: Vec<Entry>,
     /// (control point) → since when its condition has held.
     pub holds: Vec<(u32, i64)>,
     /// (control point, tier) → when it last alerted.
     pub last_alert: Vec<(u32, u8, i64)>,
+}
+
+/// One event in one window, 24 bytes: which window (event type << 16 |
+/// aggregate), when, and the value it counts with — the number's bits for
+/// `sum`/`min`/`max`/`avg`, a 64-bit digest of the value for `distinct`,
+/// nothing for `count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub window: u32,
+    pub at: i64,
+    pub value: u64,
+}
+
+/// The value an aggregate keeps of an event.
+fn encode(func: AggregateFn, v: &Val) -> Option<u64> {
+    match func {
+        AggregateFn::Count => Some(0),
+        AggregateFn::Distinct => Some(digest(v)),
+        _ => v.as_number().map(f64::to_bits),
+    }
+}
+
+/// FNV-1a over the value's kind and bytes: stable across runs and versions,
+/// so digests in a changelog stay comparable after a restart.
+fn digest(v: &Val) -> u64 {
+    let (tag, bytes): (u8, Vec<u8>) = match v {
+        Val::Str(s) => (1, s.as_bytes().to_vec()),
+        Val::Int(i) => (2, i.to_le_bytes().to_vec()),
+        Val::Float(f) => (3, f.to_bits().to_le_bytes().to_vec()),
+        Val::Bool(b) => (4, vec![u8::from(*b)]),
+        Val::Missing | Val::Error => (0, Vec::new()),
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::iter::once(tag).chain(bytes) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// All per-subject state of one partition (or of one replay).
@@ -105,44 +144,48 @@ impl SubjectState {
         value: Option<&Val>,
         record: bool,
     ) -> Val {
-        let pos = match self.windows.iter().position(|(k, _)| *k == key) {
-            Some(p) => p,
-            None => {
-                self.windows.push((key, VecDeque::new()));
-                self.windows.len() - 1
-            }
-        };
-        let window = &mut self.windows[pos].1;
-        let current = value.map(|v| (at, v.clone()));
+        let current = value.and_then(|v| encode(spec.func, v));
         if record {
-            if let Some(entry) = current.clone() {
-                // Keep the window ordered by event time, late events included.
-                let idx = window
+            if let Some(v) = current {
+                // Keep the window's entries together and in event-time
+                // order, late events included; vectors grow one at a time.
+                let idx = self
+                    .windows
                     .iter()
-                    .rposition(|(t, _)| *t <= at)
-                    .map_or(0, |i| i + 1);
-                window.insert(idx, entry);
+                    .rposition(|e| e.window == key && e.at <= at)
+                    .map(|i| i + 1)
+                    .or_else(|| self.windows.iter().position(|e| e.window == key))
+                    .unwrap_or(self.windows.len());
+                self.windows.reserve_exact(1);
+                self.windows.insert(
+                    idx,
+                    Entry {
+                        window: key,
+                        at,
+                        value: v,
+                    },
+                );
             }
-            let newest = window.back().map_or(at, |(t, _)| *t);
-            while window
-                .front()
-                .is_some_and(|(t, _)| *t <= newest - spec.over)
-            {
-                window.pop_front();
+            let newest = self
+                .windows
+                .iter()
+                .filter(|e| e.window == key)
+                .map(|e| e.at)
+                .max()
+                .unwrap_or(at);
+            self.windows
+                .retain(|e| e.window != key || e.at > newest - spec.over);
+            if self.windows.capacity() > self.windows.len() * 2 {
+                self.windows.shrink_to_fit();
             }
         }
-        let in_window = |t: i64| t > at - spec.over && t <= at;
-        let mut entries: Vec<&Val> = window
-            .iter()
-            .filter(|(t, _)| in_window(*t))
-            .map(|(_, v)| v)
-            .collect();
-        if !record {
-            if let Some((_, v)) = &current {
-                entries.push(v);
-            }
-        }
-        fold(spec.func, &entries)
+        let in_window = |e: &&Entry| e.window == key && e.at > at - spec.over && e.at <= at;
+        let extra = if record { None } else { current };
+        fold(
+            spec.func,
+            self.windows.iter().filter(in_window).map(|e| e.value),
+            extra,
+        )
     }
 
     /// `for:`: whether the condition has held long enough, updating when it
@@ -192,23 +235,25 @@ impl SubjectState {
     }
 }
 
-fn fold(func: AggregateFn, entries: &[&Val]) -> Val {
+fn fold(func: AggregateFn, stored: impl Iterator<Item = u64> + Clone, extra: Option<u64>) -> Val {
+    let values = stored.clone().chain(extra);
     match func {
-        AggregateFn::Count => Val::Int(entries.len() as i64),
+        AggregateFn::Count => Val::Int(values.count() as i64),
         AggregateFn::Distinct => {
-            let mut seen: Vec<&Val> = Vec::with_capacity(entries.len());
-            for v in entries {
-                if !seen.contains(v) {
-                    seen.push(v);
-                }
-            }
-            Val::Int(seen.len() as i64)
+            // Windows are small: count each digest at its first occurrence.
+            let all: Vec<u64> = values.collect();
+            let n = all
+                .iter()
+                .enumerate()
+                .filter(|(i, d)| !all[..*i].contains(d))
+                .count();
+            Val::Int(n as i64)
         }
         _ => {
-            let nums = entries.iter().filter_map(|v| v.as_number());
             let (mut n, mut sum, mut min, mut max) =
                 (0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY);
-            for x in nums {
+            for bits in values {
+                let x = f64::from_bits(bits);
                 n += 1;
                 sum += x;
                 min = min.min(x);

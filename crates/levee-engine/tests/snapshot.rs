@@ -176,7 +176,7 @@ fn measure_state_memory_and_restore() {
         .state()
         .subjects
         .values()
-        .map(|s| s.windows.iter().map(|(_, w)| w.len()).sum::<usize>())
+        .map(|s| s.windows.len())
         .sum();
     let open = engine.ledger().open.len();
     println!(
