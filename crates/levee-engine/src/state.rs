@@ -15,6 +15,8 @@ use levee_rules::graph::Aggregate;
 use levee_rules::model::AggregateFn;
 use serde::{Deserialize, Serialize};
 
+use levee_rules::graph::FastMap;
+
 use crate::alert::Alert;
 use crate::value::Val;
 
@@ -73,17 +75,29 @@ fn digest(v: &Val) -> u64 {
 /// All per-subject state of one partition (or of one replay).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
-    pub subjects: HashMap<Box<str>, SubjectState>,
+    pub subjects: FastMap<Box<str>, SubjectState>,
     /// The highest event time seen.
     pub watermark: i64,
     /// Subjects changed since the last [`State::take_dirty`] (changelog).
     #[serde(skip)]
     dirty: HashSet<Box<str>>,
+    /// Whether changed subjects are remembered for a changelog; off where
+    /// nothing ever takes them (replay), so they do not pile up.
+    #[serde(skip)]
+    untracked: bool,
 }
 
 impl State {
+    /// Stops (or resumes) remembering changed subjects for a changelog.
+    pub fn set_tracking(&mut self, on: bool) {
+        self.untracked = !on;
+        if !on {
+            self.dirty = HashSet::new();
+        }
+    }
+
     pub fn subject_mut(&mut self, key: &str, at: i64) -> &mut SubjectState {
-        if !self.dirty.contains(key) {
+        if !self.untracked && !self.dirty.contains(key) {
             self.dirty.insert(key.into());
         }
         if !self.subjects.contains_key(key) {
@@ -117,9 +131,10 @@ impl State {
         let cutoff = self.watermark.saturating_sub(ttl);
         let before = self.subjects.len();
         let dirty = &mut self.dirty;
+        let untracked = self.untracked;
         self.subjects.retain(|k, s| {
             let keep = s.last_seen >= cutoff;
-            if !keep && !dirty.contains(k) {
+            if !keep && !untracked && !dirty.contains(k) {
                 dirty.insert(k.clone());
             }
             keep

@@ -202,7 +202,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
                 common: false,
             });
         }
-        let field_index: HashMap<String, Slot> = fields
+        let field_index: crate::graph::FastMap<String, Slot> = fields
             .iter()
             .enumerate()
             .map(|(i, f)| (f.name.clone(), i as Slot))

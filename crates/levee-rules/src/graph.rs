@@ -12,6 +12,10 @@ use std::hash::{Hash, Hasher};
 
 use crate::model::{Action, FieldType};
 
+/// A hash map with a fast, randomly seeded hasher (foldhash), for lookups
+/// on every event.
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// An index into an evaluation buffer: field slots first, then nodes.
 pub type Slot = u32;
 
@@ -307,7 +311,7 @@ pub struct EventType {
     /// Fields in slot order (common fields first).
     pub fields: Vec<FieldSpec>,
     /// Field name → slot, for decoding.
-    pub field_index: HashMap<String, Slot>,
+    pub field_index: FastMap<String, Slot>,
     /// Derived values by name, with their slots.
     pub derived: Vec<(String, Slot)>,
     pub program: Program,

@@ -41,7 +41,7 @@ enum Derived {
 pub(crate) struct Builder<'a> {
     type_name: String,
     n_fields: u32,
-    field_index: &'a HashMap<String, Slot>,
+    field_index: &'a crate::graph::FastMap<String, Slot>,
     field_types: Vec<Ty>,
     lists: &'a HashMap<String, u32>,
     list_defs: &'a mut Vec<ConstList>,
@@ -61,7 +61,7 @@ pub(crate) struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub(crate) fn new(
         type_name: &str,
-        field_index: &'a HashMap<String, Slot>,
+        field_index: &'a crate::graph::FastMap<String, Slot>,
         field_types: Vec<Ty>,
         derived: &BTreeMap<String, String>,
         lists: &'a HashMap<String, u32>,

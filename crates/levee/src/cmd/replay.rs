@@ -55,6 +55,8 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut engine = Engine::new(graph);
+    // Nothing writes a changelog in a replay.
+    engine.state_mut().set_tracking(false);
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut dlq = match &args.dlq {
