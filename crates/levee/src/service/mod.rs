@@ -69,13 +69,26 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         .create_with_context(pipeline::KafkaLog)
         .context("bad [kafka.producer] settings")?;
     let producer = Arc::new(producer);
-    if settings.delivery == Delivery::ExactlyOnce {
+    let state_producer = if settings.delivery == Delivery::ExactlyOnce {
         init_transactions(&producer).await?;
-    }
+        Arc::clone(&producer)
+    } else {
+        // At-least-once: the changelog and profiles on a connection of their own.
+        let mut config = pipeline::producer_config(&settings);
+        config.set(
+            "client.id",
+            format!("levee-{}-state", settings.instance_id()),
+        );
+        let p: LeveeProducer = config
+            .create_with_context(pipeline::KafkaLog)
+            .context("bad [kafka.producer] settings")?;
+        Arc::new(p)
+    };
 
     let context = Pipeline::new(
         settings.clone(),
         Arc::clone(&producer),
+        Arc::clone(&state_producer),
         Arc::clone(&rules),
         tokio::runtime::Handle::current(),
     );
@@ -124,9 +137,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         r = &mut done_rx => r.unwrap_or_else(|_| Err(anyhow!("the consumer thread died"))),
     };
     watcher.abort();
-    let flushed = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(30)))
-        .await
-        .map_err(|e| anyhow!("flushing the producer: {e}"))?;
+    let flushed = tokio::task::spawn_blocking(move || {
+        state_producer
+            .flush(Duration::from_secs(30))
+            .and(producer.flush(Duration::from_secs(30)))
+    })
+    .await
+    .map_err(|e| anyhow!("flushing the producer: {e}"))?;
     if let Err(e) = flushed {
         warn!(error = %e, "flushing the producer failed");
     }

@@ -1,22 +1,33 @@
 //! The Kafka pipeline: one consumer thread, one tokio task per assigned
-//! partition, one shared producer.
+//! partition, one shared producer (at-least-once: a second one for the
+//! changelog and profiles).
 //!
-//! The consumer thread polls the group consumer and hands each message to its
-//! partition's task over a bounded channel, so a partition's events are
-//! evaluated in order while partitions run concurrently. Every
-//! `commit_interval_ms`, and before partitions are revoked or the service
-//! stops, the thread takes a *checkpoint*: it sends a barrier down every
-//! partition channel; a task answers once everything before the barrier has
-//! been evaluated and (at-least-once) every record it produced is
-//! acknowledged by the broker. Only then are the offsets committed
-//! (at-least-once), or sent to the transaction that is then committed
-//! (exactly-once). So a committed offset never runs ahead of its output.
+//! The consumer thread polls the group consumer and hands each poll round's
+//! messages, batched per partition, to its partition's task over a bounded
+//! channel, so a partition's events are evaluated in order while partitions
+//! run concurrently. Every `commit_interval_ms`, and before partitions are
+//! revoked or the service stops, the thread takes a *checkpoint*: it sends a
+//! barrier down every partition channel; a task answers once everything
+//! before the barrier has been evaluated and (at-least-once) every record it
+//! produced is acknowledged by the broker. Only then are the offsets
+//! committed (at-least-once), or sent to the transaction that is then
+//! committed (exactly-once). So a committed offset never runs ahead of its
+//! output.
+//!
+//! At-least-once, nothing waits for a checkpoint but its commit: the consumer
+//! thread keeps polling and dispatching while the answers come (one
+//! checkpoint under way at a time), and a task hands the acknowledgement of
+//! a barrier's output to a background task and goes on with the next
+//! messages. Exactly-once, the consumer thread waits (the transaction must
+//! hold exactly the output before the barrier).
 //!
 //! Each partition task owns its partition's [`Engine`] and so its state: it
 //! restores it from the changelog before its first event and writes what
-//! changed at every barrier, before answering (see [`super::state`]). The
-//! consumer thread also reads every rectification and hands it, and a
-//! wall-clock escalation tick, to every task.
+//! changed (see [`super::state`]): at-least-once every 100 ms and at each
+//! barrier, once the output before is acknowledged (a *cut*); exactly-once
+//! as it changes, into the open transaction. The consumer thread also reads
+//! every rectification and hands it, and a wall-clock escalation tick, to
+//! every task.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,10 +59,14 @@ use super::state::{self as pstate, Meta, RectMessage, RectificationReader, Recti
 /// How long one Kafka call made while holding up the pipeline may take
 /// before it is retried.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Messages queued per partition task.
-const PARTITION_QUEUE: usize = 1024;
-/// Unacknowledged records a partition task keeps before it waits for some.
-const MAX_PENDING: usize = 8192;
+/// At-least-once: how often a partition task writes its state to the
+/// changelog between checkpoints (after the output before it is acknowledged).
+const CUT_INTERVAL: Duration = Duration::from_millis(100);
+/// Batches of messages queued per partition task.
+const PARTITION_QUEUE: usize = 64;
+/// Messages the consumer thread takes from one poll round before handing
+/// them to their tasks (one channel send and wake-up per partition batch).
+const POLL_BATCH: usize = 256;
 
 /// librdkafka's logs and errors, as tracing events.
 #[derive(Debug, Default, Clone, Copy)]
@@ -144,8 +159,9 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
     c
 }
 
-/// One record to produce; kept until acknowledged so it can be sent again.
-#[derive(Debug, Clone)]
+/// One record to produce. A record the broker did not take is rebuilt from
+/// the message its delivery failure returns and sent again.
+#[derive(Debug)]
 struct OutRecord {
     topic: String,
     key: Option<Vec<u8>>,
@@ -158,7 +174,8 @@ struct OutRecord {
 }
 
 enum Work {
-    Message(OwnedMessage),
+    /// Consecutive messages of the partition.
+    Messages(Vec<OwnedMessage>),
     /// Answer with the next offset to commit once everything before is done.
     Barrier(oneshot::Sender<anyhow::Result<Option<i64>>>),
     /// A rectification from `topics.rectification`.
@@ -181,12 +198,24 @@ struct State {
     committed: HashMap<Tp, i64>,
     /// Exactly-once: a transaction is open.
     in_transaction: bool,
+    /// At-least-once: a checkpoint whose barriers are sent, not yet answered.
+    in_flight: Option<InFlight>,
+}
+
+type Reply = anyhow::Result<Option<i64>>;
+
+/// A checkpoint under way: each partition's answer to its barrier.
+#[derive(Default)]
+struct InFlight {
+    waiting: Vec<(Tp, oneshot::Receiver<Reply>)>,
+    replies: Vec<(Tp, Reply)>,
 }
 
 /// The consumer's context and everything the consumer thread shares with it.
 pub struct Pipeline {
     settings: Settings,
     producer: Arc<LeveeProducer>,
+    producers: Arc<Producers>,
     rules: Arc<Rules>,
     runtime: Handle,
     state: Mutex<State>,
@@ -194,6 +223,8 @@ pub struct Pipeline {
     rectifications: Arc<Rectifications>,
     /// A fatal error (exactly-once: fenced) noticed inside a callback.
     fatal: Mutex<Option<anyhow::Error>>,
+    /// Messages polled but not yet handed to their tasks (one poll round).
+    held: Mutex<Vec<(Tp, Vec<OwnedMessage>)>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -280,10 +311,17 @@ impl Pipeline {
     pub fn new(
         settings: Settings,
         producer: Arc<LeveeProducer>,
+        state_producer: Arc<LeveeProducer>,
         rules: Arc<Rules>,
         runtime: Handle,
     ) -> Self {
         Pipeline {
+            producers: Arc::new(Producers {
+                main: Arc::clone(&producer),
+                state: state_producer,
+                changelog: settings.topics.changelog.clone(),
+                profiles: settings.topics.profiles.clone(),
+            }),
             rectifications: Arc::new(Rectifications::new(
                 settings.state.max_pending_rectifications,
             )),
@@ -293,6 +331,7 @@ impl Pipeline {
             runtime,
             state: Mutex::new(State::default()),
             fatal: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
         }
     }
 
@@ -331,6 +370,7 @@ impl Pipeline {
 
     /// Hands `work` to every partition task.
     fn broadcast(&self, work: impl Fn() -> Work) -> anyhow::Result<()> {
+        self.flush()?;
         let txs: Vec<mpsc::Sender<Work>> =
             self.state().tasks.values().map(|t| t.tx.clone()).collect();
         if txs.is_empty() {
@@ -351,8 +391,34 @@ impl Pipeline {
         self.broadcast(|| Work::Rectify(Arc::clone(&id), status))
     }
 
-    /// Hands one message to its partition's task (starting it if needed).
-    fn dispatch(&self, message: OwnedMessage) -> anyhow::Result<()> {
+    /// Holds one polled message until [`Pipeline::flush`].
+    fn hold(&self, message: OwnedMessage) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let (topic, partition) = (message.topic(), message.partition());
+        match held
+            .iter_mut()
+            .find(|(tp, _)| tp.1 == partition && tp.0 == topic)
+        {
+            Some((_, batch)) => batch.push(message),
+            None => {
+                let tp = (topic.to_owned(), partition);
+                held.push((tp, vec![message]));
+            }
+        }
+    }
+
+    /// Hands the held messages to their partitions' tasks; done before
+    /// anything else goes down the channels (barriers, ticks, rectifications).
+    fn flush(&self) -> anyhow::Result<()> {
+        let held = std::mem::take(&mut *self.held.lock().unwrap_or_else(|p| p.into_inner()));
+        for (tp, batch) in held {
+            self.dispatch(tp, batch)?;
+        }
+        Ok(())
+    }
+
+    /// Hands a partition's messages to its task (starting it if needed).
+    fn dispatch(&self, tp: Tp, messages: Vec<OwnedMessage>) -> anyhow::Result<()> {
         if self.exactly_once() {
             let mut st = self.state();
             if !st.in_transaction {
@@ -362,7 +428,6 @@ impl Pipeline {
                 st.in_transaction = true;
             }
         }
-        let tp = (message.topic().to_owned(), message.partition());
         let tx = {
             let mut st = self.state();
             let task = st
@@ -371,9 +436,14 @@ impl Pipeline {
                 .or_insert_with(|| self.spawn_task(&tp));
             task.tx.clone()
         };
-        self.runtime
-            .block_on(tx.send(Work::Message(message)))
-            .map_err(|_| anyhow!("the task of partition {}[{}] has stopped", tp.0, tp.1))
+        let stopped = || anyhow!("the task of partition {}[{}] has stopped", tp.0, tp.1);
+        match tx.try_send(Work::Messages(messages)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(work)) => {
+                self.runtime.block_on(tx.send(work)).map_err(|_| stopped())
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped()),
+        }
     }
 
     fn spawn_task(&self, tp: &Tp) -> PartitionTask {
@@ -383,10 +453,13 @@ impl Pipeline {
             engine: Engine::new(graph),
             generation,
             rules: Arc::clone(&self.rules),
-            producer: Arc::clone(&self.producer),
+            producers: Arc::clone(&self.producers),
             topics: self.settings.topics.clone(),
             track_deliveries: !self.exactly_once(),
             pending: Vec::new(),
+            settling: None,
+            settlers: Vec::new(),
+            last_cut: Instant::now(),
             born_ms: None,
             restoring: Some(health().restoring()),
             next_offset: None,
@@ -395,6 +468,8 @@ impl Pipeline {
             rectifications: Arc::clone(&self.rectifications),
             skip_below: 0,
             written: None,
+            staged: HashMap::new(),
+            changed: false,
             failed: None,
             expired_at: i64::MIN,
             ttl: self.settings.state.ttl_secs(),
@@ -407,7 +482,45 @@ impl Pipeline {
 
     /// Waits until every partition in `only` (all if `None`) has evaluated
     /// and delivered everything handed to it, then commits their offsets.
+    /// A checkpoint already under way is finished first.
     pub fn checkpoint(&self, consumer: &LeveeConsumer, only: Option<&[Tp]>) -> anyhow::Result<()> {
+        if let Some(earlier) = self.take_in_flight() {
+            self.finish_checkpoint(consumer, earlier, true)?;
+        }
+        let started = self.start_checkpoint(only)?;
+        self.finish_checkpoint(consumer, started, true).map(drop)
+    }
+
+    fn take_in_flight(&self) -> Option<InFlight> {
+        self.state().in_flight.take()
+    }
+
+    /// At-least-once, on the consumer thread between polls: starts a
+    /// checkpoint if none is under way and `due`, and commits the one under
+    /// way once every partition has answered, without waiting for it. The
+    /// partitions keep evaluating (and the consumer keeps fetching) while
+    /// their output is being acknowledged.
+    fn checkpoint_step(&self, consumer: &LeveeConsumer, due: bool) -> anyhow::Result<bool> {
+        let mut started = false;
+        let in_flight = match self.take_in_flight() {
+            Some(f) => Some(f),
+            None if due => {
+                started = true;
+                Some(self.start_checkpoint(None)?)
+            }
+            None => None,
+        };
+        if let Some(f) = in_flight {
+            if let Some(f) = self.finish_checkpoint(consumer, f, false)? {
+                self.state().in_flight = Some(f);
+            }
+        }
+        Ok(started)
+    }
+
+    /// Sends a barrier down every partition channel of `only` (all if `None`).
+    fn start_checkpoint(&self, only: Option<&[Tp]>) -> anyhow::Result<InFlight> {
+        self.flush()?;
         let barriers: Vec<(Tp, mpsc::Sender<Work>)> = {
             let st = self.state();
             st.tasks
@@ -416,23 +529,63 @@ impl Pipeline {
                 .map(|(tp, t)| (tp.clone(), t.tx.clone()))
                 .collect()
         };
-        let replies = self.runtime.block_on(async {
-            let mut waits = Vec::with_capacity(barriers.len());
-            for (tp, tx) in barriers {
-                let (reply, rx) = oneshot::channel();
-                if tx.send(Work::Barrier(reply)).await.is_ok() {
-                    waits.push((tp, rx));
+        let mut f = InFlight::default();
+        for (tp, tx) in barriers {
+            let (reply, rx) = oneshot::channel();
+            let barrier = Work::Barrier(reply);
+            let sent = match tx.try_send(barrier) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(barrier)) => {
+                    self.runtime.block_on(tx.send(barrier)).is_ok()
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            };
+            if sent {
+                f.waiting.push((tp, rx));
+            }
+        }
+        Ok(f)
+    }
+
+    /// Collects the answers to a checkpoint's barriers (waiting for them if
+    /// `block`, else giving the checkpoint back while some are missing),
+    /// then commits the offsets they name.
+    fn finish_checkpoint(
+        &self,
+        consumer: &LeveeConsumer,
+        mut f: InFlight,
+        block: bool,
+    ) -> anyhow::Result<Option<InFlight>> {
+        if block {
+            let waiting = std::mem::take(&mut f.waiting);
+            let replies = self.runtime.block_on(async {
+                let mut replies = Vec::with_capacity(waiting.len());
+                for (tp, rx) in waiting {
+                    let r = rx
+                        .await
+                        .unwrap_or_else(|_| Err(anyhow!("partition task ended")));
+                    replies.push((tp, r));
+                }
+                replies
+            });
+            f.replies.extend(replies);
+        } else {
+            let mut still = Vec::new();
+            for (tp, mut rx) in std::mem::take(&mut f.waiting) {
+                match rx.try_recv() {
+                    Ok(r) => f.replies.push((tp, r)),
+                    Err(oneshot::error::TryRecvError::Empty) => still.push((tp, rx)),
+                    Err(oneshot::error::TryRecvError::Closed) => {
+                        f.replies.push((tp, Err(anyhow!("partition task ended"))));
+                    }
                 }
             }
-            let mut replies = Vec::with_capacity(waits.len());
-            for (tp, rx) in waits {
-                let r = rx
-                    .await
-                    .unwrap_or_else(|_| Err(anyhow!("partition task ended")));
-                replies.push((tp, r));
+            if !still.is_empty() {
+                f.waiting = still;
+                return Ok(Some(f));
             }
-            replies
-        });
+        }
+        let replies = f.replies;
 
         let mut offsets = TopicPartitionList::new();
         let mut to_record = Vec::new();
@@ -454,14 +607,16 @@ impl Pipeline {
         }
 
         if self.exactly_once() {
-            return self.finish_transaction(consumer, &offsets, to_record, failure);
+            return self
+                .finish_transaction(consumer, &offsets, to_record, failure)
+                .map(|()| None);
         }
         if let Some(e) = failure {
             // At-least-once tasks retry deliveries themselves; this is a bug.
             return Err(e);
         }
         if offsets.count() == 0 {
-            return Ok(());
+            return Ok(None);
         }
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => {
@@ -469,14 +624,14 @@ impl Pipeline {
                 for (tp, next) in to_record {
                     st.committed.insert(tp, next);
                 }
-                Ok(())
+                Ok(None)
             }
             Err(e) => {
                 // Not fatal: the output is delivered, the offsets get committed
                 // next time (or the messages are redelivered: at-least-once).
                 metrics::kafka_error(KafkaErrorKind::Commit);
                 warn!(error = %e, "committing offsets failed; will retry");
-                Ok(())
+                Ok(None)
             }
         }
     }
@@ -537,6 +692,9 @@ impl Pipeline {
     /// stops the partition tasks and rewinds still-assigned partitions to
     /// their committed offsets, so nothing is lost.
     fn abandon(&self, consumer: &LeveeConsumer, only: Option<&[Tp]>) -> anyhow::Result<()> {
+        // Its offsets are not committed: the partitions are redone from the
+        // last commit.
+        drop(self.take_in_flight());
         if self.exactly_once() && self.state().in_transaction {
             if let Err(e) = self.producer.abort_transaction(CALL_TIMEOUT) {
                 if let KafkaError::Transaction(re) = &e {
@@ -573,6 +731,10 @@ impl Pipeline {
 
     /// Stops the tasks of `only` (all if `None`); queued work is dropped.
     fn stop_tasks(&self, only: Option<&[Tp]>) -> Vec<Tp> {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(tp, _)| only.is_some_and(|o| !o.contains(tp)));
         let mut st = self.state();
         let keys: Vec<Tp> = st
             .tasks
@@ -596,12 +758,18 @@ struct PartitionWorker {
     engine: Engine,
     generation: u64,
     rules: Arc<Rules>,
-    producer: Arc<LeveeProducer>,
+    producers: Arc<Producers>,
     topics: Topics,
     /// At-least-once: keep delivery futures and wait for them at barriers.
     /// Exactly-once: the transaction commit does that.
     track_deliveries: bool,
-    pending: Vec<(Acked, OutRecord)>,
+    /// At-least-once: deliveries of what was produced since the last barrier.
+    pending: Vec<Pending>,
+    /// At-least-once: the background task of the last cut, which the next
+    /// one waits for, and every cut's not yet finished (aborted with the task).
+    settling: Option<JoinHandle<anyhow::Result<()>>>,
+    settlers: Vec<tokio::task::AbortHandle>,
+    last_cut: Instant,
     /// The Kafka timestamp (ms) of the message whose output is being sent.
     born_ms: Option<i64>,
     /// Holds readiness back until the partition's state is restored.
@@ -614,6 +782,14 @@ struct PartitionWorker {
     skip_below: i64,
     /// The partition record last written to the changelog.
     written: Option<Meta>,
+    /// At-least-once: changelog (and profile) records of subjects that
+    /// changed since the last cut, serialized as they change and written
+    /// at the next cut with the partition record, so the changelog never
+    /// holds state ahead of its partition record. Exactly-once sends them
+    /// at once, into the open transaction.
+    staged: HashMap<String, (OutRecord, Option<OutRecord>)>,
+    /// Subjects changed since the last barrier.
+    changed: bool,
     /// The partition's state could not be restored: why.
     failed: Option<String>,
     /// The watermark at the last expiry.
@@ -622,11 +798,37 @@ struct PartitionWorker {
     lateness: i64,
 }
 
-type Acked = JoinHandle<<DeliveryFuture as std::future::Future>::Output>;
+type Delivered = <DeliveryFuture as std::future::Future>::Output;
 
-/// Waits for the broker's acknowledgement in a task of its own, so that
-/// `levee_end_to_end_seconds` sees the moment of the ack, not of the barrier.
-fn track(future: DeliveryFuture, born_ms: Option<i64>) -> Acked {
+/// A produced record's acknowledgement to come.
+enum Pending {
+    Plain(DeliveryFuture),
+    /// An alert: awaited in a task of its own so that
+    /// `levee_end_to_end_seconds` sees the moment of the ack, not of the barrier.
+    Tracked(JoinHandle<Delivered>),
+}
+
+impl Pending {
+    /// `Err(Some(message))`: not delivered, send it again;
+    /// `Err(None)`: the producer is gone.
+    async fn outcome(self) -> Result<(), Option<OwnedMessage>> {
+        let r = match self {
+            Pending::Plain(f) => f.await,
+            Pending::Tracked(h) => h.await.map_err(|_| None)?,
+        };
+        match r {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, m))) => {
+                metrics::kafka_error(KafkaErrorKind::Produce);
+                warn!(error = %e, topic = %m.topic(), "a record was not delivered; sending it again");
+                Err(Some(m))
+            }
+            Err(_) => Err(None),
+        }
+    }
+}
+
+fn track(future: DeliveryFuture, born_ms: Option<i64>) -> JoinHandle<Delivered> {
     tokio::spawn(async move {
         let r = future.await;
         if let (Some(born), Ok(Ok(_))) = (born_ms, &r) {
@@ -634,6 +836,102 @@ fn track(future: DeliveryFuture, born_ms: Option<i64>) -> Acked {
         }
         r
     })
+}
+
+/// The producers: at-least-once, the changelog and profiles go through one
+/// of their own, so that a checkpoint's burst of state records does not
+/// queue ahead of alerts on the same connection. Exactly-once: one
+/// transactional producer for everything.
+pub struct Producers {
+    main: Arc<LeveeProducer>,
+    state: Arc<LeveeProducer>,
+    changelog: String,
+    profiles: String,
+}
+
+impl Producers {
+    fn of(&self, topic: &str) -> &LeveeProducer {
+        if topic == self.changelog || topic == self.profiles {
+            &self.state
+        } else {
+            &self.main
+        }
+    }
+}
+
+/// Produces one record, retrying while the producer's queue is full or
+/// producing fails.
+async fn produce(producer: &LeveeProducer, r: &OutRecord) -> DeliveryFuture {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic);
+        if !r.tombstone {
+            rec = rec.payload(r.payload.as_slice());
+        }
+        if let Some(p) = r.partition {
+            rec = rec.partition(p);
+        }
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(h) = &r.headers {
+            rec = rec.headers(h.clone());
+        }
+        match producer.send_result(rec) {
+            Ok(future) => return future,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {}
+            Err((e, _)) => {
+                metrics::kafka_error(KafkaErrorKind::Produce);
+                warn!(error = %e, topic = %r.topic, "producing failed; retrying");
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Waits until every record of `pending` is acknowledged, sending again
+/// (to the same partition) what the broker did not take.
+async fn settle(producers: &Producers, mut pending: Vec<Pending>) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    while !pending.is_empty() {
+        let mut failed = Vec::new();
+        for p in pending.drain(..) {
+            match p.outcome().await {
+                Ok(()) => {}
+                Err(Some(m)) => failed.push(m),
+                Err(None) => return Err(anyhow!("the producer stopped before a delivery")),
+            }
+        }
+        if failed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+        for m in failed {
+            let r = OutRecord {
+                topic: m.topic().to_owned(),
+                key: m.key().map(<[u8]>::to_vec),
+                tombstone: m.payload().is_none(),
+                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                headers: m.headers().cloned(),
+                partition: Some(m.partition()),
+            };
+            pending.push(Pending::Plain(produce(producers.of(&r.topic), &r).await));
+        }
+    }
+    Ok(())
+}
+
+impl Drop for PartitionWorker {
+    /// A stopped task's cuts still under way are dropped with it: the
+    /// partition is redone from its last commit (by this instance or the
+    /// new owner), and a late write must not land after the new owner's.
+    fn drop(&mut self) {
+        for h in &self.settlers {
+            h.abort();
+        }
+    }
 }
 
 /// Why a message goes to the DLQ: bad input, or too late.
@@ -653,23 +951,20 @@ impl PartitionWorker {
         self.restore().await;
         while let Some(work) = rx.recv().await {
             match work {
-                Work::Message(m) => {
-                    if self.failed.is_some() || m.offset() < self.skip_below {
-                        // Already in the restored state, its output delivered.
-                        self.next_offset = Some(m.offset() + 1);
-                        continue;
+                Work::Messages(batch) => {
+                    for m in batch {
+                        self.message(&m).await;
                     }
-                    self.refresh_rules();
-                    let mut records = self.evaluate(&m);
-                    records.extend(self.after_event());
-                    self.born_ms = m.timestamp().to_millis();
-                    for r in records {
+                    // State changes serialized as they come, not all at
+                    // the barrier.
+                    for r in self.stage() {
                         self.send(r).await;
                     }
-                    self.born_ms = None;
-                    self.next_offset = Some(m.offset() + 1);
-                    if self.pending.len() >= MAX_PENDING {
-                        self.settle().await;
+                    if self.track_deliveries
+                        && self.failed.is_none()
+                        && self.last_cut.elapsed() >= CUT_INTERVAL
+                    {
+                        self.cut(None);
                     }
                 }
                 Work::Barrier(reply) => {
@@ -677,12 +972,15 @@ impl PartitionWorker {
                         let _ = reply.send(Err(anyhow!("{why}")));
                         continue;
                     }
-                    self.settle().await;
                     for r in self.changelog_records() {
                         self.send(r).await;
                     }
-                    self.settle().await;
-                    let _ = reply.send(Ok(self.next_offset));
+                    if !self.track_deliveries {
+                        // Exactly-once: the transaction commit waits for them.
+                        let _ = reply.send(Ok(self.next_offset));
+                        continue;
+                    }
+                    self.cut(Some(reply));
                 }
                 Work::Rectify(id, status) => {
                     if self.engine.rectify(&id, status) {
@@ -698,6 +996,68 @@ impl PartitionWorker {
                 }
             }
         }
+    }
+
+    /// At-least-once: hands what was produced since the last cut, and the
+    /// changelog records of the state at this point (with the partition
+    /// record), to a background task that waits for the former (and for the
+    /// cut before), only then writes the latter and waits for them, then
+    /// answers `reply` (a barrier) with the offset to commit. So the
+    /// changelog is written little by little, never holds the effect of an
+    /// event whose output is not acknowledged, and this task goes on with
+    /// the next messages meanwhile.
+    fn cut(&mut self, reply: Option<oneshot::Sender<Reply>>) {
+        self.last_cut = Instant::now();
+        let records = self.changelog_records();
+        let pending = std::mem::take(&mut self.pending);
+        if records.is_empty() && pending.is_empty() && reply.is_none() {
+            return;
+        }
+        let before = self.settling.take();
+        let producers = Arc::clone(&self.producers);
+        let next = self.next_offset;
+        let handle = tokio::spawn(async move {
+            let r = async {
+                if let Some(h) = before {
+                    h.await.map_err(|e| anyhow!("{e}"))??;
+                }
+                settle(&producers, pending).await?;
+                let mut written = Vec::with_capacity(records.len());
+                for r in &records {
+                    written.push(Pending::Plain(produce(producers.of(&r.topic), r).await));
+                }
+                drop(records);
+                settle(&producers, written).await
+            }
+            .await;
+            if let Some(reply) = reply {
+                let _ = reply.send(match &r {
+                    Ok(()) => Ok(next),
+                    Err(e) => Err(anyhow!("{e:#}")),
+                });
+            }
+            r
+        });
+        self.settlers.retain(|h| !h.is_finished());
+        self.settlers.push(handle.abort_handle());
+        self.settling = Some(handle);
+    }
+
+    async fn message(&mut self, m: &OwnedMessage) {
+        if self.failed.is_some() || m.offset() < self.skip_below {
+            // Already in the restored state, its output delivered.
+            self.next_offset = Some(m.offset() + 1);
+            return;
+        }
+        self.refresh_rules();
+        let mut records = self.evaluate(m);
+        records.extend(self.after_event());
+        self.born_ms = m.timestamp().to_millis();
+        for r in records {
+            self.send(r).await;
+        }
+        self.born_ms = None;
+        self.next_offset = Some(m.offset() + 1);
     }
 
     /// Reads the partition's state back from the changelog (retrying while
@@ -793,41 +1153,30 @@ impl PartitionWorker {
         out
     }
 
-    /// The changelog records of what changed since the last barrier, the
-    /// partition record, and the changed profiles.
-    fn changelog_records(&mut self) -> Vec<OutRecord> {
+    /// Serializes the subjects changed since the last call: staged until
+    /// the barrier (at-least-once), or returned to be sent now (exactly-once).
+    fn stage(&mut self) -> Vec<OutRecord> {
         let dirty = self.engine.take_dirty_subjects();
-        // Nothing evaluated, applied or escalated since the restore: nothing
-        // to write (and, exactly-once, no transaction open to write in).
-        if dirty.is_empty() && self.next_offset.is_none() {
+        if dirty.is_empty() {
             return Vec::new();
         }
-        let meta = Meta {
-            next_offset: self.next_offset.unwrap_or(self.skip_below),
-            watermark: self.engine.watermark(),
-        };
-        let unchanged = self
-            .written
-            .is_some_and(|w| w.next_offset == meta.next_offset && w.watermark == meta.watermark);
-        if dirty.is_empty() && unchanged {
-            return Vec::new();
-        }
+        self.changed = true;
         let (topic, partition) = (&self.tp.0, self.tp.1);
-        let mut out = Vec::with_capacity(2 * dirty.len() + 1);
+        let send_now = !self.track_deliveries;
+        let mut out = Vec::new();
         for (subject, snap) in self.engine.snapshot(dirty) {
             health().put_profile(topic, partition, &subject, snap.profile.as_ref());
-            if let Some(profile) = &snap.profile {
-                if let Ok(payload) = serde_json::to_vec(profile) {
-                    out.push(OutRecord {
-                        topic: self.topics.profiles.clone(),
-                        key: Some(subject.clone().into_bytes()),
-                        payload,
-                        headers: None,
-                        partition: None,
-                        tombstone: false,
-                    });
-                }
-            }
+            let profile = snap.profile.as_ref().and_then(|profile| {
+                let payload = serde_json::to_vec(profile).ok()?;
+                Some(OutRecord {
+                    topic: self.topics.profiles.clone(),
+                    key: Some(subject.clone().into_bytes()),
+                    payload,
+                    headers: None,
+                    partition: None,
+                    tombstone: false,
+                })
+            });
             let key = pstate::subject_key(topic, partition, &subject).into_bytes();
             let (payload, tombstone) = if snap.is_empty() {
                 (Vec::new(), true)
@@ -840,14 +1189,49 @@ impl PartitionWorker {
                     }
                 }
             };
-            out.push(OutRecord {
+            let record = OutRecord {
                 topic: self.topics.changelog.clone(),
                 key: Some(key),
                 payload,
                 headers: None,
                 partition: Some(partition),
                 tombstone,
-            });
+            };
+            if send_now {
+                out.extend(profile);
+                out.push(record);
+            } else {
+                self.staged.insert(subject, (record, profile));
+            }
+        }
+        out
+    }
+
+    /// The changelog records of what changed since the last barrier (those
+    /// not sent yet), the changed profiles, and the partition record.
+    fn changelog_records(&mut self) -> Vec<OutRecord> {
+        let mut out = self.stage();
+        // Nothing evaluated, applied or escalated since the restore: nothing
+        // to write (and, exactly-once, no transaction open to write in).
+        if !self.changed && self.next_offset.is_none() {
+            return out;
+        }
+        let meta = Meta {
+            next_offset: self.next_offset.unwrap_or(self.skip_below),
+            watermark: self.engine.watermark(),
+        };
+        let unchanged = self
+            .written
+            .is_some_and(|w| w.next_offset == meta.next_offset && w.watermark == meta.watermark);
+        if !self.changed && unchanged {
+            return out;
+        }
+        self.changed = false;
+        let (topic, partition) = (&self.tp.0, self.tp.1);
+        out.reserve(2 * self.staged.len() + 1);
+        for (_, (record, profile)) in self.staged.drain() {
+            out.extend(profile);
+            out.push(record);
         }
         if let Ok(payload) = serde_json::to_vec(&meta) {
             out.push(OutRecord {
@@ -984,39 +1368,13 @@ impl PartitionWorker {
     }
 
     async fn send(&mut self, r: OutRecord) {
-        let mut backoff = Duration::from_millis(10);
-        loop {
-            let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic);
-            if !r.tombstone {
-                rec = rec.payload(r.payload.as_slice());
-            }
-            if let Some(p) = r.partition {
-                rec = rec.partition(p);
-            }
-            if let Some(k) = &r.key {
-                rec = rec.key(k.as_slice());
-            }
-            if let Some(h) = &r.headers {
-                rec = rec.headers(h.clone());
-            }
-            match self.producer.send_result(rec) {
-                Ok(future) => {
-                    let born = self.born_ms.filter(|_| self.is_alert_topic(&r.topic));
-                    if self.track_deliveries {
-                        self.pending.push((track(future, born), r));
-                    } else if born.is_some() {
-                        drop(track(future, born));
-                    }
-                    return;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {}
-                Err((e, _)) => {
-                    metrics::kafka_error(KafkaErrorKind::Produce);
-                    warn!(error = %e, topic = %r.topic, "producing failed; retrying");
-                }
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+        let future = produce(self.producers.of(&r.topic), &r).await;
+        let born = self.born_ms.filter(|_| self.is_alert_topic(&r.topic));
+        match (self.track_deliveries, born) {
+            (true, None) => self.pending.push(Pending::Plain(future)),
+            (true, Some(_)) => self.pending.push(Pending::Tracked(track(future, born))),
+            (false, Some(_)) => drop(track(future, born)),
+            (false, None) => {}
         }
     }
 
@@ -1024,34 +1382,6 @@ impl PartitionWorker {
         [&self.topics.tier1, &self.topics.tier2, &self.topics.tier3]
             .iter()
             .any(|t| t.as_str() == topic)
-    }
-
-    /// Waits until every record produced so far is acknowledged, sending
-    /// again what the broker did not take.
-    async fn settle(&mut self) {
-        let mut backoff = Duration::from_millis(100);
-        while !self.pending.is_empty() {
-            let mut failed = Vec::new();
-            for (future, record) in self.pending.drain(..) {
-                match future.await {
-                    Ok(Ok(Ok(_))) => {}
-                    Ok(Ok(Err((e, _)))) => {
-                        metrics::kafka_error(KafkaErrorKind::Produce);
-                        warn!(error = %e, topic = %record.topic, "a record was not delivered; sending it again");
-                        failed.push(record);
-                    }
-                    _ => failed.push(record),
-                }
-            }
-            if failed.is_empty() {
-                break;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            for r in failed {
-                self.send(r).await;
-            }
-        }
     }
 }
 
@@ -1089,10 +1419,29 @@ pub fn consume(
         if let Some(e) = pipeline.take_fatal() {
             break Err(e);
         }
-        match consumer.poll(Duration::from_millis(100)) {
+        // A checkpoint under way is looked at after every poll.
+        let wait = if pipeline.state().in_flight.is_some() {
+            Duration::from_millis(5)
+        } else {
+            Duration::from_millis(100)
+        };
+        match consumer.poll(wait) {
             None => {}
             Some(Ok(m)) => {
-                if let Err(e) = pipeline.dispatch(m.detach()) {
+                pipeline.hold(m.detach());
+                // What else is fetched already, handed over in one go.
+                for _ in 1..POLL_BATCH {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(Ok(m)) => pipeline.hold(m.detach()),
+                        Some(Err(e)) => {
+                            metrics::kafka_error(KafkaErrorKind::Consume);
+                            debug!(error = %e, "consuming failed; retrying");
+                            break;
+                        }
+                        None => break,
+                    }
+                }
+                if let Err(e) = pipeline.flush() {
                     break Err(e);
                 }
             }
@@ -1129,11 +1478,20 @@ pub fn consume(
                 break Err(e);
             }
         }
-        if last_checkpoint.elapsed() >= interval {
-            if let Err(e) = pipeline.checkpoint(&consumer, None) {
-                break Err(e);
+        let due = last_checkpoint.elapsed() >= interval;
+        if pipeline.exactly_once() {
+            if due {
+                if let Err(e) = pipeline.checkpoint(&consumer, None) {
+                    break Err(e);
+                }
+                last_checkpoint = Instant::now();
             }
-            last_checkpoint = Instant::now();
+        } else {
+            match pipeline.checkpoint_step(&consumer, due) {
+                Ok(true) => last_checkpoint = Instant::now(),
+                Ok(false) => {}
+                Err(e) => break Err(e),
+            }
         }
     };
     if result.is_ok() {

@@ -2,10 +2,13 @@
 //!
 //! # Changelog
 //! Each input partition's engine keeps the state of its subjects (windows,
-//! `for:`, suppression), its open alerts and its subjects' profiles. At every
-//! checkpoint the partition task writes one record per subject that changed
-//! since the last one to the compacted `topics.changelog` topic, in the
-//! partition of the same number as its input partition:
+//! `for:`, suppression), its open alerts and its subjects' profiles. The
+//! partition task writes one record per subject that changed since the last
+//! write, then the partition record, to the compacted `topics.changelog`
+//! topic, in the partition of the same number as its input partition
+//! (at-least-once: every 100 ms and at every checkpoint, only once the output
+//! of the events before is acknowledged; exactly-once: as subjects change,
+//! inside the checkpoint's transaction):
 //!
 //! | key | value |
 //! |---|---|
