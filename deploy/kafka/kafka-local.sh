@@ -187,6 +187,8 @@ start() {
     if [ ! -f "$dir/data/meta.properties" ]; then
         # A KRaft cluster id: 16 random bytes, base64url without padding.
         cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+        # An id starting with "-" would be taken for an option by the tool.
+        cluster_id="A${cluster_id#?}"
         echo "kafka-local: formatting $dir/data (cluster id $cluster_id)"
         "$java" "${jvm_opts[@]}" -Dlog4j.configuration="file:$dir/log4j.properties" -cp "$cp" \
             kafka.tools.StorageTool format --cluster-id "$cluster_id" \

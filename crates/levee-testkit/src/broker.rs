@@ -579,6 +579,10 @@ fn random_cluster_id() -> Result<String> {
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("reading /dev/urandom")?;
+    // The storage tool's argument parser takes an id that starts with `-`
+    // for an option (one id in 64 does): clear the top bits of the first
+    // byte so the first character is a letter.
+    bytes[0] &= 0x3f;
     Ok(base64url(&bytes))
 }
 
@@ -647,6 +651,11 @@ mod tests {
         assert_eq!(base64url(b"foo"), "Zm9v");
         assert_eq!(base64url(&[0xfb, 0xff]), "-_8");
         assert_eq!(base64url(&[0u8; 16]).len(), 22);
+        for _ in 0..500 {
+            let id = random_cluster_id().unwrap();
+            assert_eq!(id.len(), 22);
+            assert!(id.starts_with(|c: char| c.is_ascii_alphabetic()), "{id}");
+        }
     }
 
     #[test]
