@@ -640,6 +640,7 @@ fn last_lines(text: &str, lines: usize) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
