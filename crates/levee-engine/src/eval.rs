@@ -23,17 +23,24 @@ pub fn new_buffer(p: &Program) -> Vec<Val> {
 }
 
 /// Evaluates the given nodes of `p` (indices, in order), whose fields are
-/// already in `buf`.
+/// already in `buf`, skipping those already evaluated for this event: a
+/// node is evaluated when its stamp differs from `epoch`, and then stamped.
 pub fn run_nodes(
     p: &Program,
     lists: &[ConstList],
     buf: &mut [Val],
+    stamps: &mut [u32],
+    epoch: u32,
     order: &[u32],
     aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
 ) {
     let base = p.n_fields as usize;
     for &i in order {
         let i = i as usize;
+        if stamps[i] == epoch {
+            continue;
+        }
+        stamps[i] = epoch;
         match p.nodes[i].op {
             Op::Const(_) => continue,
             Op::Aggregate(a) => {

@@ -69,6 +69,10 @@ pub struct Processed {
 pub struct Engine {
     graph: Arc<RuleGraph>,
     buffers: Vec<Vec<Val>>,
+    /// Per event type: the event each node was last evaluated for.
+    stamps: Vec<Vec<u32>>,
+    /// Per event type: the number of the current event.
+    epochs: Vec<u32>,
     intercepts: Vec<bool>,
     env: Envelope,
     hits: Vec<Hit>,
@@ -85,6 +89,12 @@ impl Engine {
             .iter()
             .map(|t| eval::new_buffer(&t.program))
             .collect();
+        let stamps = graph
+            .event_types
+            .iter()
+            .map(|t| vec![0; t.program.nodes.len()])
+            .collect();
+        let epochs = vec![0; graph.event_types.len()];
         let intercepts = graph
             .event_types
             .iter()
@@ -97,6 +107,8 @@ impl Engine {
         Engine {
             graph,
             buffers,
+            stamps,
+            epochs,
             intercepts,
             env: Envelope::default(),
             hits: Vec::new(),
@@ -244,13 +256,34 @@ impl Engine {
         })
     }
 
-    /// Evaluates the last decoded event: runs its type's program and picks
-    /// the tier of every control point that fires.
+    /// Puts an already decoded event in place of decoding one: its envelope
+    /// and its fields in slot order (as [`Engine::slot`] gave them after
+    /// decoding). Re-uses the buffers' allocations.
+    pub fn load(&mut self, env: &Envelope, fields: &[Val]) {
+        self.env.clone_from(env);
+        let buf = &mut self.buffers[env.type_index as usize];
+        for (slot, v) in buf.iter_mut().zip(fields) {
+            slot.clone_from(v);
+        }
+    }
+
+    /// Evaluates the last decoded event: decides each control point of its
+    /// type and picks the tier of every one that fires.
+    ///
+    /// The aggregates run for every event (they record history); then each
+    /// control point's `&&` terms are evaluated, cheapest first, until one
+    /// is false (see [`levee_rules::plan`]). A condition with a false term
+    /// is false, whatever its other terms; one with no false term but a
+    /// term over a missing field is unknown, and one with an evaluation
+    /// error is an error. Tiers, message and evidence are evaluated only
+    /// for control points that fire.
     pub fn run(&mut self) -> EvalStats {
         let ti = self.env.type_index as usize;
         let Engine {
             graph,
             buffers,
+            stamps,
+            epochs,
             hits,
             state,
             record,
@@ -260,6 +293,17 @@ impl Engine {
         } = self;
         let et = &graph.event_types[ti];
         let buf = &mut buffers[ti];
+        let stamps = &mut stamps[ti];
+        let epoch = {
+            let e = &mut epochs[ti];
+            *e = e.wrapping_add(1);
+            if *e == 0 {
+                // Every stamp could now look current: start over.
+                stamps.fill(0);
+                *e = 1;
+            }
+            *e
+        };
         let at = env.occurred.map_or(0, |t| t.timestamp());
         if *record {
             state.watermark = state.watermark.max(at);
@@ -287,19 +331,40 @@ impl Engine {
                 s.aggregate((ti as u32) << 16 | a, spec, at, value, record)
             })
         };
+        let p = &et.program;
+        let lists = &graph.lists;
         eval::run_nodes(
-            &et.program,
-            &graph.lists,
+            p,
+            lists,
             buf,
-            &et.program.hot,
+            stamps,
+            epoch,
+            &et.plan.always,
             &mut aggregate,
         );
+        // Every aggregate has run: nothing below reaches one.
+        let mut no_aggregate = |_: u32, _: &[Val]| Val::Missing;
         hits.clear();
         let mut stats = EvalStats::default();
-        for &ci in &et.control_points {
+        for (&ci, plan) in et.control_points.iter().zip(&et.plan.points) {
             let cp = &graph.control_points[ci as usize];
-            let holds = match &buf[cp.when as usize] {
-                Val::Bool(b) => *b,
+            let mut decided = Val::Bool(true);
+            for term in &plan.terms {
+                eval::run_nodes(p, lists, buf, stamps, epoch, &term.nodes, &mut no_aggregate);
+                match &buf[term.slot as usize] {
+                    Val::Bool(true) => {}
+                    Val::Bool(false) => {
+                        decided = Val::Bool(false);
+                        break;
+                    }
+                    Val::Missing if decided == Val::Bool(true) => decided = Val::Missing,
+                    Val::Missing => {}
+                    _ if decided == Val::Bool(true) => decided = Val::Error,
+                    _ => {}
+                }
+            }
+            let holds = match decided {
+                Val::Bool(b) => b,
                 Val::Missing => {
                     stats.unknown += 1;
                     false
@@ -309,10 +374,11 @@ impl Engine {
                     false
                 }
             };
-            if !cp.is_stateful() && !holds {
+            if !holds && cp.hold_for.is_none() {
                 continue;
             }
             if cp.is_stateful() {
+                // The subject is a field: no evaluation needed.
                 key.clear();
                 buf[cp.subject as usize].write_display(key);
             }
@@ -323,12 +389,9 @@ impl Engine {
                 if !held {
                     continue;
                 }
-            } else if !holds {
-                continue;
             }
-            // Tiers, message and evidence read nodes the hot pass skipped.
-            let mut no_aggregate = |_: u32, _: &[Val]| Val::Missing;
-            eval::run_nodes(&et.program, &graph.lists, buf, &cp.extra, &mut no_aggregate);
+            // Tiers, message and evidence read nodes no term needed.
+            eval::run_nodes(p, lists, buf, stamps, epoch, &plan.fired, &mut no_aggregate);
             let tier = cp.tiers.iter().find(|t| match t.when {
                 None => true,
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),

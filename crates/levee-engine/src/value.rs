@@ -10,7 +10,7 @@ use levee_rules::graph::Const;
 /// computed from it. `Error` is an evaluation that evalexpr would reject at
 /// run time (integer overflow, integer division by zero). Neither fires a
 /// control point.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Val {
     #[default]
     Missing,
@@ -19,6 +19,27 @@ pub enum Val {
     Int(i64),
     Float(f64),
     Str(String),
+}
+
+impl Clone for Val {
+    fn clone(&self) -> Self {
+        match self {
+            Val::Missing => Val::Missing,
+            Val::Error => Val::Error,
+            Val::Bool(b) => Val::Bool(*b),
+            Val::Int(i) => Val::Int(*i),
+            Val::Float(f) => Val::Float(*f),
+            Val::Str(s) => Val::Str(s.clone()),
+        }
+    }
+
+    // Re-uses a string slot's allocation.
+    fn clone_from(&mut self, source: &Self) {
+        match source {
+            Val::Str(s) => self.set_str(s),
+            v => *self = v.clone(),
+        }
+    }
 }
 
 impl Val {

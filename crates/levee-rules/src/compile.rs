@@ -273,43 +273,15 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         let aggregates = std::mem::take(&mut builder.aggregates);
         let nodes = std::mem::take(&mut builder.nodes);
         drop(builder);
-        let mut program = Program {
+        let program = Program {
             n_fields: fields.len() as u32,
             nodes,
-            hot: Vec::new(),
         };
-        let n_fields = program.n_fields;
-        let aggregate_slots = program
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| matches!(n.op, crate::graph::Op::Aggregate(_)))
-            .map(|(i, _)| n_fields + i as u32)
-            .collect::<Vec<_>>();
-        program.hot = program.cone(
-            cp_indices
-                .iter()
-                .map(|&c| control_points[c as usize].when)
-                .chain(aggregate_slots),
+        let plan = crate::plan::plan(
+            &program,
             &aggregates,
-            &std::collections::HashSet::new(),
+            cp_indices.iter().map(|&c| &control_points[c as usize]),
         );
-        let hot: std::collections::HashSet<u32> = program.hot.iter().copied().collect();
-        for &c in &cp_indices {
-            let cp: &mut ControlPoint = &mut control_points[c as usize];
-            let reads = cp
-                .tiers
-                .iter()
-                .filter_map(|t| t.when)
-                .chain(cp.message.iter().filter_map(|m| match m {
-                    MessagePart::Value(s) => Some(*s),
-                    MessagePart::Text(_) => None,
-                }))
-                .chain(cp.evidence.iter().map(|(_, s)| *s))
-                .chain(std::iter::once(cp.subject))
-                .collect::<Vec<_>>();
-            cp.extra = program.cone(reads, &aggregates, &hot);
-        }
         event_types.push(EventType {
             name: (*name).to_owned(),
             stream: def.stream.clone(),
@@ -320,6 +292,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             derived,
             control_points: cp_indices,
             aggregates,
+            plan,
         });
     }
 
@@ -575,7 +548,6 @@ fn compile_cp(
         hold_for,
         suppress,
         escalate_after,
-        extra: Vec::new(),
     })
 }
 

@@ -228,11 +228,6 @@ pub struct Program {
     /// Number of field slots at the start of the buffer.
     pub n_fields: u32,
     pub nodes: Vec<Node>,
-    /// The nodes every event evaluates, in order: those the control points'
-    /// `when` conditions read, and every aggregate (which records history).
-    /// Nodes only tiers, messages or evidence read are evaluated for a
-    /// control point that fires ([`ControlPoint::extra`]).
-    pub hot: Vec<u32>,
 }
 
 impl Program {
@@ -319,6 +314,9 @@ pub struct EventType {
     pub control_points: Vec<u32>,
     /// Windowed aggregates that this type's programs read.
     pub aggregates: Vec<Aggregate>,
+    /// What each event evaluates, and how each control point's condition
+    /// is decided.
+    pub plan: crate::plan::Plan,
 }
 
 impl EventType {
@@ -378,9 +376,6 @@ pub struct ControlPoint {
     pub suppress: Option<i64>,
     /// `escalate_after:` in seconds.
     pub escalate_after: Option<i64>,
-    /// Nodes (indices into the program) its tiers, message and evidence
-    /// read beyond the hot ones, in order: evaluated when it fires.
-    pub extra: Vec<u32>,
 }
 
 impl ControlPoint {

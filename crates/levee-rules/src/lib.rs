@@ -8,6 +8,7 @@
 //! - [`compile`]: rule files → [`RuleGraph`], reporting every error at once.
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
 //! - [`graph`]: the compiled graph: per event type a flat program of nodes.
+//! - [`plan`]: what each event evaluates; conditions split into `&&` terms.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
 //! - [`render`]: `levee graph` output (Graphviz dot, Mermaid).
 
@@ -17,6 +18,7 @@ pub mod graph;
 pub mod load;
 mod lower;
 pub mod model;
+pub mod plan;
 pub mod render;
 
 pub use compile::{compile, compile_dir, default_notify, Compiled};
