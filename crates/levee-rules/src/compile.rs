@@ -1,13 +1,13 @@
 //! From rule files to the rule graph, with every error at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::graph::Aggregate;
 use crate::graph::{
-    Const, ConstList, ControlPoint, EventType, FieldSpec, MessagePart, Program, RuleGraph, Slot,
-    Tier, Ty, COMMON_FIELDS,
+    Const, ConstList, ControlPoint, EventType, FastMap, FieldSpec, MessagePart, Program, RuleGraph,
+    Slot, Tier, Ty, COMMON_FIELDS,
 };
 use crate::load::{read_rules_dir, RuleSources, SourceFile};
 use crate::lower::Builder;
@@ -56,8 +56,8 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
 
     // Lists, shared by all event types.
     let mut list_defs: Vec<ConstList> = Vec::new();
-    let mut list_index: HashMap<String, u32> = HashMap::new();
-    let mut list_files: HashMap<String, &str> = HashMap::new();
+    let mut list_index: FastMap<String, u32> = FastMap::default();
+    let mut list_files: FastMap<String, &str> = FastMap::default();
     for (f, rf) in &parsed {
         for (name, items) in &rf.lists {
             if let Some(first) = list_files.get(name) {
@@ -112,9 +112,9 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
 
     // Control points, grouped by event type, in file order.
     let mut cps_by_type: BTreeMap<&str, Vec<Located<'_>>> = BTreeMap::new();
-    let mut seen_ids: HashMap<&str, String> = HashMap::new();
+    let mut seen_ids: FastMap<&str, String> = FastMap::default();
     for (f, rf) in &parsed {
-        let mut in_file: HashMap<&str, usize> = HashMap::new();
+        let mut in_file: FastMap<&str, usize> = FastMap::default();
         let id_lines = id_lines(&f.text);
         for cp in &rf.control_points {
             let nth = in_file.entry(&cp.id).or_insert(0);
@@ -202,7 +202,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
                 common: false,
             });
         }
-        let field_index: crate::graph::FastMap<String, Slot> = fields
+        let field_index: FastMap<String, Slot> = fields
             .iter()
             .enumerate()
             .map(|(i, f)| (f.name.clone(), i as Slot))
@@ -336,8 +336,14 @@ fn compile_cp(
         diags.push(error("`title` is empty".to_owned()));
     }
 
-    let condition = |src: &str, what: &str, b: &mut Builder<'_>, diags: &mut Vec<Diagnostic>| {
-        let r = b.expression(src);
+    // The names the conditions and the message read, in order: the evidence.
+    let mut names: Vec<String> = Vec::new();
+    let condition = |src: &str,
+                     what: &str,
+                     b: &mut Builder<'_>,
+                     diags: &mut Vec<Diagnostic>,
+                     names: &mut Vec<String>| {
+        let r = b.expression_reading(src, names);
         for w in b.warnings.drain(..) {
             diags.push(
                 Diagnostic::warning(&f.path, format!("{what}: {w}"))
@@ -368,7 +374,7 @@ fn compile_cp(
     // Aggregates first: the conditions may read them by name.
     b.locals.clear();
     for (name, agg) in &cp.aggregates {
-        if b.name(name).is_ok() {
+        if b.resolve(name).is_some() {
             diags.push(error(format!(
                 "aggregate `{name}` has the name of a field or derived value"
             )));
@@ -394,7 +400,7 @@ fn compile_cp(
     let suppress = duration("suppress", &cp.suppress, diags);
     let escalate_after = duration("escalate_after", &cp.escalate_after, diags);
 
-    let when = condition(&cp.when, "`when`", b, diags);
+    let when = condition(&cp.when, "`when`", b, diags, &mut names);
 
     if cp.tiers.is_empty() {
         diags.push(error(
@@ -427,7 +433,7 @@ fn compile_cp(
             }
         };
         let when = match &t.when {
-            Some(src) => match condition(src, &format!("tier {n} `when`"), b, diags) {
+            Some(src) => match condition(src, &format!("tier {n} `when`"), b, diags, &mut names) {
                 Some(s) => Some(s),
                 None => continue,
             },
@@ -475,19 +481,23 @@ fn compile_cp(
         )));
     }
 
+    let mut placeholders: Vec<String> = Vec::new();
     let message = match parse_template(&cp.message) {
         Ok(parts) => {
             let mut out = Vec::new();
             for p in parts {
                 match p {
                     Part::Text(t) => out.push(MessagePart::Text(t)),
-                    Part::Name(n) => match b.name(&n) {
-                        Ok((slot, _)) => out.push(MessagePart::Value(slot)),
-                        Err(e) => diags.push(
-                            error(format!("message placeholder {{{n}}}: {e}"))
-                                .expression(&cp.message),
-                        ),
-                    },
+                    Part::Name(n) => {
+                        match b.name(&n) {
+                            Ok((slot, _)) => out.push(MessagePart::Value(slot)),
+                            Err(e) => diags.push(
+                                error(format!("message placeholder {{{n}}}: {e}"))
+                                    .expression(&cp.message),
+                            ),
+                        }
+                        placeholders.push(n);
+                    }
                 }
             }
             out
@@ -498,31 +508,16 @@ fn compile_cp(
         }
     };
 
-    // Evidence: the names the conditions and the message read, in order.
-    let mut names: Vec<String> = Vec::new();
-    let exprs =
-        std::iter::once(cp.when.as_str()).chain(cp.tiers.iter().filter_map(|t| t.when.as_deref()));
-    for src in exprs {
-        if let Ok(tree) = evalexpr::build_operator_tree(src) {
-            for id in tree.iter_read_variable_identifiers() {
-                if !names.iter().any(|n| n == id) {
-                    names.push(id.to_owned());
-                }
-            }
-        }
-    }
-    if let Ok(parts) = parse_template(&cp.message) {
-        for p in parts {
-            if let Part::Name(n) = p {
-                if !names.contains(&n) {
-                    names.push(n);
-                }
-            }
+    // Evidence: the names the conditions (recorded as they were parsed)
+    // and the message read, in order.
+    for n in placeholders {
+        if !names.contains(&n) {
+            names.push(n);
         }
     }
     let evidence = names
         .into_iter()
-        .filter_map(|n| b.name(&n).ok().map(|(s, _)| (n, s)))
+        .filter_map(|n| b.resolve(&n).map(|(s, _)| (n, s)))
         .collect();
 
     b.locals.clear();
@@ -560,7 +555,10 @@ fn compile_aggregate(
 ) -> Result<(Slot, Ty), String> {
     let over = parse_duration(&agg.over).map_err(|e| format!("`over: {}`: {e}", agg.over))?;
     let subject = match &cp.subject {
-        Some(s) => b.name(s).map(|(slot, _)| slot).unwrap_or(default_subject),
+        Some(s) => b
+            .resolve(s)
+            .map(|(slot, _)| slot)
+            .unwrap_or(default_subject),
         None => default_subject,
     };
     let filter = match &agg.filter {
@@ -718,8 +716,8 @@ fn yaml_message(e: &serde_norway::Error) -> String {
 }
 
 /// The lines of every `id: ID` in a rule file (1-based), by id, for messages.
-fn id_lines(text: &str) -> HashMap<&str, Vec<usize>> {
-    let mut out: HashMap<&str, Vec<usize>> = HashMap::new();
+fn id_lines(text: &str) -> FastMap<&str, Vec<usize>> {
+    let mut out: FastMap<&str, Vec<usize>> = FastMap::default();
     for (i, l) in text.lines().enumerate() {
         let l = l.trim_start().trim_start_matches("- ").trim_start();
         if let Some(v) = l.strip_prefix("id:") {

@@ -5,12 +5,14 @@
 //! evaluator, so folded values are exactly evalexpr's), and appends nodes to
 //! the event type's program, re-using any identical node already there.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use evalexpr::{Node as ENode, Operator, Value};
 
 use crate::diag::did_you_mean;
-use crate::graph::{Aggregate, Arith, Cmp, Const, ConstList, FloatFn, Node, Op, Slot, StrFn, Ty};
+use crate::graph::{
+    Aggregate, Arith, Cmp, Const, ConstList, FastMap, FloatFn, Node, Op, Slot, StrFn, Ty,
+};
 
 /// Functions levee compiles, with their evalexpr names.
 pub const FUNCTIONS: [&str; 14] = [
@@ -41,19 +43,19 @@ enum Derived {
 pub(crate) struct Builder<'a> {
     type_name: String,
     n_fields: u32,
-    field_index: &'a crate::graph::FastMap<String, Slot>,
+    field_index: &'a FastMap<String, Slot>,
     field_types: Vec<Ty>,
-    lists: &'a HashMap<String, u32>,
+    lists: &'a FastMap<String, u32>,
     list_defs: &'a mut Vec<ConstList>,
     derived: BTreeMap<String, Derived>,
     derived_slots: Vec<(String, Slot)>,
     /// Derived values on the resolution stack, for cycle messages.
     stack: Vec<String>,
     pub(crate) nodes: Vec<Node>,
-    dedup: HashMap<Op, Slot>,
+    dedup: FastMap<Op, Slot>,
     pub(crate) aggregates: Vec<Aggregate>,
     /// Names local to the control point being compiled (its aggregates).
-    pub(crate) locals: HashMap<String, (Slot, Ty)>,
+    pub(crate) locals: FastMap<String, (Slot, Ty)>,
     /// Warnings for the expression being lowered; drained by the caller.
     pub(crate) warnings: Vec<String>,
 }
@@ -61,10 +63,10 @@ pub(crate) struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub(crate) fn new(
         type_name: &str,
-        field_index: &'a crate::graph::FastMap<String, Slot>,
+        field_index: &'a FastMap<String, Slot>,
         field_types: Vec<Ty>,
         derived: &BTreeMap<String, String>,
-        lists: &'a HashMap<String, u32>,
+        lists: &'a FastMap<String, u32>,
         list_defs: &'a mut Vec<ConstList>,
     ) -> Self {
         Builder {
@@ -81,9 +83,9 @@ impl<'a> Builder<'a> {
             derived_slots: Vec::new(),
             stack: Vec::new(),
             nodes: Vec::new(),
-            dedup: HashMap::new(),
+            dedup: FastMap::default(),
             aggregates: Vec::new(),
-            locals: HashMap::new(),
+            locals: FastMap::default(),
             warnings: Vec::new(),
         }
     }
@@ -204,9 +206,42 @@ impl<'a> Builder<'a> {
         self.lower(&tree, src)
     }
 
+    /// As [`Builder::expression`], also appending to `reads` the names the
+    /// expression reads (variables, in order) that it does not hold yet;
+    /// nothing when the expression does not parse.
+    pub(crate) fn expression_reading(
+        &mut self,
+        src: &str,
+        reads: &mut Vec<String>,
+    ) -> Result<(Slot, Ty), String> {
+        let tree =
+            evalexpr::build_operator_tree(src).map_err(|e| format!("does not parse: {e}"))?;
+        for id in tree.iter_read_variable_identifiers() {
+            if !reads.iter().any(|n| n == id) {
+                reads.push(id.to_owned());
+            }
+        }
+        self.lower(&tree, src)
+    }
+
     /// Resolves a bare name (a field or derived value), for placeholders.
     pub(crate) fn name(&mut self, name: &str) -> Result<(Slot, Ty), String> {
         self.identifier(name, None)
+    }
+
+    /// As [`Builder::name`], for callers that only need to know whether the
+    /// name resolves: no error message (nor "did you mean" search) is built.
+    pub(crate) fn resolve(&mut self, name: &str) -> Option<(Slot, Ty)> {
+        if let Some(&found) = self.locals.get(name) {
+            return Some(found);
+        }
+        if let Some(&slot) = self.field_index.get(name) {
+            return Some((slot, self.field_types[slot as usize]));
+        }
+        if self.derived.contains_key(name) {
+            return self.derived_value(name).ok();
+        }
+        None
     }
 
     /// Adds a windowed aggregate (shared with any identical one) and
