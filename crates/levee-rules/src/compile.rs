@@ -654,41 +654,34 @@ enum Part {
 fn parse_template(t: &str) -> Result<Vec<Part>, String> {
     let mut parts = Vec::new();
     let mut text = String::new();
-    let mut chars = t.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                text.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                text.push('}');
-            }
-            '{' => {
-                let mut name = String::new();
-                loop {
-                    match chars.next() {
-                        Some('}') => break,
-                        Some(c) => name.push(c),
-                        None => {
-                            return Err(format!("placeholder `{{{name}` is not closed with `}}`"))
-                        }
-                    }
-                }
-                let name = name.trim().to_owned();
-                if name.is_empty() {
-                    return Err("empty placeholder `{}`".to_owned());
-                }
-                if !text.is_empty() {
-                    parts.push(Part::Text(std::mem::take(&mut text)));
-                }
-                parts.push(Part::Name(name));
-            }
-            '}' => return Err("a lone `}` (write `}}` for a literal brace)".to_owned()),
-            c => text.push(c),
+    let mut rest = t;
+    while let Some(i) = rest.find(['{', '}']) {
+        text.push_str(&rest[..i]);
+        let brace = &rest[i..i + 1];
+        let after = &rest[i + 1..];
+        if let Some(after_pair) = after.strip_prefix(brace) {
+            // `{{` or `}}`: a literal brace.
+            text.push_str(brace);
+            rest = after_pair;
+            continue;
         }
+        if brace == "}" {
+            return Err("a lone `}` (write `}}` for a literal brace)".to_owned());
+        }
+        let Some(end) = after.find('}') else {
+            return Err(format!("placeholder `{{{after}` is not closed with `}}`"));
+        };
+        let name = after[..end].trim();
+        if name.is_empty() {
+            return Err("empty placeholder `{}`".to_owned());
+        }
+        if !text.is_empty() {
+            parts.push(Part::Text(std::mem::take(&mut text)));
+        }
+        parts.push(Part::Name(name.to_owned()));
+        rest = &after[end + 1..];
     }
+    text.push_str(rest);
     if !text.is_empty() {
         parts.push(Part::Text(text));
     }

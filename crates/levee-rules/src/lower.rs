@@ -44,6 +44,8 @@ pub(crate) struct Builder<'a> {
     type_name: String,
     n_fields: u32,
     field_index: &'a FastMap<String, Slot>,
+    /// Field names by slot (for node texts and messages).
+    field_names: Vec<&'a str>,
     field_types: Vec<Ty>,
     lists: &'a FastMap<String, u32>,
     list_defs: &'a mut Vec<ConstList>,
@@ -69,10 +71,17 @@ impl<'a> Builder<'a> {
         lists: &'a FastMap<String, u32>,
         list_defs: &'a mut Vec<ConstList>,
     ) -> Self {
+        let mut field_names = vec![""; field_types.len()];
+        for (name, &slot) in field_index {
+            if let Some(n) = field_names.get_mut(slot as usize) {
+                *n = name.as_str();
+            }
+        }
         Builder {
             type_name: type_name.to_owned(),
             n_fields: field_types.len() as u32,
             field_index,
+            field_names,
             field_types,
             lists,
             list_defs,
@@ -96,10 +105,9 @@ impl<'a> Builder<'a> {
 
     /// The field name of a field slot (for messages).
     pub(crate) fn slot_name(&self, slot: Slot) -> String {
-        self.field_index
-            .iter()
-            .find(|(_, s)| **s == slot)
-            .map(|(n, _)| n.clone())
+        self.field_names
+            .get(slot as usize)
+            .map(|n| (*n).to_owned())
             .unwrap_or_default()
     }
 
@@ -117,19 +125,17 @@ impl<'a> Builder<'a> {
                     _ => format!("({})", n.text),
                 }
             }
-            None => self
-                .field_index
-                .iter()
-                .find(|(_, s)| **s == slot)
-                .map(|(n, _)| n.clone())
-                .unwrap_or_default(),
+            None => self.slot_name(slot),
         }
     }
 
-    fn push(&mut self, op: Op, ty: Ty, text: String) -> Slot {
+    /// The slot of `op`: an identical node's, or a new node's, whose text
+    /// `text` writes (called only then: many nodes are shared).
+    fn push(&mut self, op: Op, ty: Ty, text: impl FnOnce(&Self, &Op) -> String) -> Slot {
         if let Some(&s) = self.dedup.get(&op) {
             return s;
         }
+        let text = text(self, &op);
         let slot = self.n_fields + self.nodes.len() as u32;
         self.dedup.insert(op.clone(), slot);
         self.nodes.push(Node { op, ty, text });
@@ -137,14 +143,15 @@ impl<'a> Builder<'a> {
     }
 
     fn constant(&mut self, c: Const) -> Slot {
-        let text = match &c {
-            Const::Bool(b) => b.to_string(),
-            Const::Int(i) => i.to_string(),
-            Const::Float(f) => format!("{f:?}"),
-            Const::Str(s) => format!("{s:?}"),
-        };
         let ty = c.ty();
-        self.push(Op::Const(c), ty, text)
+        let op = Op::Const(c);
+        self.push(op, ty, |_, op| match op {
+            Op::Const(Const::Bool(b)) => b.to_string(),
+            Op::Const(Const::Int(i)) => i.to_string(),
+            Op::Const(Const::Float(f)) => format!("{f:?}"),
+            Op::Const(Const::Str(s)) => format!("{s:?}"),
+            _ => String::new(),
+        })
     }
 
     /// Lowers every derived value, reporting each error once by name.
@@ -254,7 +261,7 @@ impl<'a> Builder<'a> {
                 self.aggregates.len() - 1
             }
         };
-        self.push(Op::Aggregate(index as u32), ty, name.to_owned())
+        self.push(Op::Aggregate(index as u32), ty, |_, _| name.to_owned())
     }
 
     fn identifier(&mut self, id: &str, src: Option<&str>) -> Result<(Slot, Ty), String> {
@@ -351,7 +358,7 @@ impl<'a> Builder<'a> {
                 let (b, tb) = self.lower(&ch[1], src)?;
                 let sym = symbol(n.operator());
                 if matches!(n.operator(), Operator::Add) && ta == Ty::Str && tb == Ty::Str {
-                    let text = format!("{} + {}", self.text(a), self.text(b));
+                    let text = |s: &Self, _: &Op| format!("{} + {}", s.text(a), s.text(b));
                     return Ok((self.push(Op::Concat(a, b), Ty::Str, text), Ty::Str));
                 }
                 if !ta.is_numeric() || !tb.is_numeric() {
@@ -364,7 +371,7 @@ impl<'a> Builder<'a> {
                         article(tb)
                     ));
                 }
-                let text = format!("{} {sym} {}", self.text(a), self.text(b));
+                let text = |s: &Self, _: &Op| format!("{} {sym} {}", s.text(a), s.text(b));
                 if matches!(n.operator(), Operator::Exp) {
                     return Ok((self.push(Op::Pow(a, b), Ty::Float, text), Ty::Float));
                 }
@@ -396,7 +403,7 @@ impl<'a> Builder<'a> {
                         article(ta)
                     ));
                 }
-                let text = format!("-{}", self.text(a));
+                let text = |s: &Self, _: &Op| format!("-{}", s.text(a));
                 Ok((self.push(Op::Neg(a), ta, text), ta))
             }
             Operator::Eq | Operator::Neq => {
@@ -420,7 +427,7 @@ impl<'a> Builder<'a> {
                         show(n)
                     ));
                 }
-                let text = format!("{} {sym} {}", self.text(a), self.text(b));
+                let text = |s: &Self, _: &Op| format!("{} {sym} {}", s.text(a), s.text(b));
                 let op = if sym == "==" {
                     Op::Eq(a, b)
                 } else {
@@ -447,7 +454,7 @@ impl<'a> Builder<'a> {
                     Operator::Geq => Cmp::Ge,
                     _ => Cmp::Le,
                 };
-                let text = format!("{} {sym} {}", self.text(a), self.text(b));
+                let text = |s: &Self, _: &Op| format!("{} {sym} {}", s.text(a), s.text(b));
                 Ok((self.push(Op::Cmp(cmp, a, b), Ty::Bool, text), Ty::Bool))
             }
             Operator::And | Operator::Or => {
@@ -463,7 +470,7 @@ impl<'a> Builder<'a> {
                         ));
                     }
                 }
-                let text = format!("{} {sym} {}", self.text(a), self.text(b));
+                let text = |s: &Self, _: &Op| format!("{} {sym} {}", s.text(a), s.text(b));
                 let op = if sym == "&&" {
                     Op::And(a, b)
                 } else {
@@ -480,7 +487,7 @@ impl<'a> Builder<'a> {
                         article(ta)
                     ));
                 }
-                let text = format!("!{}", self.text(a));
+                let text = |s: &Self, _: &Op| format!("!{}", s.text(a));
                 Ok((self.push(Op::Not(a), Ty::Bool, text), Ty::Bool))
             }
             Operator::FunctionIdentifier { identifier } => {
@@ -541,18 +548,23 @@ impl<'a> Builder<'a> {
                     slots.push(s);
                 }
                 let ty = if all_int { Ty::Int } else { Ty::Num };
-                let text = format!(
-                    "{name}({})",
-                    slots
-                        .iter()
-                        .map(|s| self.text(*s))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
                 let op = if name == "min" {
                     Op::Min(slots.into())
                 } else {
                     Op::Max(slots.into())
+                };
+                let text = |s: &Self, op: &Op| {
+                    let (Op::Min(slots) | Op::Max(slots)) = op else {
+                        return String::new();
+                    };
+                    format!(
+                        "{name}({})",
+                        slots
+                            .iter()
+                            .map(|a| s.text(*a))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
                 };
                 Ok((self.push(op, ty, text), ty))
             }
@@ -566,7 +578,8 @@ impl<'a> Builder<'a> {
                         article(t)
                     ));
                 }
-                let text = format!("{name}({})", self.text(a).trim_matches(['(', ')']));
+                let text =
+                    |s: &Self, _: &Op| format!("{name}({})", s.text(a).trim_matches(['(', ')']));
                 let f = match name {
                     "floor" => FloatFn::Floor,
                     "round" => FloatFn::Round,
@@ -584,7 +597,7 @@ impl<'a> Builder<'a> {
                 if !ta.is_numeric() || !tb.is_numeric() {
                     return Err("math::pow() takes two numbers".to_owned());
                 }
-                let text = format!("math::pow({}, {})", self.text(a), self.text(b));
+                let text = |s: &Self, _: &Op| format!("math::pow({}, {})", s.text(a), s.text(b));
                 Ok((self.push(Op::Pow(a, b), Ty::Float, text), Ty::Float))
             }
             "if" => {
@@ -612,7 +625,8 @@ impl<'a> Builder<'a> {
                         article(tb)
                     ));
                 };
-                let text = format!("if({}, {}, {})", self.text(c), self.text(a), self.text(b));
+                let text =
+                    |s: &Self, _: &Op| format!("if({}, {}, {})", s.text(c), s.text(a), s.text(b));
                 Ok((self.push(Op::If(c, a, b), ty, text), ty))
             }
             "contains" => {
@@ -635,7 +649,10 @@ impl<'a> Builder<'a> {
                         article(tx)
                     ));
                 }
-                let text = format!("contains({}, {})", def.name, self.text(x));
+                let text = |s: &Self, _: &Op| {
+                    let name = &s.list_defs[list as usize].name;
+                    format!("contains({name}, {})", s.text(x))
+                };
                 Ok((self.push(Op::Contains(list, x), Ty::Bool, text), Ty::Bool))
             }
             "len" => {
@@ -648,7 +665,7 @@ impl<'a> Builder<'a> {
                         article(t)
                     ));
                 }
-                let text = format!("len({})", self.text(a));
+                let text = |s: &Self, _: &Op| format!("len({})", s.text(a));
                 Ok((self.push(Op::Len(a), Ty::Int, text), Ty::Int))
             }
             "str::to_lowercase" | "str::to_uppercase" | "str::trim" => {
@@ -666,7 +683,7 @@ impl<'a> Builder<'a> {
                     "str::to_uppercase" => StrFn::Upper,
                     _ => StrFn::Trim,
                 };
-                let text = format!("{name}({})", self.text(a));
+                let text = |s: &Self, _: &Op| format!("{name}({})", s.text(a));
                 Ok((self.push(Op::StrFn(f, a), Ty::Str, text), Ty::Str))
             }
             _ => {
