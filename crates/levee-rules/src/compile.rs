@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::graph::Aggregate;
@@ -44,8 +45,8 @@ pub fn compile_dir(dir: &Path) -> Result<Compiled, Vec<Diagnostic>> {
 pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
     let mut diags = Vec::new();
     let mut parsed: Vec<(&SourceFile, RuleFile)> = Vec::new();
-    for f in &sources.files {
-        match serde_norway::from_str::<Option<RuleFile>>(&f.text) {
+    for (f, r) in sources.files.iter().zip(parse_files(&sources.files)) {
+        match r {
             Ok(rf) => parsed.push((f, rf.unwrap_or_default())),
             Err(e) => diags.push(
                 Diagnostic::error(&f.path, yaml_message(&e))
@@ -314,6 +315,56 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         },
         warnings: diags,
     })
+}
+
+/// YAML text per parsing thread: below it, a thread costs more than it saves.
+const PARSE_BYTES_PER_THREAD: usize = 1 << 20;
+
+/// Parses every rule file, in file order. YAML is much of the time a large
+/// catalog takes to compile, so its files are parsed on as many threads as
+/// the machine has (and its size warrants); each file is parsed on its own,
+/// so the result is the same on any number of threads.
+fn parse_files(files: &[SourceFile]) -> Vec<Result<Option<RuleFile>, serde_norway::Error>> {
+    let parse = |f: &SourceFile| serde_norway::from_str::<Option<RuleFile>>(&f.text);
+    let bytes: usize = files.iter().map(|f| f.text.len()).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len())
+        .min(bytes / PARSE_BYTES_PER_THREAD);
+    if threads <= 1 {
+        return files.iter().map(parse).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(f) = files.get(i) else {
+                return done;
+            };
+            done.push((i, parse(f)));
+        }
+    };
+    let mut out: Vec<Option<_>> = files.iter().map(|_| None).collect();
+    std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut place = |done: Vec<(usize, _)>| {
+            for (i, r) in done {
+                out[i] = Some(r);
+            }
+        };
+        place(work());
+        for h in helpers {
+            match h.join() {
+                Ok(done) => place(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+    });
+    out.into_iter()
+        .zip(files)
+        .map(|(r, f)| r.unwrap_or_else(|| parse(f)))
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -731,4 +782,46 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
                 .is_some_and(|rest| rest.starts_with(':'))
         })
         .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Enough files, and enough text, to be parsed on several threads (where
+    /// the machine has them): the results must be those of parsing each file
+    /// in turn, in file order, errors included.
+    #[test]
+    fn parsing_on_threads_gives_each_files_own_result_in_order() {
+        let padding = "# padding\n".repeat(PARSE_BYTES_PER_THREAD / 10 + 1);
+        let texts: Vec<String> = (0..6)
+            .map(|i| match i % 3 {
+                0 => format!("{padding}lists:\n  l{i}: [1, 2]\n"),
+                1 => format!("{padding}lists: [\n"),
+                _ => format!("{padding}control_points: {i}\n"),
+            })
+            .collect();
+        let files: Vec<SourceFile> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| SourceFile {
+                path: format!("f{i}.yaml"),
+                relative: format!("f{i}.yaml"),
+                text: t.clone(),
+            })
+            .collect();
+        let show = |r: &Result<Option<RuleFile>, serde_norway::Error>| match r {
+            Ok(rf) => format!("{rf:?}"),
+            Err(e) => format!("error: {e}"),
+        };
+        let each: Vec<String> = files
+            .iter()
+            .map(|f| show(&serde_norway::from_str::<Option<RuleFile>>(&f.text)))
+            .collect();
+        let all: Vec<String> = parse_files(&files).iter().map(show).collect();
+        assert_eq!(all, each);
+        assert!(all[0].starts_with("Some(RuleFile"));
+        assert!(all[1].starts_with("error: "));
+        assert!(all[2].starts_with("error: "));
+    }
 }
