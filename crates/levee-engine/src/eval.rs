@@ -25,8 +25,11 @@ pub fn new_buffer(p: &Program) -> Vec<Val> {
 /// Evaluates the given nodes of `p` (indices, in order), whose fields are
 /// already in `buf`, skipping those already evaluated for this event: a
 /// node is evaluated when its stamp differs from `epoch`, and then stamped.
+// The hot loop takes its parts unbundled.
+#[allow(clippy::too_many_arguments)]
 pub fn run_nodes(
     p: &Program,
+    ops: &[Op],
     lists: &[ConstList],
     buf: &mut [Val],
     stamps: &mut [u32],
@@ -41,7 +44,7 @@ pub fn run_nodes(
             continue;
         }
         stamps[i] = epoch;
-        match p.nodes[i].op {
+        match ops[i] {
             Op::Const(_) => continue,
             Op::Aggregate(a) => {
                 let (before, rest) = buf.split_at_mut(base + i);

@@ -333,8 +333,10 @@ impl Engine {
         };
         let p = &et.program;
         let lists = &graph.lists;
+        let ops = &et.plan.ops;
         eval::run_nodes(
             p,
+            ops,
             lists,
             buf,
             stamps,
@@ -346,11 +348,13 @@ impl Engine {
         let mut no_aggregate = |_: u32, _: &[Val]| Val::Missing;
         hits.clear();
         let mut stats = EvalStats::default();
-        for (&ci, plan) in et.control_points.iter().zip(&et.plan.points) {
+        let plan = &et.plan;
+        for (&ci, point) in et.control_points.iter().zip(&plan.points) {
             let cp = &graph.control_points[ci as usize];
             let mut decided = Val::Bool(true);
-            for term in &plan.terms {
-                eval::run_nodes(p, lists, buf, stamps, epoch, &term.nodes, &mut no_aggregate);
+            for term in plan.terms(point) {
+                let nodes = plan.nodes(term.nodes);
+                eval::run_nodes(p, ops, lists, buf, stamps, epoch, nodes, &mut no_aggregate);
                 match &buf[term.slot as usize] {
                     Val::Bool(true) => {}
                     Val::Bool(false) => {
@@ -391,7 +395,8 @@ impl Engine {
                 }
             }
             // Tiers, message and evidence read nodes no term needed.
-            eval::run_nodes(p, lists, buf, stamps, epoch, &plan.fired, &mut no_aggregate);
+            let fired = plan.nodes(point.fired);
+            eval::run_nodes(p, ops, lists, buf, stamps, epoch, fired, &mut no_aggregate);
             let tier = cp.tiers.iter().find(|t| match t.when {
                 None => true,
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),

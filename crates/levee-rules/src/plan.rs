@@ -11,7 +11,9 @@
 
 use crate::graph::{Aggregate, ControlPoint, MessagePart, Op, Program, Slot};
 
-/// How one event type's control points are evaluated.
+/// How one event type's control points are evaluated. Laid out flat (three
+/// arrays in control point order) so that an event walks memory in one
+/// direction.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     /// Nodes every event evaluates, in order: the windowed aggregates (which
@@ -20,26 +22,47 @@ pub struct Plan {
     /// One per control point of the type, in the order of
     /// [`crate::graph::EventType::control_points`].
     pub points: Vec<PointPlan>,
+    /// Every control point's terms, one after the other.
+    pub terms: Vec<Term>,
+    /// Node lists of terms and of fired control points, one after the other.
+    pub nodes: Vec<u32>,
+    /// The program's operations by node index, without the nodes' texts
+    /// (denser in memory for evaluation).
+    pub ops: Vec<Op>,
 }
 
-/// One control point's part of a [`Plan`].
-#[derive(Debug, Clone, Default)]
+/// One control point's part of a [`Plan`]: ranges of its arrays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PointPlan {
-    /// The `&&` terms of its condition, the cheapest first.
-    pub terms: Vec<Term>,
-    /// The nodes its tiers, message, evidence and subject read, evaluated
-    /// when it fires.
-    pub fired: Vec<u32>,
+    /// Its `&&` terms (in [`Plan::terms`]), the cheapest first.
+    pub terms: (u32, u32),
+    /// The nodes (in [`Plan::nodes`]) its tiers, message, evidence and
+    /// subject read, evaluated when it fires.
+    pub fired: (u32, u32),
 }
 
 /// One `&&` term of a condition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Term {
     /// The slot holding the term's value.
     pub slot: Slot,
-    /// The nodes to evaluate for it, in order (constants and
-    /// [`Plan::always`] nodes left out).
-    pub nodes: Vec<u32>,
+    /// The nodes (in [`Plan::nodes`]) to evaluate for it, in order
+    /// (constants and [`Plan::always`] nodes left out).
+    pub nodes: (u32, u32),
+}
+
+impl Plan {
+    /// The terms of a control point.
+    #[inline]
+    pub fn terms(&self, p: &PointPlan) -> &[Term] {
+        &self.terms[p.terms.0 as usize..p.terms.1 as usize]
+    }
+
+    /// The nodes of a range.
+    #[inline]
+    pub fn nodes(&self, range: (u32, u32)) -> &[u32] {
+        &self.nodes[range.0 as usize..range.1 as usize]
+    }
 }
 
 /// Marks nodes while walking a program, without allocating per walk.
@@ -122,35 +145,43 @@ pub fn plan<'c>(
     for &i in &always {
         w.skip[i as usize] = true;
     }
-    let points = points
-        .into_iter()
-        .map(|cp| {
-            let mut terms: Vec<Term> = conjuncts(program, cp.when)
-                .into_iter()
-                .map(|slot| Term {
-                    slot,
-                    nodes: w.cone([slot]),
-                })
-                .collect();
-            // Cheapest first; equal costs keep the author's order.
-            terms.sort_by_key(|t| t.nodes.len());
-            let reads = cp
-                .tiers
-                .iter()
-                .filter_map(|t| t.when)
-                .chain(cp.message.iter().filter_map(|m| match m {
-                    MessagePart::Value(s) => Some(*s),
-                    MessagePart::Text(_) => None,
-                }))
-                .chain(cp.evidence.iter().map(|(_, s)| *s))
-                .chain(std::iter::once(cp.subject));
-            PointPlan {
-                terms,
-                fired: w.cone(reads),
-            }
-        })
-        .collect();
-    Plan { always, points }
+    let mut plan = Plan {
+        always,
+        ops: program.nodes.iter().map(|n| n.op.clone()).collect(),
+        ..Plan::default()
+    };
+    let push = |nodes: &mut Vec<u32>, list: Vec<u32>| {
+        let start = nodes.len() as u32;
+        nodes.extend(list);
+        (start, nodes.len() as u32)
+    };
+    for cp in points {
+        let mut terms: Vec<(Slot, Vec<u32>)> = conjuncts(program, cp.when)
+            .into_iter()
+            .map(|slot| (slot, w.cone([slot])))
+            .collect();
+        // Cheapest first; equal costs keep the author's order.
+        terms.sort_by_key(|(_, nodes)| nodes.len());
+        let start = plan.terms.len() as u32;
+        for (slot, nodes) in terms {
+            let nodes = push(&mut plan.nodes, nodes);
+            plan.terms.push(Term { slot, nodes });
+        }
+        let terms = (start, plan.terms.len() as u32);
+        let reads = cp
+            .tiers
+            .iter()
+            .filter_map(|t| t.when)
+            .chain(cp.message.iter().filter_map(|m| match m {
+                MessagePart::Value(s) => Some(*s),
+                MessagePart::Text(_) => None,
+            }))
+            .chain(cp.evidence.iter().map(|(_, s)| *s))
+            .chain(std::iter::once(cp.subject));
+        let fired = push(&mut plan.nodes, w.cone(reads));
+        plan.points.push(PointPlan { terms, fired });
+    }
+    plan
 }
 
 /// The terms of a condition: its operands through nested `&&`, each once,
@@ -227,18 +258,19 @@ control_points:
         };
 
         // T-1: three distinct terms (the repeated one once), cheapest first.
-        let t1: Vec<String> = plan.points[0].terms.iter().map(|t| text(t.slot)).collect();
+        let terms = |k: usize| plan.terms(&plan.points[k]);
+        let t1: Vec<String> = terms(0).iter().map(|t| text(t.slot)).collect();
         assert_eq!(t1.len(), 3, "{t1:?}");
         assert!(t1[0].contains("a > 10"), "{t1:?}");
-        let sizes: Vec<usize> = plan.points[0].terms.iter().map(|t| t.nodes.len()).collect();
+        let sizes: Vec<usize> = terms(0).iter().map(|t| plan.nodes(t.nodes).len()).collect();
         assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
         // Each term's nodes end with the term itself, in evaluation order,
         // and hold no constants.
-        for t in &plan.points[0].terms {
-            assert_eq!(Some(&(t.slot - p.n_fields)), t.nodes.last());
-            assert!(t.nodes.windows(2).all(|w| w[0] < w[1]));
-            assert!(t
-                .nodes
+        for t in terms(0) {
+            let nodes = plan.nodes(t.nodes);
+            assert_eq!(Some(&(t.slot - p.n_fields)), nodes.last());
+            assert!(nodes.windows(2).all(|w| w[0] < w[1]));
+            assert!(nodes
                 .iter()
                 .all(|&i| !matches!(p.nodes[i as usize].op, crate::graph::Op::Const(_))));
         }
@@ -246,7 +278,9 @@ control_points:
         let tier2 = graph.control_points[et.control_points[0] as usize].tiers[0]
             .when
             .unwrap();
-        assert!(plan.points[0].fired.contains(&(tier2 - p.n_fields)));
+        assert!(plan
+            .nodes(plan.points[0].fired)
+            .contains(&(tier2 - p.n_fields)));
 
         // The aggregate and its filter run for every event and belong to no
         // term: T-2's term is just the comparison.
@@ -254,7 +288,7 @@ control_points:
             .always
             .iter()
             .any(|&i| matches!(p.nodes[i as usize].op, crate::graph::Op::Aggregate(_))));
-        assert_eq!(plan.points[1].terms.len(), 1);
-        assert_eq!(plan.points[1].terms[0].nodes.len(), 1);
+        assert_eq!(terms(1).len(), 1);
+        assert_eq!(plan.nodes(terms(1)[0].nodes).len(), 1);
     }
 }
