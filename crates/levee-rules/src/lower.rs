@@ -6,6 +6,7 @@
 //! the event type's program, re-using any identical node already there.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use evalexpr::{Node as ENode, Operator, Value};
 
@@ -55,6 +56,9 @@ pub(crate) struct Builder<'a> {
     stack: Vec<String>,
     pub(crate) nodes: Vec<Node>,
     dedup: FastMap<Op, Slot>,
+    /// Expressions parsed so far, by source text: many control points
+    /// share conditions, tiers and filters word for word.
+    trees: FastMap<String, Rc<ENode>>,
     pub(crate) aggregates: Vec<Aggregate>,
     /// Names local to the control point being compiled (its aggregates).
     pub(crate) locals: FastMap<String, (Slot, Ty)>,
@@ -93,6 +97,7 @@ impl<'a> Builder<'a> {
             stack: Vec::new(),
             nodes: Vec::new(),
             dedup: FastMap::default(),
+            trees: FastMap::default(),
             aggregates: Vec::new(),
             locals: FastMap::default(),
             warnings: Vec::new(),
@@ -208,9 +213,20 @@ impl<'a> Builder<'a> {
 
     /// Parses and lowers one expression.
     pub(crate) fn expression(&mut self, src: &str) -> Result<(Slot, Ty), String> {
+        let tree = self.parse(src)?;
+        self.lower(&tree, src)
+    }
+
+    /// evalexpr's tree of an expression, parsed once per source text.
+    fn parse(&mut self, src: &str) -> Result<Rc<ENode>, String> {
+        if let Some(tree) = self.trees.get(src) {
+            return Ok(tree.clone());
+        }
         let tree =
             evalexpr::build_operator_tree(src).map_err(|e| format!("does not parse: {e}"))?;
-        self.lower(&tree, src)
+        let tree = Rc::new(tree);
+        self.trees.insert(src.to_owned(), tree.clone());
+        Ok(tree)
     }
 
     /// As [`Builder::expression`], also appending to `reads` the names the
@@ -221,8 +237,7 @@ impl<'a> Builder<'a> {
         src: &str,
         reads: &mut Vec<String>,
     ) -> Result<(Slot, Ty), String> {
-        let tree =
-            evalexpr::build_operator_tree(src).map_err(|e| format!("does not parse: {e}"))?;
+        let tree = self.parse(src)?;
         for id in tree.iter_read_variable_identifiers() {
             if !reads.iter().any(|n| n == id) {
                 reads.push(id.to_owned());
