@@ -256,17 +256,6 @@ impl Engine {
         })
     }
 
-    /// Puts an already decoded event in place of decoding one: its envelope
-    /// and its fields in slot order (as [`Engine::slot`] gave them after
-    /// decoding). Re-uses the buffers' allocations.
-    pub fn load(&mut self, env: &Envelope, fields: &[Val]) {
-        self.env.clone_from(env);
-        let buf = &mut self.buffers[env.type_index as usize];
-        for (slot, v) in buf.iter_mut().zip(fields) {
-            slot.clone_from(v);
-        }
-    }
-
     /// Evaluates the last decoded event: decides each control point of its
     /// type and picks the tier of every one that fires.
     ///
@@ -351,33 +340,33 @@ impl Engine {
         let plan = &et.plan;
         for (&ci, point) in et.control_points.iter().zip(&plan.points) {
             let cp = &graph.control_points[ci as usize];
-            let mut decided = Val::Bool(true);
+            // True until a term is false (decided) or not a boolean (the
+            // first missing field or error is what counts, unless a later
+            // term is false).
+            let mut holds = true;
+            // Some(true): a field was missing; Some(false): an error.
+            let mut undecided: Option<bool> = None;
             for term in plan.terms(point) {
                 let nodes = plan.nodes(term.nodes);
                 eval::run_nodes(p, ops, lists, buf, stamps, epoch, nodes, &mut no_aggregate);
                 match &buf[term.slot as usize] {
                     Val::Bool(true) => {}
                     Val::Bool(false) => {
-                        decided = Val::Bool(false);
+                        holds = false;
+                        undecided = None;
                         break;
                     }
-                    Val::Missing if decided == Val::Bool(true) => decided = Val::Missing,
-                    Val::Missing => {}
-                    _ if decided == Val::Bool(true) => decided = Val::Error,
-                    _ => {}
+                    v => {
+                        holds = false;
+                        undecided = undecided.or(Some(matches!(v, Val::Missing)));
+                    }
                 }
             }
-            let holds = match decided {
-                Val::Bool(b) => b,
-                Val::Missing => {
-                    stats.unknown += 1;
-                    false
-                }
-                _ => {
-                    stats.errors += 1;
-                    false
-                }
-            };
+            match undecided {
+                None => {}
+                Some(true) => stats.unknown += 1,
+                Some(false) => stats.errors += 1,
+            }
             if !holds && cp.hold_for.is_none() {
                 continue;
             }
