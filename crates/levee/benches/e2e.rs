@@ -283,12 +283,18 @@ struct Levee {
 impl Levee {
     fn spawn(dir: &Path, name: &str, config: &Path) -> Levee {
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(LEVEE)
+        let mut command = Command::new(LEVEE);
+        command
             .args(["run", "--config"])
             .arg(config)
             .args(["--instance-id", name])
             .current_dir(root())
-            .env_remove("RUST_LOG")
+            .env_remove("RUST_LOG");
+        // A log filter of its own, e.g. "info,levee=debug" for the start-up timings.
+        if let Ok(filter) = std::env::var("LEVEE_BENCH_E2E_LOG") {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -299,6 +305,43 @@ impl Levee {
 
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The `since_start_ms` of the first log line with `message` (the last
+    /// one if `last`): milliseconds from `run` starting.
+    fn since_start(&self, message: &str, last: bool) -> Option<u64> {
+        let text = self.log_text();
+        let mut lines = text.lines().filter(|l| l.contains(message));
+        let line = if last {
+            lines.next_back()
+        } else {
+            lines.next()
+        }?;
+        let (_, rest) = line.split_once("since_start_ms=")?;
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    /// Start-up milestones from the log, ms after `run` started.
+    fn startup(&self) -> String {
+        let show = |v: Option<u64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v} ms"));
+        format!(
+            "rectifications read {}, partitions assigned {}, last partition restored {}",
+            show(self.since_start("rectifications read", false)),
+            show(self.since_start("partitions assigned", false)),
+            show(self.since_start("partition state restored", true)),
+        )
+    }
+
+    /// Copies the log to `LEVEE_BENCH_E2E_KEEP_LOGS` (a directory), if set.
+    fn keep_log(&self) {
+        if let Ok(keep) = std::env::var("LEVEE_BENCH_E2E_KEEP_LOGS") {
+            let name = self.log.file_name().unwrap();
+            fs::create_dir_all(&keep).unwrap();
+            fs::copy(&self.log, Path::new(&keep).join(name)).unwrap();
+        }
     }
 
     fn check_alive(&mut self) {
@@ -339,12 +382,13 @@ impl Levee {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.keep_log();
     }
 }
 
@@ -374,6 +418,31 @@ fn cpu_ticks(pid: u32) -> u64 {
     let after = &stat[stat.rfind(')').unwrap() + 2..];
     let f: Vec<&str> = after.split(' ').collect();
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// Bytes of a topic's log segments on the broker's disk (all partitions).
+fn topic_bytes(broker: &KafkaBroker, topic: &str) -> u64 {
+    fn walk(dir: &Path, topic: &str, inside: bool, total: &mut u64) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                let ours = name
+                    .strip_prefix(topic)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|p| p.parse::<u32>().is_ok());
+                walk(&path, topic, inside || ours, total);
+            } else if inside && name.ends_with(".log") {
+                *total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            }
+        }
+    }
+    let mut total = 0;
+    walk(broker.dir(), topic, false, &mut total);
+    total
 }
 
 fn partitions(inputs: &[String]) -> TopicPartitionList {
@@ -455,6 +524,8 @@ struct Throughput {
     /// final one (the final one lags the end by up to a commit interval).
     steady: f64,
     commits: usize,
+    /// Start to the first commit.
+    first: Duration,
 }
 
 impl Throughput {
@@ -471,6 +542,7 @@ impl Throughput {
             wall,
             steady,
             commits: steps.len(),
+            first: steps[0].0,
         }
     }
 }
@@ -659,6 +731,8 @@ fn main() {
     let monitor = Monitor::new(&broker, "bench.passthrough", &inputs);
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
+    let broker_pid = broker.pid().unwrap();
+    let cpu0 = (cpu_ticks(std::process::id()), cpu_ticks(broker_pid));
     let pass = std::thread::scope(|s| {
         let stop2 = Arc::clone(&stop);
         let (b, i) = (&broker, &inputs);
@@ -668,10 +742,25 @@ fn main() {
         r
     });
     println!(
-        "passthrough: {:.0} events/s steady, {:.2} s start to all committed ({} commits)",
+        "passthrough: {:.0} events/s steady, {:.2} s start to all committed ({} commits, the first {} ms after start)",
         pass.steady,
         pass.wall.as_secs_f64(),
-        pass.commits
+        pass.commits,
+        pass.first.as_millis()
+    );
+
+    println!(
+        "  CPU: passthrough (the bench process) {:.1} s, broker {:.1} s",
+        (cpu_ticks(std::process::id()) - cpu0.0) as f64 / 100.0,
+        (cpu_ticks(broker_pid) - cpu0.1) as f64 / 100.0
+    );
+    let input_mib: f64 = inputs
+        .iter()
+        .map(|t| topic_bytes(&broker, t) as f64 / 1_048_576.0)
+        .sum();
+    println!(
+        "  written: {:.1} MiB (input {input_mib:.1} MiB)",
+        topic_bytes(&broker, pass_out) as f64 / 1_048_576.0
     );
 
     // (b), (c) levee run.
@@ -684,12 +773,19 @@ fn main() {
         let config = config_file(dir.path(), delivery, &broker, delivery, &group, &inputs, &o);
         let monitor = Monitor::new(&broker, &group, &inputs);
         let start = Instant::now();
+        let broker_cpu = cpu_ticks(broker_pid);
         let mut levee = Levee::spawn(dir.path(), delivery, &config);
         let r = monitor.watch(total, start, || levee.check_alive());
+        println!(
+            "  CPU: levee {:.1} s, broker {:.1} s",
+            cpu_ticks(levee.child.id()) as f64 / 100.0,
+            (cpu_ticks(broker_pid) - broker_cpu) as f64 / 100.0
+        );
         if delivery == "at_least_once" {
             std::thread::sleep(Duration::from_secs(1));
             al_memory = levee.memory();
         }
+        let startup = levee.startup();
         levee.terminate();
         let alerts: usize = o
             .tiers
@@ -706,15 +802,37 @@ fn main() {
                     .1
             })
             .sum();
+        let mib_of = |topic: &str| topic_bytes(&broker, topic) as f64 / 1_048_576.0;
+        let alert_mib: f64 = o.tiers.iter().map(|t| mib_of(t)).sum();
+        println!(
+            "  written: changelog {:.1} MiB, profiles {:.1} MiB, decisions {:.1} MiB, alerts {alert_mib:.1} MiB (input {input_mib:.1} MiB)",
+            mib_of(&o.changelog),
+            mib_of(&o.profiles),
+            mib_of(&o.decisions),
+        );
         println!(
             "levee run {delivery}: {:.0} events/s steady, {:.2} s start to all committed ({} commits), {alerts} alerts, {dlq} to the DLQ, {changelog} changelog offsets",
             r.steady,
             r.wall.as_secs_f64(),
             r.commits
         );
+        println!(
+            "  start-up (ms after `run` started): {startup}; first commit {} ms after spawn",
+            r.first.as_millis()
+        );
         levee_runs.push(r);
     }
     let (al, eos) = (levee_runs[0], levee_runs[1]);
+    if std::env::var("LEVEE_BENCH_E2E_ONLY").is_ok_and(|v| v == "throughput") {
+        println!(
+            "ratios (steady, wall): at-least-once {:.2}x {:.2}x, exactly-once {:.2}x {:.2}x",
+            al.steady / pass.steady,
+            pass.wall.as_secs_f64() / al.wall.as_secs_f64(),
+            eos.steady / pass.steady,
+            pass.wall.as_secs_f64() / eos.wall.as_secs_f64()
+        );
+        return;
+    }
 
     // (d) latency at half the at-least-once rate, and idle memory.
     // Half the at-least-once rate from start to everything committed (the

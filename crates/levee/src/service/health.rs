@@ -149,6 +149,40 @@ impl Health {
         }
     }
 
+    /// [`Health::put_profile`] for many subjects of one partition, under
+    /// one lock.
+    pub fn put_profiles<'a>(
+        &self,
+        topic: &str,
+        partition: i32,
+        profiles: impl IntoIterator<Item = (&'a str, Option<&'a Profile>)>,
+    ) {
+        let profiles: Vec<_> = profiles.into_iter().collect();
+        if profiles.is_empty() {
+            return;
+        }
+        let mut all = self.profiles.write().unwrap_or_else(|p| p.into_inner());
+        let key = (topic.to_owned(), partition);
+        let part = if profiles.iter().any(|(_, p)| p.is_some()) {
+            all.entry(key).or_default()
+        } else {
+            match all.get_mut(&key) {
+                Some(m) => m,
+                None => return,
+            }
+        };
+        for (subject, profile) in profiles {
+            match profile {
+                Some(p) => {
+                    part.insert(subject.to_owned(), p.clone());
+                }
+                None => {
+                    part.remove(subject);
+                }
+            }
+        }
+    }
+
     /// The partition moved away (or its task stopped): its profiles go.
     pub fn forget_partition(&self, topic: &str, partition: i32) {
         self.profiles

@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use rdkafka::producer::Producer;
 use tokio::sync::oneshot;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use self::config::{Delivery, Settings};
 use self::pipeline::{LeveeConsumer, LeveeProducer, Pipeline};
@@ -45,6 +45,7 @@ pub struct RulesError {
 /// Runs the service until `shutdown` completes, then stops fetching,
 /// delivers and commits in-flight work, leaves the group and returns.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let started = *STARTED.get_or_init(std::time::Instant::now);
     metrics::init();
     let rules = Rules::load(settings.rules.dir.clone()).map_err(|diagnostics| RulesError {
         dir: settings.rules.dir.display().to_string(),
@@ -52,6 +53,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     })?;
     let rules = Arc::new(rules);
     let (graph, _) = rules.current();
+    debug!(elapsed_ms = ms(started), "start-up: rules compiled");
     metrics::init_events(&settings.topics.inputs, &graph);
     health::health().set_rules_compiled();
     let listener = http::bind(&settings.http).await?;
@@ -65,6 +67,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         std::future::pending(),
     ));
 
+    debug!(elapsed_ms = ms(started), "start-up: HTTP listener bound");
     let producer: LeveeProducer = pipeline::producer_config(&settings)
         .create_with_context(pipeline::KafkaLog)
         .context("bad [kafka.producer] settings")?;
@@ -85,12 +88,15 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         Arc::new(p)
     };
 
+    debug!(elapsed_ms = ms(started), "start-up: producers created");
+    let probe = Arc::new(state::ChangelogProbe::new(&settings)?);
     let context = Pipeline::new(
         settings.clone(),
         Arc::clone(&producer),
         Arc::clone(&state_producer),
         Arc::clone(&rules),
         tokio::runtime::Handle::current(),
+        probe,
     );
     let consumer: LeveeConsumer = pipeline::consumer_config(&settings)
         .create_with_context(context)
@@ -153,6 +159,19 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         Err(e) => tracing::error!(error = %format!("{e:#}"), "levee stopped on an error"),
     }
     result
+}
+
+/// When [`run`] started: the start-up timing logs count from here.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Milliseconds since `since`, for the start-up timing logs.
+pub(crate) fn ms(since: std::time::Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since [`run`] started (debug logs of the start-up).
+pub(crate) fn since_start() -> u64 {
+    STARTED.get().map_or(0, |s| ms(*s))
 }
 
 /// Registers the transactional id (fencing an earlier instance with the same

@@ -54,7 +54,9 @@ use super::config::{Delivery, Settings, Topics};
 use super::health::{health, Restoring};
 use super::metrics::{self, KafkaErrorKind};
 use super::reload::Rules;
-use super::state::{self as pstate, Meta, RectMessage, RectificationReader, Rectifications};
+use super::state::{
+    self as pstate, ChangelogProbe, Meta, RectMessage, RectificationReader, Rectifications,
+};
 
 /// How long one Kafka call made while holding up the pipeline may take
 /// before it is retried.
@@ -62,6 +64,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// At-least-once: how often a partition task writes its state to the
 /// changelog between checkpoints (after the output before it is acknowledged).
 const CUT_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a record waits before it is offered again to a producer whose
+/// queue is full.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
 /// Batches of messages queued per partition task.
 const PARTITION_QUEUE: usize = 64;
 /// Messages the consumer thread takes from one poll round before handing
@@ -225,6 +230,8 @@ pub struct Pipeline {
     fatal: Mutex<Option<anyhow::Error>>,
     /// Messages polled but not yet handed to their tasks (one poll round).
     held: Mutex<Vec<(Tp, Vec<OwnedMessage>)>>,
+    /// The changelog's metadata and watermarks, for the restores.
+    probe: Arc<ChangelogProbe>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -273,7 +280,11 @@ impl ConsumerContext for Pipeline {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let assigned = tp_list(tpl);
-                info!(partitions = %show(&assigned), "partitions assigned");
+                info!(
+                    partitions = %show(&assigned),
+                    since_start_ms = super::since_start(),
+                    "partitions assigned"
+                );
                 // Start restoring their state now, not at their first event.
                 let mut st = self.state();
                 for tp in assigned {
@@ -314,8 +325,10 @@ impl Pipeline {
         state_producer: Arc<LeveeProducer>,
         rules: Arc<Rules>,
         runtime: Handle,
+        probe: Arc<ChangelogProbe>,
     ) -> Self {
         Pipeline {
+            probe,
             producers: Arc::new(Producers {
                 main: Arc::clone(&producer),
                 state: state_producer,
@@ -466,12 +479,17 @@ impl Pipeline {
             tp: tp.clone(),
             settings: self.settings.clone(),
             rectifications: Arc::clone(&self.rectifications),
+            probe: Arc::clone(&self.probe),
             skip_below: 0,
             written: None,
             staged: HashMap::new(),
             changed: false,
             failed: None,
             expired_at: i64::MIN,
+            expire_every: expire_every(self.settings.state.ttl_secs()),
+            ok_counters: HashMap::new(),
+            now: rfc3339_now(),
+            now_read: Instant::now(),
             ttl: self.settings.state.ttl_secs(),
             lateness: self.settings.state.allowed_lateness_secs(),
         };
@@ -778,6 +796,7 @@ struct PartitionWorker {
     tp: Tp,
     settings: Settings,
     rectifications: Arc<Rectifications>,
+    probe: Arc<ChangelogProbe>,
     /// Offsets below this are already in the restored state.
     skip_below: i64,
     /// The partition record last written to the changelog.
@@ -794,6 +813,14 @@ struct PartitionWorker {
     failed: Option<String>,
     /// The watermark at the last expiry.
     expired_at: i64,
+    /// Event time (seconds) between two expiries: see [`expire_every`].
+    expire_every: i64,
+    /// `levee_events_total{outcome="ok"}` of this partition's topic, by event type.
+    ok_counters: HashMap<String, prometheus::IntCounter>,
+    /// The wall-clock time (RFC 3339, ms) alerts are detected at, and when
+    /// it was read: read again once a millisecond has passed, not per event.
+    now: String,
+    now_read: Instant,
     ttl: i64,
     lateness: i64,
 }
@@ -879,7 +906,12 @@ async fn produce(producer: &LeveeProducer, r: &OutRecord) -> DeliveryFuture {
         }
         match producer.send_result(rec) {
             Ok(future) => return future,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {}
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                // The queue drains as the broker acknowledges: try again
+                // soon, not after a growing back-off.
+                tokio::time::sleep(QUEUE_FULL_WAIT).await;
+                continue;
+            }
             Err((e, _)) => {
                 metrics::kafka_error(KafkaErrorKind::Produce);
                 warn!(error = %e, topic = %r.topic, "producing failed; retrying");
@@ -934,6 +966,19 @@ impl Drop for PartitionWorker {
     }
 }
 
+fn rfc3339_now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// How far the watermark moves (seconds of event time) between two scans
+/// for idle subjects: an hour, or a 64th of the TTL if that is longer (a
+/// subject is forgotten at most 1/64 of the TTL late). Each scan visits
+/// every subject of the partition; at every hour, a stream spanning months
+/// of event time spent an eighth of its CPU time scanning.
+fn expire_every(ttl: i64) -> i64 {
+    (ttl / 64).max(3600)
+}
+
 /// Why a message goes to the DLQ: bad input, or too late.
 struct Rejected {
     kind: &'static str,
@@ -972,14 +1017,16 @@ impl PartitionWorker {
                         let _ = reply.send(Err(anyhow!("{why}")));
                         continue;
                     }
-                    for r in self.changelog_records() {
-                        self.send(r).await;
-                    }
                     if !self.track_deliveries {
                         // Exactly-once: the transaction commit waits for them.
+                        for r in self.changelog_records() {
+                            self.send(r).await;
+                        }
                         let _ = reply.send(Ok(self.next_offset));
                         continue;
                     }
+                    // At-least-once: the changelog records go with the cut,
+                    // after the output before them is acknowledged.
                     self.cut(Some(reply));
                 }
                 Work::Rectify(id, status) => {
@@ -1016,18 +1063,33 @@ impl PartitionWorker {
         let before = self.settling.take();
         let producers = Arc::clone(&self.producers);
         let next = self.next_offset;
+        let (tp, barrier) = (self.tp.clone(), reply.is_some());
         let handle = tokio::spawn(async move {
             let r = async {
+                let t0 = Instant::now();
                 if let Some(h) = before {
                     h.await.map_err(|e| anyhow!("{e}"))??;
                 }
+                let t1 = Instant::now();
+                let outputs = pending.len();
                 settle(&producers, pending).await?;
+                let t2 = Instant::now();
                 let mut written = Vec::with_capacity(records.len());
                 for r in &records {
                     written.push(Pending::Plain(produce(producers.of(&r.topic), r).await));
                 }
+                let (count, t3) = (records.len(), Instant::now());
                 drop(records);
-                settle(&producers, written).await
+                let r = settle(&producers, written).await;
+                debug!(
+                    topic = %tp.0, partition = tp.1, barrier, outputs, records = count,
+                    wait_before_ms = (t1 - t0).as_millis() as u64,
+                    wait_outputs_ms = (t2 - t1).as_millis() as u64,
+                    produce_ms = (t3 - t2).as_millis() as u64,
+                    wait_written_ms = t3.elapsed().as_millis() as u64,
+                    "cut written"
+                );
+                r
             }
             .await;
             if let Some(reply) = reply {
@@ -1044,6 +1106,14 @@ impl PartitionWorker {
     }
 
     async fn message(&mut self, m: &OwnedMessage) {
+        if self.next_offset.is_none() {
+            debug!(
+                topic = %self.tp.0,
+                partition = self.tp.1,
+                since_start_ms = super::since_start(),
+                "start-up: first message of the partition"
+            );
+        }
         if self.failed.is_some() || m.offset() < self.skip_below {
             // Already in the restored state, its output delivered.
             self.next_offset = Some(m.offset() + 1);
@@ -1067,11 +1137,13 @@ impl PartitionWorker {
         let started = Instant::now();
         let restored = loop {
             let (settings, (topic, partition)) = (self.settings.clone(), self.tp.clone());
-            let r =
-                tokio::task::spawn_blocking(move || pstate::restore(&settings, &topic, partition))
-                    .await
-                    .map_err(|e| anyhow!("restoring: {e}"))
-                    .and_then(|r| r);
+            let probe = Arc::clone(&self.probe);
+            let r = tokio::task::spawn_blocking(move || {
+                pstate::restore(&settings, &probe, &topic, partition)
+            })
+            .await
+            .map_err(|e| anyhow!("restoring: {e}"))
+            .and_then(|r| r);
             match r {
                 Ok(r) => break r,
                 Err(e) if e.is::<pstate::Misconfigured>() => {
@@ -1108,18 +1180,27 @@ impl PartitionWorker {
             records = restored.records,
             next_offset = meta.next_offset,
             elapsed_ms = started.elapsed().as_millis() as u64,
+            since_start_ms = super::since_start(),
             "partition state restored"
         );
+    }
+
+    /// Reads the wall clock into `now` if a millisecond has passed.
+    fn refresh_now(&mut self) {
+        if self.now_read.elapsed() >= Duration::from_millis(1) {
+            self.now = rfc3339_now();
+            self.now_read = Instant::now();
+        }
     }
 
     /// After an event: escalations its event time made due, rectifications
     /// that came before their alerts, expiry of idle subjects.
     fn after_event(&mut self) -> Vec<OutRecord> {
-        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        self.refresh_now();
         let watermark = self.engine.watermark();
-        let escalated = self.engine.tick(watermark, &now);
+        let escalated = self.engine.tick(watermark, &self.now);
         let out = self.alert_records(escalated);
-        if watermark.saturating_sub(self.expired_at) >= 3600 {
+        if watermark.saturating_sub(self.expired_at) >= self.expire_every {
             self.engine.expire(self.ttl);
             self.expired_at = watermark;
         }
@@ -1164,8 +1245,15 @@ impl PartitionWorker {
         let (topic, partition) = (&self.tp.0, self.tp.1);
         let send_now = !self.track_deliveries;
         let mut out = Vec::new();
-        for (subject, snap) in self.engine.snapshot(dirty) {
-            health().put_profile(topic, partition, &subject, snap.profile.as_ref());
+        let snapshots = self.engine.snapshot(dirty);
+        health().put_profiles(
+            topic,
+            partition,
+            snapshots
+                .iter()
+                .map(|(subject, snap)| (subject.as_str(), snap.profile.as_ref())),
+        );
+        for (subject, snap) in snapshots {
             let profile = snap.profile.as_ref().and_then(|profile| {
                 let payload = serde_json::to_vec(profile).ok()?;
                 Some(OutRecord {
@@ -1289,31 +1377,40 @@ impl PartitionWorker {
         let started = Instant::now();
         let evaluated = self.decode_checked(payload);
         match &evaluated {
-            Ok(_) => metrics::event_ok(
-                m.topic(),
-                &self.engine.envelope().event_type,
-                started.elapsed(),
-            ),
+            Ok(_) => {
+                let event_type = self.engine.envelope().event_type.as_str();
+                match self.ok_counters.get(event_type) {
+                    Some(c) => c.inc(),
+                    None => {
+                        let c = metrics::events_ok(m.topic(), event_type);
+                        c.inc();
+                        self.ok_counters.insert(event_type.to_owned(), c);
+                    }
+                }
+                metrics::evaluated(started.elapsed());
+            }
             Err(bad) => metrics::event_invalid(m.topic(), payload, self.engine.graph(), bad.kind),
         }
         match evaluated {
             Ok(_) => {
-                let hits = self.engine.hits();
-                if hits.is_empty() && self.engine.verdict().is_none() {
+                let verdict = self.engine.verdict();
+                if self.engine.hits().is_empty() && verdict.is_none() {
                     return out;
                 }
+                self.refresh_now();
+                let hits = self.engine.hits();
                 let source = Source::Kafka {
                     topic: m.topic().to_owned(),
                     partition: m.partition(),
                     offset: m.offset(),
                 };
-                let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+                let now = &self.now;
                 let alerts: Vec<_> = hits
                     .iter()
-                    .map(|&hit| self.engine.alert(hit, &source, &now))
+                    .map(|&hit| self.engine.alert(hit, &source, now))
                     .collect();
                 out.extend(self.alert_records(alerts));
-                if let Some(verdict) = self.engine.verdict() {
+                if let Some(verdict) = verdict {
                     match serde_json::to_vec(&verdict) {
                         Ok(payload) => out.push(OutRecord {
                             topic: self.topics.decisions.clone(),
@@ -1404,12 +1501,21 @@ pub fn consume(
     // before it evaluates (and escalates) anything.
     let mut rectifications = RectificationReader::new(&pipeline.settings)?;
     let known = rectifications.catch_up(&pipeline.rectifications, Duration::from_secs(30));
-    info!(rectifications = known, "rectifications read");
+    info!(
+        rectifications = known,
+        since_start_ms = super::since_start(),
+        "rectifications read"
+    );
     let tick_every = Duration::from_millis(pipeline.settings.state.tick_interval_ms);
     let mut last_tick = Instant::now();
     consumer
         .subscribe(&topics)
         .context("subscribing to the input topics")?;
+    debug!(
+        since_start_ms = super::since_start(),
+        "start-up: subscribed"
+    );
+    let mut first_message = true;
     let mut last_checkpoint = Instant::now();
     let mut last_error_log: Option<Instant> = None;
     let result = loop {
@@ -1428,6 +1534,13 @@ pub fn consume(
         match consumer.poll(wait) {
             None => {}
             Some(Ok(m)) => {
+                if first_message {
+                    first_message = false;
+                    debug!(
+                        since_start_ms = super::since_start(),
+                        "start-up: first message polled"
+                    );
+                }
                 pipeline.hold(m.detach());
                 // What else is fetched already, handed over in one go.
                 for _ in 1..POLL_BATCH {

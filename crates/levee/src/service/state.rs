@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _};
 use levee_engine::{Status, SubjectSnapshot};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -90,20 +90,82 @@ pub struct Restored {
     pub records: u64,
 }
 
-/// Reads changelog partition `partition` to its end and keeps the records of
-/// input partition `topic[partition]`, the last one per key winning.
-/// Blocking; run it off the async threads.
-pub fn restore(settings: &Settings, topic: &str, partition: i32) -> anyhow::Result<Restored> {
-    let changelog = &settings.topics.changelog;
+/// The changelog's partition count and watermarks, for every partition task
+/// of the instance: one client, so that a restore of an empty changelog
+/// partition is one round trip, not a consumer of its own.
+pub struct ChangelogProbe {
+    consumer: BaseConsumer<QuietEof>,
+    topic: String,
+    partitions: Mutex<Option<i32>>,
+}
+
+impl std::fmt::Debug for ChangelogProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangelogProbe")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangelogProbe {
+    pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        let consumer = restore_config(settings, "probe")
+            .create_with_context(QuietEof)
+            .context("creating the changelog client")?;
+        Ok(ChangelogProbe {
+            consumer,
+            topic: settings.topics.changelog.clone(),
+            partitions: Mutex::new(None),
+        })
+    }
+
+    /// The changelog's partition count (read once).
+    fn partitions(&self) -> anyhow::Result<i32> {
+        let mut known = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = *known {
+            return Ok(n);
+        }
+        let n = partition_count(&self.consumer, &self.topic)?;
+        *known = Some(n);
+        Ok(n)
+    }
+
+    /// The low and high watermarks of a changelog partition.
+    fn watermarks(&self, partition: i32) -> anyhow::Result<(i64, i64)> {
+        self.consumer
+            .fetch_watermarks(&self.topic, partition, CALL_TIMEOUT)
+            .with_context(|| format!("reading the watermarks of {}[{partition}]", self.topic))
+    }
+}
+
+/// The configuration of the changelog clients: the consumer settings
+/// (they never join the group: librdkafka wants a `group.id` to assign
+/// partitions all the same), and no waiting for more data.
+fn restore_config(settings: &Settings, role: &str) -> rdkafka::ClientConfig {
     let mut config = super::pipeline::consumer_config(settings);
-    config.set("enable.partition.eof", "true").set(
-        "client.id",
-        format!("levee-{}-restore", settings.instance_id()),
-    );
-    let consumer: BaseConsumer<QuietEof> = config
-        .create_with_context(QuietEof)
-        .context("creating the changelog consumer")?;
-    let partitions = partition_count(&consumer, changelog)?;
+    config
+        .remove("statistics.interval.ms")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .set(
+            "client.id",
+            format!("levee-{}-{role}", settings.instance_id()),
+        );
+    config
+}
+
+/// Reads changelog partition `partition` to its end and keeps the records of
+/// input partition `topic[partition]`, the last one per key winning. An
+/// empty changelog partition (low = high watermark) is not read at all.
+/// Blocking; run it off the async threads.
+pub fn restore(
+    settings: &Settings,
+    probe: &ChangelogProbe,
+    topic: &str,
+    partition: i32,
+) -> anyhow::Result<Restored> {
+    let changelog = &settings.topics.changelog;
+    let partitions = probe.partitions()?;
     if partition >= partitions {
         return Err(Misconfigured(format!(
             "the changelog topic {changelog} has {partitions} partitions, but input {topic} has partition {partition}: \
@@ -111,6 +173,14 @@ pub fn restore(settings: &Settings, topic: &str, partition: i32) -> anyhow::Resu
         ))
         .into());
     }
+    let mut out = Restored::default();
+    let (low, high) = probe.watermarks(partition)?;
+    if high <= low {
+        return Ok(out);
+    }
+    let consumer: BaseConsumer<QuietEof> = restore_config(settings, "restore")
+        .create_with_context(QuietEof)
+        .context("creating the changelog consumer")?;
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(changelog, partition, Offset::Beginning)?;
     consumer
@@ -119,12 +189,12 @@ pub fn restore(settings: &Settings, topic: &str, partition: i32) -> anyhow::Resu
 
     let prefix = format!("{topic}/{partition}/");
     let meta = meta_key(topic, partition);
-    let mut out = Restored::default();
     let started = Instant::now();
     loop {
         match consumer.poll(Duration::from_millis(500)) {
             None => {}
             Some(Err(KafkaError::PartitionEOF(_))) => break,
+            Some(Err(KafkaError::Global(RDKafkaErrorCode::PartitionEOF))) => break,
             Some(Err(e)) => {
                 if started.elapsed() > CALL_TIMEOUT {
                     return Err(anyhow!(e).context(format!("reading {changelog}[{partition}]")));
@@ -133,7 +203,13 @@ pub fn restore(settings: &Settings, topic: &str, partition: i32) -> anyhow::Resu
             }
             Some(Ok(m)) => {
                 out.records += 1;
+                // The last record there was when the restore began: done
+                // (read_committed may hide the last offsets: then at EOF).
+                let last = m.offset() + 1 >= high;
                 let Some(key) = m.key().and_then(|k| std::str::from_utf8(k).ok()) else {
+                    if last {
+                        break;
+                    }
                     continue;
                 };
                 if let Some(subject) = key.strip_prefix(&prefix) {
@@ -153,6 +229,9 @@ pub fn restore(settings: &Settings, topic: &str, partition: i32) -> anyhow::Resu
                 } else if key == meta {
                     out.meta = m.payload().and_then(|p| serde_json::from_slice(p).ok());
                 }
+                if last {
+                    break;
+                }
             }
         }
     }
@@ -166,7 +245,10 @@ pub struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(
+            error,
+            KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+        ) {
             warn!(target: "levee::kafka", %error, "kafka client error (retrying): {reason}");
         }
     }
