@@ -298,13 +298,36 @@ impl Engine {
             state.watermark = state.watermark.max(at);
         }
         let record = *record;
+        // Every aggregate of a type is kept per the type's subject (the
+        // compiler requires it of stateful control points): the subject's
+        // state is looked up once per event, not once per aggregate.
+        let mut scratch = state::SubjectState::default();
+        let mut subject: Option<&mut state::SubjectState> = None;
+        if !et.aggregates.is_empty() {
+            let v = &buf[et.subject as usize];
+            if matches!(v, Val::Str(_) | Val::Int(_)) {
+                key.clear();
+                v.write_display(key);
+                subject = Some(if record {
+                    let s = state.subject_mut(key, at);
+                    // Room for this event's entries at once, not one
+                    // reallocation per aggregate.
+                    s.windows.reserve_exact(et.aggregates.len());
+                    s
+                } else {
+                    match state.subjects.get_mut(key.as_str()) {
+                        Some(s) => s,
+                        None => &mut scratch,
+                    }
+                });
+            }
+        }
         let mut aggregate = |a: u32, slots: &[Val]| {
             let spec = &et.aggregates[a as usize];
-            key.clear();
-            match &slots[spec.subject as usize] {
-                v @ (Val::Str(_) | Val::Int(_)) => v.write_display(key),
-                _ => return Val::Missing,
-            }
+            debug_assert_eq!(spec.subject, et.subject);
+            let Some(s) = subject.as_deref_mut() else {
+                return Val::Missing;
+            };
             let counts = spec
                 .filter
                 .is_none_or(|f| matches!(slots[f as usize], Val::Bool(true)));
@@ -316,9 +339,7 @@ impl Engine {
                 },
             };
             let value = if counts { value } else { None };
-            state.with_subject(key, at, record, |s| {
-                s.aggregate((ti as u32) << 16 | a, spec, at, value, record)
-            })
+            s.aggregate((ti as u32) << 16 | a, spec, at, value, record)
         };
         let p = &et.program;
         let lists = &graph.lists;

@@ -15,8 +15,6 @@ use levee_rules::graph::Aggregate;
 use levee_rules::model::AggregateFn;
 use serde::{Deserialize, Serialize};
 
-use levee_rules::graph::FastMap;
-
 use crate::alert::Alert;
 use crate::value::Val;
 
@@ -75,7 +73,9 @@ fn digest(v: &Val) -> u64 {
 /// All per-subject state of one partition (or of one replay).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
-    pub subjects: FastMap<Box<str>, SubjectState>,
+    /// hashbrown's map for its `entry_ref`: one hash per lookup, and a key
+    /// allocated only for a new subject.
+    pub subjects: hashbrown::HashMap<String, SubjectState, foldhash::fast::RandomState>,
     /// The highest event time seen.
     pub watermark: i64,
     /// Subjects changed since the last [`State::take_dirty`] (changelog).
@@ -100,10 +100,7 @@ impl State {
         if !self.untracked && !self.dirty.contains(key) {
             self.dirty.insert(key.into());
         }
-        if !self.subjects.contains_key(key) {
-            self.subjects.insert(key.into(), SubjectState::default());
-        }
-        let s = self.subjects.get_mut(key).unwrap_or_else(|| unreachable!());
+        let s = self.subjects.entry_ref(key).or_default();
         s.last_seen = s.last_seen.max(at);
         s
     }
@@ -134,8 +131,8 @@ impl State {
         let untracked = self.untracked;
         self.subjects.retain(|k, s| {
             let keep = s.last_seen >= cutoff;
-            if !keep && !untracked && !dirty.contains(k) {
-                dirty.insert(k.clone());
+            if !keep && !untracked && !dirty.contains(k.as_str()) {
+                dirty.insert(k.as_str().into());
             }
             keep
         });

@@ -192,20 +192,24 @@ fn replay_one(
                 totals.unknown += u64::from(stats.unknown);
                 totals.errors += u64::from(stats.errors);
 
-                let source = Source::File {
-                    file: name.to_owned(),
-                    line: number,
-                };
                 now.clear();
                 match fixed_now {
                     Some(f) => now.push_str(f),
                     None => now.push_str(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
                 }
-                for &hit in engine.hits() {
-                    let alert = engine.alert(hit, &source, &now);
-                    totals.alerts[usize::from(hit.tier.min(3))] += 1;
-                    serde_json::to_writer(&mut *out, &alert)?;
-                    out.write_all(b"\n")?;
+                // Most events raise nothing: the source is built only for
+                // those that do.
+                if !engine.hits().is_empty() {
+                    let source = Source::File {
+                        file: name.to_owned(),
+                        line: number,
+                    };
+                    for &hit in engine.hits() {
+                        let alert = engine.alert(hit, &source, &now);
+                        totals.alerts[usize::from(hit.tier.min(3))] += 1;
+                        serde_json::to_writer(&mut *out, &alert)?;
+                        out.write_all(b"\n")?;
+                    }
                 }
                 if decisions {
                     if let Some(v) = engine.verdict() {
