@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use levee_rules::graph::MessagePart;
 use levee_rules::model::Action;
+use levee_rules::plan::NumValue;
 use levee_rules::RuleGraph;
 
 pub use alert::{alert_id, Alert, Source, Verdict};
@@ -73,6 +74,9 @@ pub struct Engine {
     stamps: Vec<Vec<u32>>,
     /// Per event type: the number of the current event.
     epochs: Vec<u32>,
+    /// The control points to decide for the current event (scratch).
+    candidates: Vec<u64>,
+    order: Vec<u32>,
     intercepts: Vec<bool>,
     env: Envelope,
     hits: Vec<Hit>,
@@ -109,6 +113,8 @@ impl Engine {
             buffers,
             stamps,
             epochs,
+            candidates: Vec::new(),
+            order: Vec::new(),
             intercepts,
             env: Envelope::default(),
             hits: Vec::new(),
@@ -273,6 +279,8 @@ impl Engine {
             buffers,
             stamps,
             epochs,
+            candidates,
+            order,
             hits,
             state,
             record,
@@ -359,7 +367,32 @@ impl Engine {
         hits.clear();
         let mut stats = EvalStats::default();
         let plan = &et.plan;
-        for (&ci, point) in et.control_points.iter().zip(&plan.points) {
+        // The index rules out control points whose threshold this event
+        // does not reach; the others are decided below, in their order.
+        candidates.clear();
+        candidates.extend_from_slice(&plan.index.unindexed);
+        for g in &plan.index.groups {
+            let nodes = plan.nodes(g.nodes);
+            eval::run_nodes(p, ops, lists, buf, stamps, epoch, nodes, &mut no_aggregate);
+            let mut mark = |k: u32| candidates[k as usize / 64] |= 1 << (k % 64);
+            match &buf[g.slot as usize] {
+                Val::Int(i) => g.keys.for_each_holding(g.cmp, &NumValue::Int(*i), mark),
+                Val::Float(f) => g.keys.for_each_holding(g.cmp, &NumValue::Float(*f), mark),
+                // Missing or an error: every one of them is undecided.
+                _ => g.keys.each(&mut mark),
+            }
+        }
+        order.clear();
+        for (w, &word) in candidates.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                order.push(w as u32 * 64 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        for &k in order.iter() {
+            let ci = et.control_points[k as usize];
+            let point = &plan.points[k as usize];
             let cp = &graph.control_points[ci as usize];
             // True until a term is false (decided) or not a boolean (the
             // first missing field or error is what counts, unless a later

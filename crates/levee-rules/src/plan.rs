@@ -9,7 +9,7 @@
 //! fires. Nodes shared by several control points are evaluated once per
 //! event (the engine stamps each node with the event it was evaluated for).
 
-use crate::graph::{Aggregate, ControlPoint, MessagePart, Op, Program, Slot};
+use crate::graph::{Aggregate, Cmp, Const, ControlPoint, MessagePart, Op, Program, Slot};
 
 /// How one event type's control points are evaluated. Laid out flat (three
 /// arrays in control point order) so that an event walks memory in one
@@ -29,6 +29,111 @@ pub struct Plan {
     /// The program's operations by node index, without the nodes' texts
     /// (denser in memory for evaluation).
     pub ops: Vec<Op>,
+    /// Thresholds of the control points, to skip those whose threshold the
+    /// event does not reach without looking at them.
+    pub index: Index,
+}
+
+/// Control points grouped by one comparison term each (`x > 50000`, with
+/// `x` any value and the constant differing per control point): one binary
+/// search per group finds the control points whose term holds; the others
+/// are false without further evaluation.
+#[derive(Debug, Clone, Default)]
+pub struct Index {
+    pub groups: Vec<Group>,
+    /// Control points no group covers (always evaluated), as a bit set over
+    /// the type's control points.
+    pub unindexed: Vec<u64>,
+}
+
+/// Control points whose index term is `slot cmp constant`, by constant.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub slot: Slot,
+    /// The nodes (in [`Plan::nodes`]) that compute `slot`.
+    pub nodes: (u32, u32),
+    pub cmp: Cmp,
+    pub keys: Keys,
+}
+
+/// A group's constants in ascending order, each with its control point
+/// (index among the type's control points).
+#[derive(Debug, Clone)]
+pub enum Keys {
+    /// Integer constants: compared as integers with an integer value, as
+    /// floats with a float (as the evaluator does).
+    Int(Vec<(i64, u32)>),
+    /// Float constants (never NaN): compared as floats.
+    Float(Vec<(f64, u32)>),
+}
+
+impl Keys {
+    /// The control points whose term `value cmp constant` holds, in key
+    /// order.
+    pub fn holding(&self, cmp: Cmp, value: &NumValue) -> Vec<u32> {
+        let mut out = Vec::new();
+        self.for_each_holding(cmp, value, |k| out.push(k));
+        out
+    }
+
+    /// Every control point of the group.
+    pub fn each(&self, mut f: impl FnMut(u32)) {
+        match self {
+            Keys::Int(keys) => keys.iter().for_each(|(_, c)| f(*c)),
+            Keys::Float(keys) => keys.iter().for_each(|(_, c)| f(*c)),
+        }
+    }
+
+    /// Calls `f` with each control point whose term holds.
+    #[inline]
+    pub fn for_each_holding(&self, cmp: Cmp, value: &NumValue, mut f: impl FnMut(u32)) {
+        // Keys ascend: `v > k` holds for a prefix of them, `v < k` for a
+        // suffix.
+        fn split<K>(
+            keys: &[(K, u32)],
+            cmp: Cmp,
+            lt: impl Fn(&K) -> bool,
+            le: impl Fn(&K) -> bool,
+        ) -> (usize, usize) {
+            match cmp {
+                Cmp::Gt => (0, keys.partition_point(|(k, _)| lt(k))),
+                Cmp::Ge => (0, keys.partition_point(|(k, _)| le(k))),
+                Cmp::Lt => (keys.partition_point(|(k, _)| le(k)), keys.len()),
+                Cmp::Le => (keys.partition_point(|(k, _)| lt(k)), keys.len()),
+            }
+        }
+        match (self, *value) {
+            (Keys::Int(keys), NumValue::Int(v)) => {
+                let (a, b) = split(keys, cmp, |k| *k < v, |k| *k <= v);
+                keys[a..b].iter().for_each(|(_, c)| f(*c));
+            }
+            (Keys::Int(keys), NumValue::Float(v)) => {
+                if v.is_nan() {
+                    return;
+                }
+                let (a, b) = split(keys, cmp, |k| (*k as f64) < v, |k| (*k as f64) <= v);
+                keys[a..b].iter().for_each(|(_, c)| f(*c));
+            }
+            (Keys::Float(keys), v) => {
+                let v = match v {
+                    NumValue::Int(i) => i as f64,
+                    NumValue::Float(x) => x,
+                };
+                if v.is_nan() {
+                    return;
+                }
+                let (a, b) = split(keys, cmp, |k| *k < v, |k| *k <= v);
+                keys[a..b].iter().for_each(|(_, c)| f(*c));
+            }
+        }
+    }
+}
+
+/// A number as the index compares it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NumValue {
+    Int(i64),
+    Float(f64),
 }
 
 /// One control point's part of a [`Plan`]: ranges of its arrays.
@@ -150,18 +255,55 @@ pub fn plan<'c>(
         ops: program.nodes.iter().map(|n| n.op.clone()).collect(),
         ..Plan::default()
     };
+    // (slot, comparison, integer constants?) → group number.
+    let mut groups: std::collections::HashMap<(Slot, Cmp, bool), usize> =
+        std::collections::HashMap::new();
+    let mut unindexed: Vec<u32> = Vec::new();
     let push = |nodes: &mut Vec<u32>, list: Vec<u32>| {
         let start = nodes.len() as u32;
         nodes.extend(list);
         (start, nodes.len() as u32)
     };
-    for cp in points {
+    for (k, cp) in points.into_iter().enumerate() {
         let mut terms: Vec<(Slot, Vec<u32>)> = conjuncts(program, cp.when)
             .into_iter()
             .map(|slot| (slot, w.cone([slot])))
             .collect();
         // Cheapest first; equal costs keep the author's order.
         terms.sort_by_key(|(_, nodes)| nodes.len());
+        // The index term: the cheapest comparison with a constant. A
+        // control point with `for:` is evaluated on every event (a false
+        // condition resets it).
+        let indexed = if cp.hold_for.is_some() {
+            None
+        } else {
+            terms.iter().find_map(|(slot, _)| threshold(program, *slot))
+        };
+        match indexed {
+            Some((x, cmp, c)) => {
+                let int = matches!(c, Const::Int(_));
+                let g = *groups.entry((x, cmp, int)).or_insert_with(|| {
+                    let nodes = push(&mut plan.nodes, w.cone([x]));
+                    plan.index.groups.push(Group {
+                        slot: x,
+                        nodes,
+                        cmp,
+                        keys: if int {
+                            Keys::Int(Vec::new())
+                        } else {
+                            Keys::Float(Vec::new())
+                        },
+                    });
+                    plan.index.groups.len() - 1
+                });
+                match (&mut plan.index.groups[g].keys, c) {
+                    (Keys::Int(keys), Const::Int(v)) => keys.push((v, k as u32)),
+                    (Keys::Float(keys), Const::Float(v)) => keys.push((v, k as u32)),
+                    _ => unindexed.push(k as u32),
+                }
+            }
+            None => unindexed.push(k as u32),
+        }
         let start = plan.terms.len() as u32;
         for (slot, nodes) in terms {
             let nodes = push(&mut plan.nodes, nodes);
@@ -181,7 +323,45 @@ pub fn plan<'c>(
         let fired = push(&mut plan.nodes, w.cone(reads));
         plan.points.push(PointPlan { terms, fired });
     }
+    for g in &mut plan.index.groups {
+        match &mut g.keys {
+            Keys::Int(keys) => keys.sort_by_key(|&(v, c)| (v, c)),
+            Keys::Float(keys) => keys.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))),
+        }
+    }
+    let n = plan.points.len();
+    plan.index.unindexed = vec![0; n.div_ceil(64)];
+    for k in unindexed {
+        plan.index.unindexed[k as usize / 64] |= 1 << (k % 64);
+    }
     plan
+}
+
+/// A term `x cmp constant` (or `constant cmp x`, turned around) with a
+/// number constant that is not NaN: (x, cmp, constant).
+fn threshold(program: &Program, term: Slot) -> Option<(Slot, Cmp, Const)> {
+    let Op::Cmp(cmp, a, b) = &program.node(term)?.op else {
+        return None;
+    };
+    let number = |s: Slot| match program.node(s).map(|n| &n.op) {
+        Some(Op::Const(c @ Const::Int(_))) => Some(c.clone()),
+        Some(Op::Const(c @ Const::Float(f))) if !f.is_nan() => Some(c.clone()),
+        _ => None,
+    };
+    let is_const = |s: Slot| matches!(program.node(s).map(|n| &n.op), Some(Op::Const(_)));
+    if let Some(c) = number(*b) {
+        return (!is_const(*a)).then_some((*a, *cmp, c));
+    }
+    if let Some(c) = number(*a) {
+        let flipped = match cmp {
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+        };
+        return (!is_const(*b)).then_some((*b, flipped, c));
+    }
+    None
 }
 
 /// The terms of a condition: its operands through nested `&&`, each once,
@@ -206,7 +386,7 @@ fn conjuncts(program: &Program, when: Slot) -> Vec<Slot> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use crate::{compile, RuleSources};
 
@@ -290,5 +470,92 @@ control_points:
             .any(|&i| matches!(p.nodes[i as usize].op, crate::graph::Op::Aggregate(_))));
         assert_eq!(terms(1).len(), 1);
         assert_eq!(plan.nodes(terms(1)[0].nodes).len(), 1);
+    }
+
+    #[test]
+    fn an_index_finds_exactly_the_thresholds_a_value_passes() {
+        use super::{Keys, NumValue};
+        use crate::graph::Cmp;
+        // Control point k has threshold keys[k]; check every comparison
+        // against a direct evaluation, for integer and float keys, values
+        // on, between and beyond the thresholds, and NaN.
+        let ints = [-5i64, 0, 3, 3, 10, i64::MAX];
+        let floats = [-2.5f64, 0.0, 3.0, 3.0, 1e300];
+        let values = [
+            NumValue::Int(i64::MIN),
+            NumValue::Int(3),
+            NumValue::Int(4),
+            NumValue::Float(3.0),
+            NumValue::Float(2.999),
+            NumValue::Float(f64::INFINITY),
+            NumValue::Float(f64::NAN),
+        ];
+        let holds = |cmp: Cmp, v: f64, k: f64| match cmp {
+            Cmp::Gt => v > k,
+            Cmp::Ge => v >= k,
+            Cmp::Lt => v < k,
+            Cmp::Le => v <= k,
+        };
+        let f = |v: &NumValue| match v {
+            NumValue::Int(i) => *i as f64,
+            NumValue::Float(x) => *x,
+        };
+        for cmp in [Cmp::Gt, Cmp::Ge, Cmp::Lt, Cmp::Le] {
+            let mut int_keys: Vec<(i64, u32)> =
+                ints.iter().zip(0..).map(|(k, c)| (*k, c)).collect();
+            int_keys.sort();
+            let mut float_keys: Vec<(f64, u32)> =
+                floats.iter().zip(0..).map(|(k, c)| (*k, c)).collect();
+            float_keys.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for v in &values {
+                let mut got = Keys::Int(int_keys.clone()).holding(cmp, v);
+                got.sort();
+                let want: Vec<u32> = (0..ints.len() as u32)
+                    .filter(|&c| match v {
+                        NumValue::Int(i) => match cmp {
+                            Cmp::Gt => *i > ints[c as usize],
+                            Cmp::Ge => *i >= ints[c as usize],
+                            Cmp::Lt => *i < ints[c as usize],
+                            Cmp::Le => *i <= ints[c as usize],
+                        },
+                        NumValue::Float(x) => holds(cmp, *x, ints[c as usize] as f64),
+                    })
+                    .collect();
+                assert_eq!(got, want, "{cmp:?} {v:?} integer keys");
+                let mut got = Keys::Float(float_keys.clone()).holding(cmp, v);
+                got.sort();
+                let want: Vec<u32> = (0..floats.len() as u32)
+                    .filter(|&c| holds(cmp, f(v), floats[c as usize]))
+                    .collect();
+                assert_eq!(got, want, "{cmp:?} {v:?} float keys");
+            }
+        }
+    }
+
+    #[test]
+    fn thresholds_group_by_value_and_comparison() {
+        let rules = RULES.replace(
+            "  - id: T-2",
+            "  - id: T-1b\n    domain: d\n    title: t\n    event_type: t\n    when: \"a > 20 && b > 1\"\n    tiers: [{ tier: 1, notify: r }]\n    message: \"{who}\"\n  - id: T-1c\n    domain: d\n    title: t\n    event_type: t\n    when: \"30 < a\"\n    tiers: [{ tier: 1, notify: r }]\n    message: \"{who}\"\n  - id: T-2",
+        );
+        let graph = compile(&RuleSources::from_texts([("t.yaml", rules.as_str())]))
+            .unwrap()
+            .graph;
+        let (_, et) = graph.event_type("t").unwrap();
+        let index = &et.plan.index;
+        // T-1, T-1b and T-1c (written the other way round) share `a > c`;
+        // T-2's `total > 100` is a group of its own.
+        let a_gt: Vec<_> = index
+            .groups
+            .iter()
+            .filter(|g| g.cmp == crate::graph::Cmp::Gt && g.slot < et.program.n_fields)
+            .collect();
+        assert_eq!(a_gt.len(), 1);
+        match &a_gt[0].keys {
+            super::Keys::Int(keys) => assert_eq!(keys, &vec![(10, 0), (20, 1), (30, 2)]),
+            k => panic!("{k:?}"),
+        }
+        assert_eq!(index.groups.len(), 2);
+        assert_eq!(index.unindexed, vec![0]);
     }
 }
