@@ -42,8 +42,9 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -67,8 +68,14 @@ const CUT_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a record waits before it is offered again to a producer whose
 /// queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
-/// Batches of messages queued per partition task.
-const PARTITION_QUEUE: usize = 64;
+/// At-least-once: cuts of a partition task waiting for their
+/// acknowledgements at most; a task with as many waits before it evaluates
+/// more, so that evaluation does not run seconds ahead of the broker.
+const CUTS_IN_FLIGHT: usize = 4;
+/// Batches of messages (up to [`POLL_BATCH`] each) queued per partition
+/// task. A barrier waits behind them: 64 held a third of the bench's input
+/// at start-up and put the first commit seconds after the first event.
+const PARTITION_QUEUE: usize = 8;
 /// Messages the consumer thread takes from one poll round before handing
 /// them to their tasks (one channel send and wake-up per partition batch).
 const POLL_BATCH: usize = 256;
@@ -126,7 +133,131 @@ fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
     }
 }
 
-pub type LeveeProducer = FutureProducer<KafkaLog>;
+impl ProducerContext for KafkaLog {
+    type DeliveryOpaque = Arc<Acks>;
+
+    /// Counts the delivery against its [`Acks`]; a record the broker did
+    /// not take is kept there to be sent again (at-least-once).
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+        match result {
+            Ok(_) => {
+                if let Some(born) = acks.born_ms {
+                    metrics::alert_acknowledged(born);
+                }
+            }
+            Err((e, m)) => {
+                metrics::kafka_error(KafkaErrorKind::Produce);
+                let group = acks.group();
+                if group.resend {
+                    warn!(error = %e, topic = %m.topic(), "a record was not delivered; sending it again");
+                    group
+                        .failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(m.detach());
+                } else {
+                    warn!(error = %e, topic = %m.topic(), "a record was not delivered");
+                }
+            }
+        }
+        acks.group().done(1);
+    }
+}
+
+/// The producers' type: deliveries are counted per [`Acks`] in the
+/// delivery callback (no future, channel or task per record).
+pub type LeveeProducer = ThreadedProducer<KafkaLog>;
+
+/// The deliveries of a group of records: how many are not yet acknowledged,
+/// and those the broker did not take. One per batch of output and per
+/// changelog cut (at-least-once); exactly-once, one per partition task that
+/// no one waits for (the transaction commit does). An alert's record gets
+/// one of its own that only carries its event's Kafka timestamp (for
+/// `levee_end_to_end_seconds`) and counts against its group.
+#[derive(Debug, Default)]
+pub struct Acks {
+    remaining: AtomicU64,
+    /// Records not delivered, to send again (only if `resend`).
+    failed: Mutex<Vec<OwnedMessage>>,
+    resend: bool,
+    done: tokio::sync::Notify,
+    born_ms: Option<i64>,
+    of: Option<Arc<Acks>>,
+}
+
+impl Acks {
+    fn new(resend: bool) -> Arc<Acks> {
+        Arc::new(Acks {
+            resend,
+            ..Acks::default()
+        })
+    }
+
+    /// An alert's: counts against `group`.
+    fn alert(group: &Arc<Acks>, born_ms: i64) -> Arc<Acks> {
+        Arc::new(Acks {
+            born_ms: Some(born_ms),
+            of: Some(Arc::clone(group)),
+            ..Acks::default()
+        })
+    }
+
+    fn group(&self) -> &Acks {
+        self.of.as_deref().unwrap_or(self)
+    }
+
+    fn expect(&self, n: u64) {
+        self.remaining.fetch_add(n, Ordering::AcqRel);
+    }
+
+    fn done(&self, n: u64) {
+        if self.remaining.fetch_sub(n, Ordering::AcqRel) == n {
+            self.done.notify_one();
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.remaining.load(Ordering::Acquire) == 0
+            && self
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
+    }
+
+    /// Waits until every record counted is acknowledged, sending again (to
+    /// the same partition) what the broker did not take.
+    async fn settle(self: &Arc<Acks>, producers: &Producers) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            loop {
+                let notified = self.done.notified();
+                if self.remaining.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+            let failed =
+                std::mem::take(&mut *self.failed.lock().unwrap_or_else(|p| p.into_inner()));
+            if failed.is_empty() {
+                return;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            for m in failed {
+                let r = OutRecord {
+                    topic: m.topic().to_owned(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    tombstone: m.payload().is_none(),
+                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: m.headers().cloned(),
+                    partition: Some(m.partition()),
+                };
+                produce(producers.of(&r.topic), &r, self).await;
+            }
+        }
+    }
+}
 pub type LeveeConsumer = BaseConsumer<Pipeline>;
 
 /// The producer configuration: levee's settings, then the passthrough.
@@ -469,9 +600,10 @@ impl Pipeline {
             producers: Arc::clone(&self.producers),
             topics: self.settings.topics.clone(),
             track_deliveries: !self.exactly_once(),
-            pending: Vec::new(),
+            pending: Acks::new(!self.exactly_once()),
             settling: None,
             settlers: Vec::new(),
+            cuts_in_flight: Arc::new(tokio::sync::Semaphore::new(CUTS_IN_FLIGHT)),
             last_cut: Instant::now(),
             born_ms: None,
             restoring: Some(health().restoring()),
@@ -487,6 +619,9 @@ impl Pipeline {
             failed: None,
             expired_at: i64::MIN,
             expire_every: expire_every(self.settings.state.ttl_secs()),
+            expired_wall: Instant::now()
+                .checked_sub(EXPIRE_WALL)
+                .unwrap_or_else(Instant::now),
             ok_counters: HashMap::new(),
             now: rfc3339_now(),
             now_read: Instant::now(),
@@ -778,15 +913,18 @@ struct PartitionWorker {
     rules: Arc<Rules>,
     producers: Arc<Producers>,
     topics: Topics,
-    /// At-least-once: keep delivery futures and wait for them at barriers.
+    /// At-least-once: wait for the deliveries at each cut (and barrier).
     /// Exactly-once: the transaction commit does that.
     track_deliveries: bool,
-    /// At-least-once: deliveries of what was produced since the last barrier.
-    pending: Vec<Pending>,
+    /// Deliveries of what was produced since the last cut (at-least-once;
+    /// exactly-once: of everything, awaited by no one).
+    pending: Arc<Acks>,
     /// At-least-once: the background task of the last cut, which the next
     /// one waits for, and every cut's not yet finished (aborted with the task).
     settling: Option<JoinHandle<anyhow::Result<()>>>,
     settlers: Vec<tokio::task::AbortHandle>,
+    /// Permits for cuts under way (see [`CUTS_IN_FLIGHT`]).
+    cuts_in_flight: Arc<tokio::sync::Semaphore>,
     last_cut: Instant,
     /// The Kafka timestamp (ms) of the message whose output is being sent.
     born_ms: Option<i64>,
@@ -815,6 +953,8 @@ struct PartitionWorker {
     expired_at: i64,
     /// Event time (seconds) between two expiries: see [`expire_every`].
     expire_every: i64,
+    /// When the last expiry ran (wall clock): see [`EXPIRE_WALL`].
+    expired_wall: Instant,
     /// `levee_events_total{outcome="ok"}` of this partition's topic, by event type.
     ok_counters: HashMap<String, prometheus::IntCounter>,
     /// The wall-clock time (RFC 3339, ms) alerts are detected at, and when
@@ -823,46 +963,6 @@ struct PartitionWorker {
     now_read: Instant,
     ttl: i64,
     lateness: i64,
-}
-
-type Delivered = <DeliveryFuture as std::future::Future>::Output;
-
-/// A produced record's acknowledgement to come.
-enum Pending {
-    Plain(DeliveryFuture),
-    /// An alert: awaited in a task of its own so that
-    /// `levee_end_to_end_seconds` sees the moment of the ack, not of the barrier.
-    Tracked(JoinHandle<Delivered>),
-}
-
-impl Pending {
-    /// `Err(Some(message))`: not delivered, send it again;
-    /// `Err(None)`: the producer is gone.
-    async fn outcome(self) -> Result<(), Option<OwnedMessage>> {
-        let r = match self {
-            Pending::Plain(f) => f.await,
-            Pending::Tracked(h) => h.await.map_err(|_| None)?,
-        };
-        match r {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, m))) => {
-                metrics::kafka_error(KafkaErrorKind::Produce);
-                warn!(error = %e, topic = %m.topic(), "a record was not delivered; sending it again");
-                Err(Some(m))
-            }
-            Err(_) => Err(None),
-        }
-    }
-}
-
-fn track(future: DeliveryFuture, born_ms: Option<i64>) -> JoinHandle<Delivered> {
-    tokio::spawn(async move {
-        let r = future.await;
-        if let (Some(born), Ok(Ok(_))) = (born_ms, &r) {
-            metrics::alert_acknowledged(born);
-        }
-        r
-    })
 }
 
 /// The producers: at-least-once, the changelog and profiles go through one
@@ -886,12 +986,13 @@ impl Producers {
     }
 }
 
-/// Produces one record, retrying while the producer's queue is full or
-/// producing fails.
-async fn produce(producer: &LeveeProducer, r: &OutRecord) -> DeliveryFuture {
+/// Produces one record, counted against `acks`, retrying while the
+/// producer's queue is full or producing fails.
+async fn produce(producer: &LeveeProducer, r: &OutRecord, acks: &Arc<Acks>) {
     let mut backoff = Duration::from_millis(10);
     loop {
-        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&r.topic);
+        let mut rec: BaseRecord<'_, [u8], [u8], Arc<Acks>> =
+            BaseRecord::with_opaque_to(&r.topic, Arc::clone(acks));
         if !r.tombstone {
             rec = rec.payload(r.payload.as_slice());
         }
@@ -904,55 +1005,24 @@ async fn produce(producer: &LeveeProducer, r: &OutRecord) -> DeliveryFuture {
         if let Some(h) = &r.headers {
             rec = rec.headers(h.clone());
         }
-        match producer.send_result(rec) {
-            Ok(future) => return future,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                // The queue drains as the broker acknowledges: try again
-                // soon, not after a growing back-off.
-                tokio::time::sleep(QUEUE_FULL_WAIT).await;
-                continue;
-            }
-            Err((e, _)) => {
-                metrics::kafka_error(KafkaErrorKind::Produce);
-                warn!(error = %e, topic = %r.topic, "producing failed; retrying");
-            }
+        acks.group().expect(1);
+        let sent = producer.send(rec);
+        let Err((e, _)) = sent else {
+            return;
+        };
+        // Not queued: no delivery report will come for it.
+        acks.group().done(1);
+        if let KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) = e {
+            // The queue drains as the broker acknowledges: try again
+            // soon, not after a growing back-off.
+            tokio::time::sleep(QUEUE_FULL_WAIT).await;
+            continue;
         }
+        metrics::kafka_error(KafkaErrorKind::Produce);
+        warn!(error = %e, topic = %r.topic, "producing failed; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
-}
-
-/// Waits until every record of `pending` is acknowledged, sending again
-/// (to the same partition) what the broker did not take.
-async fn settle(producers: &Producers, mut pending: Vec<Pending>) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(100);
-    while !pending.is_empty() {
-        let mut failed = Vec::new();
-        for p in pending.drain(..) {
-            match p.outcome().await {
-                Ok(()) => {}
-                Err(Some(m)) => failed.push(m),
-                Err(None) => return Err(anyhow!("the producer stopped before a delivery")),
-            }
-        }
-        if failed.is_empty() {
-            break;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-        for m in failed {
-            let r = OutRecord {
-                topic: m.topic().to_owned(),
-                key: m.key().map(<[u8]>::to_vec),
-                tombstone: m.payload().is_none(),
-                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                headers: m.headers().cloned(),
-                partition: Some(m.partition()),
-            };
-            pending.push(Pending::Plain(produce(producers.of(&r.topic), &r).await));
-        }
-    }
-    Ok(())
 }
 
 impl Drop for PartitionWorker {
@@ -969,6 +1039,12 @@ impl Drop for PartitionWorker {
 fn rfc3339_now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
+
+/// The least wall-clock time between two scans for idle subjects: a
+/// backlog of months of events is read in seconds, and a scan per
+/// [`expire_every`] of its event time would still visit every subject
+/// dozens of times a second.
+const EXPIRE_WALL: Duration = Duration::from_secs(1);
 
 /// How far the watermark moves (seconds of event time) between two scans
 /// for idle subjects: an hour, or a 64th of the TTL if that is longer (a
@@ -1009,7 +1085,7 @@ impl PartitionWorker {
                         && self.failed.is_none()
                         && self.last_cut.elapsed() >= CUT_INTERVAL
                     {
-                        self.cut(None);
+                        self.cut(None).await;
                     }
                 }
                 Work::Barrier(reply) => {
@@ -1027,7 +1103,7 @@ impl PartitionWorker {
                     }
                     // At-least-once: the changelog records go with the cut,
                     // after the output before them is acknowledged.
-                    self.cut(Some(reply));
+                    self.cut(Some(reply)).await;
                 }
                 Work::Rectify(id, status) => {
                     if self.engine.rectify(&id, status) {
@@ -1053,13 +1129,19 @@ impl PartitionWorker {
     /// changelog is written little by little, never holds the effect of an
     /// event whose output is not acknowledged, and this task goes on with
     /// the next messages meanwhile.
-    fn cut(&mut self, reply: Option<oneshot::Sender<Reply>>) {
+    async fn cut(&mut self, reply: Option<oneshot::Sender<Reply>>) {
+        // Back-pressure: at most CUTS_IN_FLIGHT cuts wait for their
+        // acknowledgements; then this task waits before evaluating more
+        // (and its queue, then the consumer thread, wait in turn).
+        let Ok(permit) = Arc::clone(&self.cuts_in_flight).acquire_owned().await else {
+            return;
+        };
         self.last_cut = Instant::now();
         let records = self.changelog_records();
-        let pending = std::mem::take(&mut self.pending);
-        if records.is_empty() && pending.is_empty() && reply.is_none() {
+        if records.is_empty() && self.pending.is_empty() && reply.is_none() {
             return;
         }
+        let pending = std::mem::replace(&mut self.pending, Acks::new(true));
         let before = self.settling.take();
         let producers = Arc::clone(&self.producers);
         let next = self.next_offset;
@@ -1071,27 +1153,27 @@ impl PartitionWorker {
                     h.await.map_err(|e| anyhow!("{e}"))??;
                 }
                 let t1 = Instant::now();
-                let outputs = pending.len();
-                settle(&producers, pending).await?;
+                pending.settle(&producers).await;
                 let t2 = Instant::now();
-                let mut written = Vec::with_capacity(records.len());
+                let written = Acks::new(true);
                 for r in &records {
-                    written.push(Pending::Plain(produce(producers.of(&r.topic), r).await));
+                    produce(producers.of(&r.topic), r, &written).await;
                 }
                 let (count, t3) = (records.len(), Instant::now());
                 drop(records);
-                let r = settle(&producers, written).await;
+                written.settle(&producers).await;
                 debug!(
-                    topic = %tp.0, partition = tp.1, barrier, outputs, records = count,
+                    topic = %tp.0, partition = tp.1, barrier, records = count,
                     wait_before_ms = (t1 - t0).as_millis() as u64,
                     wait_outputs_ms = (t2 - t1).as_millis() as u64,
                     produce_ms = (t3 - t2).as_millis() as u64,
                     wait_written_ms = t3.elapsed().as_millis() as u64,
                     "cut written"
                 );
-                r
+                anyhow::Ok(())
             }
             .await;
+            drop(permit);
             if let Some(reply) = reply {
                 let _ = reply.send(match &r {
                     Ok(()) => Ok(next),
@@ -1133,7 +1215,8 @@ impl PartitionWorker {
     /// Reads the partition's state back from the changelog (retrying while
     /// Kafka is away), then applies the rectifications already known.
     async fn restore(&mut self) {
-        let mut backoff = Duration::from_millis(500);
+        // A topic just created may not have its leader known yet: retry soon.
+        let mut backoff = Duration::from_millis(50);
         let started = Instant::now();
         let restored = loop {
             let (settings, (topic, partition)) = (self.settings.clone(), self.tp.clone());
@@ -1200,9 +1283,12 @@ impl PartitionWorker {
         let watermark = self.engine.watermark();
         let escalated = self.engine.tick(watermark, &self.now);
         let out = self.alert_records(escalated);
-        if watermark.saturating_sub(self.expired_at) >= self.expire_every {
+        if watermark.saturating_sub(self.expired_at) >= self.expire_every
+            && self.expired_wall.elapsed() >= EXPIRE_WALL
+        {
             self.engine.expire(self.ttl);
             self.expired_at = watermark;
+            self.expired_wall = Instant::now();
         }
         out
     }
@@ -1465,13 +1551,10 @@ impl PartitionWorker {
     }
 
     async fn send(&mut self, r: OutRecord) {
-        let future = produce(self.producers.of(&r.topic), &r).await;
-        let born = self.born_ms.filter(|_| self.is_alert_topic(&r.topic));
-        match (self.track_deliveries, born) {
-            (true, None) => self.pending.push(Pending::Plain(future)),
-            (true, Some(_)) => self.pending.push(Pending::Tracked(track(future, born))),
-            (false, Some(_)) => drop(track(future, born)),
-            (false, None) => {}
+        let producer = self.producers.of(&r.topic);
+        match self.born_ms.filter(|_| self.is_alert_topic(&r.topic)) {
+            Some(born) => produce(producer, &r, &Acks::alert(&self.pending, born)).await,
+            None => produce(producer, &r, &self.pending).await,
         }
     }
 
