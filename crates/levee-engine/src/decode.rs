@@ -173,8 +173,9 @@ impl<'de> Visitor<'de> for TopVisitor {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(16));
-        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
+        // Room for a large event at once (serde_json gives no size hint).
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(48));
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             let v: Json<'de> = map.next_value()?;
             entries.push((k, v));
         }
@@ -200,6 +201,35 @@ impl<'de> Visitor<'de> for TopVisitor {
     }
     fn visit_str<E>(self, _: &str) -> Result<Top<'de>, E> {
         Ok(Top::Other("a string"))
+    }
+}
+
+/// An object key, borrowed from the input unless it has escapes (serde's
+/// own `Cow<str>` always copies).
+struct Key<'a>(Cow<'a, str>);
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Key<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyVisitor)
     }
 }
 

@@ -55,19 +55,19 @@ fn encode(func: AggregateFn, v: &Val) -> Option<u64> {
 /// FNV-1a over the value's kind and bytes: stable across runs and versions,
 /// so digests in a changelog stay comparable after a restart.
 fn digest(v: &Val) -> u64 {
-    let (tag, bytes): (u8, Vec<u8>) = match v {
-        Val::Str(s) => (1, s.as_bytes().to_vec()),
-        Val::Int(i) => (2, i.to_le_bytes().to_vec()),
-        Val::Float(f) => (3, f.to_bits().to_le_bytes().to_vec()),
-        Val::Bool(b) => (4, vec![u8::from(*b)]),
-        Val::Missing | Val::Error => (0, Vec::new()),
-    };
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in std::iter::once(tag).chain(bytes) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    fn feed(h: u64, bytes: &[u8]) -> u64 {
+        bytes
+            .iter()
+            .fold(h, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
     }
-    h
+    let h = 0xcbf2_9ce4_8422_2325;
+    match v {
+        Val::Str(s) => feed(feed(h, &[1]), s.as_bytes()),
+        Val::Int(i) => feed(feed(h, &[2]), &i.to_le_bytes()),
+        Val::Float(f) => feed(feed(h, &[3]), &f.to_bits().to_le_bytes()),
+        Val::Bool(b) => feed(feed(h, &[4]), &[u8::from(*b)]),
+        Val::Missing | Val::Error => feed(h, &[0]),
+    }
 }
 
 /// All per-subject state of one partition (or of one replay).
@@ -252,12 +252,12 @@ fn fold(func: AggregateFn, stored: impl Iterator<Item = u64> + Clone, extra: Opt
     match func {
         AggregateFn::Count => Val::Int(values.count() as i64),
         AggregateFn::Distinct => {
-            // Windows are small: count each digest at its first occurrence.
-            let all: Vec<u64> = values.collect();
-            let n = all
-                .iter()
+            // Windows are small: count each digest at its first occurrence
+            // (no allocation on the hot path).
+            let n = values
+                .clone()
                 .enumerate()
-                .filter(|(i, d)| !all[..*i].contains(d))
+                .filter(|(i, d)| !values.clone().take(*i).any(|e| e == *d))
                 .count();
             Val::Int(n as i64)
         }
