@@ -27,6 +27,7 @@
 //! - [`broker`]: [`KafkaBroker`], start/stop/kill/restart/pause of a broker process.
 //! - [`clients`]: topic creation, producing [`Record`]s, reading back [`ReceivedMessage`]s.
 //! - [`jars`]: fetching and caching the broker jars with Maven.
+//! - [`levee`]: the topics, settings file and child process of a `levee run`.
 //! - this file: [`shared_broker`] (one broker per test binary) and [`unique_topic_prefix`].
 //!
 //! # Environment
@@ -40,6 +41,7 @@
 pub mod broker;
 pub mod clients;
 pub mod jars;
+pub mod levee;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -47,6 +49,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use broker::{BrokerOptions, KafkaBroker};
 pub use clients::{ReceivedMessage, Record, TopicSpec};
+pub use levee::{LeveeProcess, LeveeTopics};
 
 /// The broker shared by all tests of this test binary, started on first use.
 ///

@@ -1,17 +1,20 @@
 //! End to end over a real Kafka broker on loopback (issue 7, items 5 and 6),
 //! every figure beside its baseline from the same run.
 //!
-//! Run: `cargo bench -p levee --bench e2e` (about 3–5 minutes; starts its own
+//! Run: `cargo bench -p levee --bench e2e` (about 4–6 minutes; starts its own
 //! broker with levee-testkit). Prints figures and ratios; asserts nothing.
 //!
 //! 1. `levee gen --events N --seed 7` (N = `LEVEE_BENCH_E2E_EVENTS`, default
-//!    600,000), produced keyed by subject (the event type's subject field) to
-//!    the four input topics of its stream, 4 partitions each.
+//!    1,200,000, so that each run commits about ten times, once a second),
+//!    produced keyed by subject (the event type's subject field) to the four
+//!    input topics of its stream, 4 partitions each.
 //! 2. Baseline: a bare passthrough written here with rdkafka and levee's
 //!    client settings (consumer: manual commit, `read_committed`, earliest;
 //!    producer: `acks=all`, idempotence, `linger.ms=5`): consume all four
 //!    topics in a group, produce each payload unchanged (same key) to one
 //!    output topic, and every second wait for every delivery and commit.
+//!    It runs before the levee runs and again after them (fresh group and
+//!    output); the baseline is the mean of the two, both printed.
 //! 3. `levee run` at-least-once, then exactly-once, as child processes with
 //!    the built-in defaults (commit/transaction every 1000 ms), each with a
 //!    fresh group, output topics and changelog over the same input topics.
@@ -40,12 +43,13 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use levee_testkit::{KafkaBroker, TopicSpec};
+use levee_testkit::levee::STREAMS;
+use levee_testkit::{KafkaBroker, LeveeProcess, LeveeTopics};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -54,12 +58,6 @@ use serde_json::Value;
 
 const LEVEE: &str = env!("CARGO_BIN_EXE_levee");
 const PARTITIONS: i32 = 4;
-const STREAMS: [&str; 4] = [
-    "vehicle_fuel",
-    "billing_arrears",
-    "procurement",
-    "marketing",
-];
 const WAIT: Duration = Duration::from_secs(240);
 
 fn root() -> PathBuf {
@@ -172,50 +170,23 @@ fn send(producer: &FutureProducer, topic: &str, ev: &Ev, timestamp: Option<i64>)
     }
 }
 
-fn input_topics(rt: &tokio::runtime::Runtime, broker: &KafkaBroker, prefix: &str) -> Vec<String> {
-    let topics: Vec<String> = STREAMS
-        .iter()
-        .map(|s| format!("{prefix}.events.{s}"))
-        .collect();
-    let specs: Vec<(&str, i32)> = topics.iter().map(|t| (t.as_str(), PARTITIONS)).collect();
-    rt.block_on(broker.create_topics(&specs)).unwrap();
-    topics
-}
-
-/// The topics one `levee run` writes to, fresh.
-struct Outputs {
-    tiers: [String; 3],
-    decisions: String,
-    dlq: String,
-    rectification: String,
-    profiles: String,
-    changelog: String,
-}
-
-fn outputs(rt: &tokio::runtime::Runtime, broker: &KafkaBroker, prefix: &str) -> Outputs {
-    let o = Outputs {
-        tiers: [1, 2, 3].map(|t| format!("{prefix}.alerts.tier{t}")),
-        decisions: format!("{prefix}.decisions"),
-        dlq: format!("{prefix}.events.dlq"),
-        rectification: format!("{prefix}.events.rectification"),
-        profiles: format!("{prefix}.profiles"),
-        changelog: format!("{prefix}.state-changelog"),
-    };
+/// Fresh topics for one `levee run` under `prefix`, reading `inputs` (or
+/// inputs of their own, created here, if `None`); the alert topics with
+/// `LogAppendTime` (see the latency phase).
+fn levee_topics(
+    rt: &tokio::runtime::Runtime,
+    broker: &KafkaBroker,
+    prefix: &str,
+    inputs: Option<&[String]>,
+) -> LeveeTopics {
+    let mut topics = LeveeTopics::named(prefix);
+    if let Some(inputs) = inputs {
+        topics.inputs = inputs.to_vec();
+    }
     let append: &[(&str, &str)] = &[("message.timestamp.type", "LogAppendTime")];
-    let compact: &[(&str, &str)] = &[("cleanup.policy", "compact")];
-    let mut specs: Vec<TopicSpec<'_>> = o
-        .tiers
-        .iter()
-        .map(|t| TopicSpec::new(t, 1).config(append))
-        .collect();
-    specs.push(TopicSpec::new(&o.decisions, 1));
-    specs.push(TopicSpec::new(&o.dlq, 1));
-    specs.push(TopicSpec::new(&o.rectification, 1));
-    specs.push(TopicSpec::new(&o.profiles, 1).config(compact));
-    specs.push(TopicSpec::new(&o.changelog, PARTITIONS).config(compact));
-    rt.block_on(broker.create_topics_with_config(&specs))
+    rt.block_on(topics.create(broker, PARTITIONS, inputs.is_none(), append))
         .unwrap();
-    o
+    topics
 }
 
 /// A settings file: built-in defaults but for the broker, topics and group.
@@ -225,92 +196,50 @@ fn config_file(
     broker: &KafkaBroker,
     delivery: &str,
     group: &str,
-    inputs: &[String],
-    o: &Outputs,
+    topics: &LeveeTopics,
 ) -> PathBuf {
-    let inputs: Vec<String> = inputs.iter().map(|t| format!("{t:?}")).collect();
-    let text = format!(
-        r#"delivery = "{delivery}"
-
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-
-[topics]
-inputs = [{inputs}]
-tier1 = "{t1}"
-tier2 = "{t2}"
-tier3 = "{t3}"
-decisions = "{decisions}"
-dlq = "{dlq}"
-rectification = "{rect}"
-profiles = "{profiles}"
-changelog = "{changelog}"
-
-[rules]
-dir = "{rules}"
-reload_interval_secs = 0
-
-[log]
-format = "text"
-level = "info,levee::kafka=warn"
-
-[http]
-listen = "127.0.0.1:0"
-"#,
-        brokers = broker.bootstrap_servers(),
-        inputs = inputs.join(", "),
-        t1 = o.tiers[0],
-        t2 = o.tiers[1],
-        t3 = o.tiers[2],
-        decisions = o.decisions,
-        dlq = o.dlq,
-        rect = o.rectification,
-        profiles = o.profiles,
-        changelog = o.changelog,
-        rules = root().join("rules").display(),
+    let text = topics.settings(
+        &broker.bootstrap_servers(),
+        delivery,
+        group,
+        &root().join("rules"),
+        0,
+        "",
+        "",
     );
     let path = dir.join(format!("{name}.toml"));
     fs::write(&path, text).unwrap();
     path
 }
 
-struct Levee {
-    child: Child,
-    log: PathBuf,
-}
+struct Levee(LeveeProcess);
 
 impl Levee {
     fn spawn(dir: &Path, name: &str, config: &Path) -> Levee {
         let log = dir.join(format!("{name}.log"));
-        let mut command = Command::new(LEVEE);
-        command
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--instance-id", name])
-            .current_dir(root())
-            .env_remove("RUST_LOG");
         // A log filter of its own, e.g. "info,levee=debug" for the start-up timings.
-        if let Ok(filter) = std::env::var("LEVEE_BENCH_E2E_LOG") {
-            command.env("RUST_LOG", filter);
-        }
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Levee { child, log }
+        let filter = std::env::var("LEVEE_BENCH_E2E_LOG").ok();
+        Levee(
+            LeveeProcess::spawn(
+                Path::new(LEVEE),
+                &root(),
+                config,
+                name,
+                log,
+                filter.as_deref(),
+            )
+            .unwrap(),
+        )
     }
 
-    fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+    fn pid(&self) -> u32 {
+        self.0.child.id()
     }
 
     /// The `since_start_ms` of the first log line with `message` (the last
     /// one if `last`): milliseconds from `run` starting.
     fn since_start(&self, message: &str, last: bool) -> Option<u64> {
-        let text = self.log_text();
+        let text = self.0.log_text();
         let mut lines = text.lines().filter(|l| l.contains(message));
         let line = if last {
             lines.next_back()
@@ -338,33 +267,26 @@ impl Levee {
     /// Copies the log to `LEVEE_BENCH_E2E_KEEP_LOGS` (a directory), if set.
     fn keep_log(&self) {
         if let Ok(keep) = std::env::var("LEVEE_BENCH_E2E_KEEP_LOGS") {
-            let name = self.log.file_name().unwrap();
+            let name = self.0.log.file_name().unwrap();
             fs::create_dir_all(&keep).unwrap();
-            fs::copy(&self.log, Path::new(&keep).join(name)).unwrap();
+            fs::copy(&self.0.log, Path::new(&keep).join(name)).unwrap();
         }
     }
 
     fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("levee exited ({status}):\n{}", self.log_text());
+        if let Some(status) = self.0.exited() {
+            panic!("levee exited ({status}):\n{}", self.0.log_text());
         }
     }
 
     fn wait_assigned(&mut self) {
         let deadline = Instant::now() + WAIT;
-        loop {
-            if self
-                .log_text()
-                .lines()
-                .any(|l| l.contains("partitions assigned") && !l.contains("partitions=none"))
-            {
-                return;
-            }
+        while !self.0.is_assigned() {
             self.check_alive();
             assert!(
                 Instant::now() < deadline,
                 "never assigned:\n{}",
-                self.log_text()
+                self.0.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -372,30 +294,18 @@ impl Levee {
 
     /// (VmRSS, VmHWM) in KiB.
     fn memory(&self) -> (u64, u64) {
-        proc_memory(self.child.id())
+        proc_memory(self.pid())
     }
 
     fn terminate(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = self.0.signal("TERM");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
+        while Instant::now() < deadline && self.0.exited().is_none() {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
         self.keep_log();
-    }
-}
-
-impl Drop for Levee {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -679,7 +589,7 @@ fn mib(kib: u64) -> f64 {
 }
 
 fn main() {
-    let n = env_num("LEVEE_BENCH_E2E_EVENTS", 600_000);
+    let n = env_num("LEVEE_BENCH_E2E_EVENTS", 1_200_000);
     let latency_secs = env_num("LEVEE_BENCH_E2E_LATENCY_SECS", 10);
     let mem_subjects = usize::try_from(env_num("LEVEE_BENCH_E2E_SUBJECTS", 1_000_000)).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -705,7 +615,7 @@ fn main() {
     println!("broker at {}", broker.bootstrap_servers());
 
     // The input, shared by the three throughput runs.
-    let inputs = input_topics(&rt, &broker, "bench.tp");
+    let inputs = levee_topics(&rt, &broker, "bench.tp", None).inputs;
     let t = Instant::now();
     {
         let producer = load_producer(&broker, "20");
@@ -724,53 +634,59 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
-    // (a) bare passthrough.
-    let pass_out = "bench.passthrough.out";
-    rt.block_on(broker.create_topics(&[(pass_out, PARTITIONS)]))
-        .unwrap();
-    let monitor = Monitor::new(&broker, "bench.passthrough", &inputs);
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
+    // (a) bare passthrough, before and again after the levee runs: the
+    // baseline is their mean, so that a change in the shared machine's load
+    // during the run shows (the two differ) rather than skews one side.
     let broker_pid = broker.pid().unwrap();
-    let cpu0 = (cpu_ticks(std::process::id()), cpu_ticks(broker_pid));
-    let pass = std::thread::scope(|s| {
-        let stop2 = Arc::clone(&stop);
-        let (b, i) = (&broker, &inputs);
-        s.spawn(move || passthrough(b, "bench.passthrough", i, pass_out, &stop2));
-        let r = monitor.watch(total, start, || {});
-        stop.store(true, Ordering::Release);
-        r
-    });
-    println!(
-        "passthrough: {:.0} events/s steady, {:.2} s start to all committed ({} commits, the first {} ms after start)",
-        pass.steady,
-        pass.wall.as_secs_f64(),
-        pass.commits,
-        pass.first.as_millis()
-    );
-
-    println!(
-        "  CPU: passthrough (the bench process) {:.1} s, broker {:.1} s",
-        (cpu_ticks(std::process::id()) - cpu0.0) as f64 / 100.0,
-        (cpu_ticks(broker_pid) - cpu0.1) as f64 / 100.0
-    );
     let input_mib: f64 = inputs
         .iter()
         .map(|t| topic_bytes(&broker, t) as f64 / 1_048_576.0)
         .sum();
-    println!(
-        "  written: {:.1} MiB (input {input_mib:.1} MiB)",
-        topic_bytes(&broker, pass_out) as f64 / 1_048_576.0
-    );
+    let run_passthrough = |name: &str| -> Throughput {
+        let out = format!("bench.{name}.out");
+        let group = format!("bench.{name}");
+        rt.block_on(broker.create_topics(&[(out.as_str(), PARTITIONS)]))
+            .unwrap();
+        let monitor = Monitor::new(&broker, &group, &inputs);
+        let stop = Arc::new(AtomicBool::new(false));
+        let start = Instant::now();
+        let cpu0 = (cpu_ticks(std::process::id()), cpu_ticks(broker_pid));
+        let pass = std::thread::scope(|s| {
+            let stop2 = Arc::clone(&stop);
+            let (b, i, o, g) = (&broker, &inputs, &out, &group);
+            s.spawn(move || passthrough(b, g, i, o, &stop2));
+            let r = monitor.watch(total, start, || {});
+            stop.store(true, Ordering::Release);
+            r
+        });
+        println!(
+            "{name}: {:.0} events/s steady, {:.2} s start to all committed ({} commits, the first {} ms after start)",
+            pass.steady,
+            pass.wall.as_secs_f64(),
+            pass.commits,
+            pass.first.as_millis()
+        );
+        println!(
+            "  CPU: passthrough (the bench process) {:.1} s, broker {:.1} s",
+            (cpu_ticks(std::process::id()) - cpu0.0) as f64 / 100.0,
+            (cpu_ticks(broker_pid) - cpu0.1) as f64 / 100.0
+        );
+        println!(
+            "  written: {:.1} MiB (input {input_mib:.1} MiB)",
+            topic_bytes(&broker, &out) as f64 / 1_048_576.0
+        );
+        pass
+    };
+    let pass_before = run_passthrough("passthrough");
 
     // (b), (c) levee run.
     let mut levee_runs = Vec::new();
     let mut al_memory = (0, 0);
     for delivery in ["at_least_once", "exactly_once"] {
         let prefix = format!("bench.{delivery}");
-        let o = outputs(&rt, &broker, &prefix);
+        let o = levee_topics(&rt, &broker, &prefix, Some(&inputs));
         let group = format!("{prefix}.group");
-        let config = config_file(dir.path(), delivery, &broker, delivery, &group, &inputs, &o);
+        let config = config_file(dir.path(), delivery, &broker, delivery, &group, &o);
         let monitor = Monitor::new(&broker, &group, &inputs);
         let start = Instant::now();
         let broker_cpu = cpu_ticks(broker_pid);
@@ -778,7 +694,7 @@ fn main() {
         let r = monitor.watch(total, start, || levee.check_alive());
         println!(
             "  CPU: levee {:.1} s, broker {:.1} s",
-            cpu_ticks(levee.child.id()) as f64 / 100.0,
+            cpu_ticks(levee.pid()) as f64 / 100.0,
             (cpu_ticks(broker_pid) - broker_cpu) as f64 / 100.0
         );
         if delivery == "at_least_once" {
@@ -823,6 +739,13 @@ fn main() {
         levee_runs.push(r);
     }
     let (al, eos) = (levee_runs[0], levee_runs[1]);
+    let pass_after = run_passthrough("passthrough-again");
+    let pass = Throughput {
+        wall: (pass_before.wall + pass_after.wall) / 2,
+        steady: (pass_before.steady + pass_after.steady) / 2.0,
+        commits: pass_before.commits + pass_after.commits,
+        first: (pass_before.first + pass_after.first) / 2,
+    };
     if std::env::var("LEVEE_BENCH_E2E_ONLY").is_ok_and(|v| v == "throughput") {
         println!(
             "ratios (steady, wall): at-least-once {:.2}x {:.2}x, exactly-once {:.2}x {:.2}x",
@@ -843,18 +766,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(events.len() as f64 / al.wall.as_secs_f64() / 2.0);
-    let inputs2 = input_topics(&rt, &broker, "bench.lat");
-    let o = outputs(&rt, &broker, "bench.lat");
+    let o = levee_topics(&rt, &broker, "bench.lat", None);
+    let inputs2 = o.inputs.clone();
     let group = "bench.lat.group";
-    let config = config_file(
-        dir.path(),
-        "latency",
-        &broker,
-        "at_least_once",
-        group,
-        &inputs2,
-        &o,
-    );
+    let config = config_file(dir.path(), "latency", &broker, "at_least_once", group, &o);
     let monitor = Monitor::new(&broker, group, &inputs2);
     let mut levee = Levee::spawn(dir.path(), "latency", &config);
     levee.wait_assigned();
@@ -979,9 +894,13 @@ fn main() {
     println!();
     println!("== 5. End to end over Kafka ({total} events, 4 topics x {PARTITIONS} partitions) ==");
     println!(
-        "passthrough (baseline)     {:>9.0} events/s  wall {:>6.2} s",
+        "passthrough (baseline)     {:>9.0} events/s  wall {:>6.2} s  (mean of {:.0} before and {:.0} after the levee runs; wall {:.2} s, {:.2} s)",
         pass.steady,
-        pass.wall.as_secs_f64()
+        pass.wall.as_secs_f64(),
+        pass_before.steady,
+        pass_after.steady,
+        pass_before.wall.as_secs_f64(),
+        pass_after.wall.as_secs_f64()
     );
     println!(
         "levee run at-least-once    {:>9.0} events/s  wall {:>6.2} s  ratio {:.2}x (target >= 0.7x; wall ratio {:.2}x)",

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use http::{http_address, http_config};
-use levee_testkit::{KafkaBroker, Record};
+use levee_testkit::{KafkaBroker, LeveeProcess, LeveeTopics, Record};
 use serde_json::Value;
 use support::{broker, generated_events, replay, Levee, Setup, LEVEE, WAIT};
 
@@ -342,17 +342,19 @@ fn exposition_names() -> Vec<String> {
 
 /// Settings for a levee on its own broker (`[http]` on port 0, statistics
 /// every second, short session timeout).
-fn own_broker_config(dir: &Path, broker: &KafkaBroker, prefix: &str) -> PathBuf {
-    let streams = support::STREAMS;
-    let inputs: Vec<String> = streams
-        .iter()
-        .map(|s| format!("\"{prefix}.events.{s}\""))
-        .collect();
-    let text = format!(
-        r#"[kafka]
-brokers = "{brokers}"
-group_id = "{prefix}.group"
-commit_interval_ms = 200
+fn own_broker_config(
+    dir: &Path,
+    broker: &KafkaBroker,
+    prefix: &str,
+    topics: &LeveeTopics,
+) -> PathBuf {
+    let text = topics.settings(
+        &broker.bootstrap_servers(),
+        "at_least_once",
+        &format!("{prefix}.group"),
+        &support::workspace().join("rules"),
+        0,
+        r#"commit_interval_ms = 200
 
 [kafka.consumer]
 "session.timeout.ms" = 6000
@@ -361,33 +363,8 @@ commit_interval_ms = 200
 "reconnect.backoff.max.ms" = 1000
 
 [kafka.producer]
-"reconnect.backoff.max.ms" = 1000
-
-[topics]
-inputs = [{inputs}]
-tier1 = "{prefix}.alerts.tier1"
-tier2 = "{prefix}.alerts.tier2"
-tier3 = "{prefix}.alerts.tier3"
-decisions = "{prefix}.decisions"
-dlq = "{prefix}.events.dlq"
-rectification = "{prefix}.events.rectification"
-profiles = "{prefix}.profiles"
-changelog = "{prefix}.state-changelog"
-
-[rules]
-dir = "{rules}"
-reload_interval_secs = 0
-
-[log]
-format = "text"
-level = "info,levee::kafka=warn"
-
-[http]
-listen = "127.0.0.1:0"
-"#,
-        brokers = broker.bootstrap_servers(),
-        inputs = inputs.join(", "),
-        rules = support::workspace().join("rules").display(),
+"reconnect.backoff.max.ms" = 1000"#,
+        "",
     );
     let path = dir.join("levee.toml");
     std::fs::write(&path, text).unwrap();
@@ -403,60 +380,25 @@ fn readyz(addr: SocketAddr) -> (u16, Value) {
 async fn readyz_follows_assignment_and_broker() {
     let mut broker = KafkaBroker::start().unwrap();
     let prefix = levee_testkit::unique_topic_prefix("readyz");
-    let mut topics: Vec<String> = support::STREAMS
-        .iter()
-        .map(|s| format!("{prefix}.events.{s}"))
-        .collect();
-    for t in [
-        "alerts.tier1",
-        "alerts.tier2",
-        "alerts.tier3",
-        "decisions",
-        "events.dlq",
-        "events.rectification",
-    ] {
-        topics.push(format!("{prefix}.{t}"));
-    }
-    let specs: Vec<(&str, i32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
-    broker.create_topics(&specs).await.unwrap();
-    let compacted = [
-        format!("{prefix}.profiles"),
-        format!("{prefix}.state-changelog"),
-    ];
-    let compact: &[(&str, &str)] = &[("cleanup.policy", "compact")];
-    broker
-        .create_topics_with_config(&[
-            levee_testkit::TopicSpec {
-                name: &compacted[0],
-                partitions: 1,
-                config: compact,
-            },
-            levee_testkit::TopicSpec {
-                name: &compacted[1],
-                partitions: 2,
-                config: compact,
-            },
-        ])
-        .await
-        .unwrap();
+    let topics = LeveeTopics::named(&prefix);
+    topics.create(&broker, 2, true, &[]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = own_broker_config(dir.path(), &broker, &prefix);
+    let config = own_broker_config(dir.path(), &broker, &prefix, &topics);
 
     // Before the assignment: the broker is down, levee is alive but not ready.
     broker.stop().unwrap();
     let log = dir.path().join("levee.log");
-    let child = Command::new(LEVEE)
-        .args(["run", "--config"])
-        .arg(&config)
-        .args(["--instance-id", "readyz"])
-        .current_dir(support::workspace())
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut levee = Levee { child, log };
+    let mut levee = Levee(
+        LeveeProcess::spawn(
+            Path::new(LEVEE),
+            &support::workspace(),
+            &config,
+            "readyz",
+            log,
+            None,
+        )
+        .unwrap(),
+    );
     let addr = http_address(&mut levee).await;
     http::wait_status(addr, "/healthz", WAIT, |s| s == 200);
     let started = Instant::now();

@@ -563,15 +563,7 @@ impl Pipeline {
 
     /// Hands a partition's messages to its task (starting it if needed).
     fn dispatch(&self, tp: Tp, messages: Vec<OwnedMessage>) -> anyhow::Result<()> {
-        if self.exactly_once() {
-            let mut st = self.state();
-            if !st.in_transaction {
-                self.producer
-                    .begin_transaction()
-                    .context("beginning a transaction")?;
-                st.in_transaction = true;
-            }
-        }
+        self.ensure_transaction()?;
         let tx = {
             let mut st = self.state();
             let task = st

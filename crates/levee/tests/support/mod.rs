@@ -11,23 +11,31 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+pub use levee_testkit::levee::STREAMS;
 use levee_testkit::{
-    shared_broker, unique_topic_prefix, KafkaBroker, ReceivedMessage, Record, TopicSpec,
+    shared_broker, unique_topic_prefix, KafkaBroker, LeveeProcess, LeveeTopics, ReceivedMessage,
+    Record,
 };
 use serde_json::Value;
 
 pub const LEVEE: &str = env!("CARGO_BIN_EXE_levee");
 pub const WAIT: Duration = Duration::from_secs(90);
-pub const STREAMS: [&str; 4] = [
-    "vehicle_fuel",
-    "billing_arrears",
-    "procurement",
-    "marketing",
-];
+
+/// The `[kafka]` settings of the tests: commit often, notice a dead
+/// instance within seconds.
+const KAFKA_SETTINGS: &str = r#"commit_interval_ms = 200
+
+[kafka.consumer]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+"fetch.wait.max.ms" = 100
+
+[kafka.producer]
+"linger.ms" = 5"#;
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -41,16 +49,19 @@ pub struct Setup {
     pub rules: PathBuf,
     /// stream name (`vehicle_fuel`) → input topic.
     pub inputs: BTreeMap<String, String>,
-    pub tiers: [String; 3],
-    pub decisions: String,
-    pub dlq: String,
-    pub rectification: String,
-    /// Compacted, one partition.
-    pub profiles: String,
-    /// Compacted, as many partitions as the inputs (3).
-    pub changelog: String,
     /// event type → stream name, from the compiled rules.
     pub stream_of: HashMap<String, String>,
+    /// Its topics (also through `Deref`: `setup.tiers`, `setup.dlq`, …;
+    /// the inputs by stream are `inputs` above).
+    pub topics: LeveeTopics,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = LeveeTopics;
+
+    fn deref(&self) -> &LeveeTopics {
+        &self.topics
+    }
 }
 
 impl Setup {
@@ -62,39 +73,13 @@ impl Setup {
     pub async fn with(name: &str, rules: Option<PathBuf>) -> Setup {
         let broker = broker();
         let prefix = unique_topic_prefix(name);
+        let topics = LeveeTopics::named(&prefix);
+        topics.create(broker, 3, true, &[]).await.unwrap();
         let inputs: BTreeMap<String, String> = STREAMS
             .iter()
-            .map(|s| ((*s).to_owned(), format!("{prefix}.events.{s}")))
+            .map(|s| (*s).to_owned())
+            .zip(topics.inputs.iter().cloned())
             .collect();
-        let tiers = [1, 2, 3].map(|t| format!("{prefix}.alerts.tier{t}"));
-        let decisions = format!("{prefix}.decisions");
-        let dlq = format!("{prefix}.events.dlq");
-        let mut topics: Vec<(&str, i32)> = inputs.values().map(|t| (t.as_str(), 3)).collect();
-        topics.extend(tiers.iter().map(|t| (t.as_str(), 1)));
-        topics.push((&decisions, 1));
-        topics.push((&dlq, 1));
-        broker.create_topics(&topics).await.unwrap();
-        let rectification = format!("{prefix}.events.rectification");
-        let profiles = format!("{prefix}.profiles");
-        let changelog = format!("{prefix}.state-changelog");
-        let compact: &[(&str, &str)] = &[("cleanup.policy", "compact")];
-        broker
-            .create_topics_with_config(&[
-                TopicSpec::new(&rectification, 3),
-                TopicSpec {
-                    name: &profiles,
-                    partitions: 1,
-                    config: compact,
-                },
-                TopicSpec {
-                    name: &changelog,
-                    partitions: 3,
-                    config: compact,
-                },
-            ])
-            .await
-            .unwrap();
-
         let rules = rules.unwrap_or_else(|| workspace().join("rules"));
         let compiled = levee_rules::compile_dir(&rules).unwrap_or_else(|d| {
             panic!("rules do not compile: {d:?}");
@@ -114,13 +99,8 @@ impl Setup {
             prefix,
             rules,
             inputs,
-            tiers,
-            decisions,
-            dlq,
-            rectification,
-            profiles,
-            changelog,
             stream_of,
+            topics,
         }
     }
 
@@ -132,59 +112,14 @@ impl Setup {
 
     /// [`Setup::config`] with `extra` TOML (sections) appended.
     pub fn config_with(&self, delivery: &str, reload_secs: u64, extra: &str) -> PathBuf {
-        let inputs: Vec<String> = self.inputs.values().map(|t| format!("{t:?}")).collect();
-        let text = format!(
-            r#"delivery = "{delivery}"
-
-[kafka]
-brokers = "{brokers}"
-group_id = "{group}"
-commit_interval_ms = 200
-
-[kafka.consumer]
-"session.timeout.ms" = 6000
-"heartbeat.interval.ms" = 500
-"fetch.wait.max.ms" = 100
-
-[kafka.producer]
-"linger.ms" = 5
-
-[topics]
-inputs = [{inputs}]
-tier1 = "{t1}"
-tier2 = "{t2}"
-tier3 = "{t3}"
-decisions = "{decisions}"
-dlq = "{dlq}"
-rectification = "{rectification}"
-profiles = "{profiles}"
-changelog = "{changelog}"
-
-[rules]
-dir = "{rules}"
-reload_interval_secs = {reload_secs}
-
-[log]
-format = "text"
-level = "info,levee::kafka=warn"
-
-[http]
-# Several instances run side by side: any free port.
-listen = "127.0.0.1:0"
-{extra}
-"#,
-            brokers = broker().bootstrap_servers(),
-            group = self.group,
-            inputs = inputs.join(", "),
-            t1 = self.tiers[0],
-            t2 = self.tiers[1],
-            t3 = self.tiers[2],
-            decisions = self.decisions,
-            dlq = self.dlq,
-            rectification = self.rectification,
-            profiles = self.profiles,
-            changelog = self.changelog,
-            rules = self.rules.display(),
+        let text = self.topics.settings(
+            &broker().bootstrap_servers(),
+            delivery,
+            &self.group,
+            &self.rules,
+            reload_secs,
+            KAFKA_SETTINGS,
+            extra,
         );
         static CONFIGS: AtomicUsize = AtomicUsize::new(0);
         let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
@@ -198,18 +133,10 @@ listen = "127.0.0.1:0"
         static RUNS: AtomicUsize = AtomicUsize::new(0);
         let run = RUNS.fetch_add(1, Ordering::Relaxed);
         let log = self.dir.path().join(format!("levee-{instance}-{run}.log"));
-        let child = Command::new(LEVEE)
-            .args(["run", "--config"])
-            .arg(config)
-            .args(["--instance-id", instance])
-            .current_dir(workspace())
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Levee { child, log }
+        Levee(
+            LeveeProcess::spawn(Path::new(LEVEE), &workspace(), config, instance, log, None)
+                .unwrap(),
+        )
     }
 
     /// The input topic of an event (by its `type`).
@@ -278,16 +205,23 @@ pub fn broker() -> &'static KafkaBroker {
 }
 
 /// A running `levee run` child process.
-pub struct Levee {
-    pub child: Child,
-    pub log: PathBuf,
+pub struct Levee(pub LeveeProcess);
+
+impl std::ops::Deref for Levee {
+    type Target = LeveeProcess;
+
+    fn deref(&self) -> &LeveeProcess {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Levee {
+    fn deref_mut(&mut self) -> &mut LeveeProcess {
+        &mut self.0
+    }
 }
 
 impl Levee {
-    pub fn log_text(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Waits until the log contains `needle` `times` times.
     pub async fn wait_log(&mut self, needle: &str, times: usize) {
         let deadline = Instant::now() + WAIT;
@@ -314,11 +248,7 @@ impl Levee {
     pub async fn wait_assigned(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let assigned = self
-                .log_text()
-                .lines()
-                .any(|l| l.contains("partitions assigned") && !l.contains("partitions=none"));
-            if assigned {
+            if self.is_assigned() {
                 return;
             }
             assert!(
@@ -331,11 +261,7 @@ impl Levee {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([format!("-{sig}"), self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        self.0.signal(sig).unwrap();
     }
 
     /// SIGTERM, then the exit status (bounded wait).
@@ -343,7 +269,7 @@ impl Levee {
         self.signal("TERM");
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
+            if let Some(status) = self.exited() {
                 return (status, self.log_text());
             }
             if Instant::now() > deadline {
@@ -358,13 +284,6 @@ impl Levee {
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Levee {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
