@@ -18,8 +18,12 @@
 //! thread keeps polling and dispatching while the answers come (one
 //! checkpoint under way at a time), and a task hands the acknowledgement of
 //! a barrier's output to a background task and goes on with the next
-//! messages. Exactly-once, the consumer thread waits (the transaction must
-//! hold exactly the output before the barrier).
+//! messages, unless [`CUTS_IN_FLIGHT`] such background tasks are still
+//! waiting (back-pressure: evaluation stays within a few hundred
+//! milliseconds of the broker's acknowledgements, and a barrier within a
+//! few short queues of its partition's tasks). Exactly-once, the consumer
+//! thread waits (the transaction must hold exactly the output before the
+//! barrier).
 //!
 //! Each partition task owns its partition's [`Engine`] and so its state: it
 //! restores it from the changelog before its first event and writes what
@@ -146,9 +150,9 @@ impl ProducerContext for KafkaLog {
                 }
             }
             Err((e, m)) => {
-                metrics::kafka_error(KafkaErrorKind::Produce);
                 let group = acks.group();
                 if group.resend {
+                    metrics::kafka_error(KafkaErrorKind::Produce);
                     warn!(error = %e, topic = %m.topic(), "a record was not delivered; sending it again");
                     group
                         .failed
@@ -156,7 +160,9 @@ impl ProducerContext for KafkaLog {
                         .unwrap_or_else(|p| p.into_inner())
                         .push(m.detach());
                 } else {
-                    warn!(error = %e, topic = %m.topic(), "a record was not delivered");
+                    // Exactly-once: the transaction fails (or was aborted,
+                    // purging its records) and is redone as a whole.
+                    debug!(error = %e, topic = %m.topic(), "a record of the transaction was not delivered");
                 }
             }
         }
