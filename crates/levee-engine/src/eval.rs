@@ -8,6 +8,7 @@
 use std::cmp::Ordering;
 
 use levee_rules::graph::{Arith, Cmp, ConstList, FloatFn, Op, Program, StrFn};
+use levee_rules::plan::Code;
 
 use crate::value::Val;
 
@@ -55,6 +56,156 @@ pub fn run_nodes(
                 eval_op(op, lists, before, &mut rest[0]);
             }
         }
+    }
+}
+
+/// Evaluates lowered nodes ([`Code`], in order), whose fields are already
+/// in `buf`. Generic nodes are evaluated as [`run_nodes`] does (once per
+/// event, by their stamps); the lowered forms are cheap and idempotent,
+/// and evaluated every time they are reached. Aggregates are computed by
+/// `aggregate` (from the slots before theirs), as in [`run_nodes`].
+// The hot loop takes its parts unbundled, and is inlined: most calls
+// evaluate a node or two.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn run_code(
+    p: &Program,
+    ops: &[Op],
+    lists: &[ConstList],
+    buf: &mut [Val],
+    stamps: &mut [u32],
+    epoch: u32,
+    code: &[Code],
+    aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
+) {
+    let base = p.n_fields as usize;
+    for c in code {
+        let (node, v) = match *c {
+            Code::Node(i) => {
+                let i = i as usize;
+                if stamps[i] == epoch {
+                    continue;
+                }
+                stamps[i] = epoch;
+                match &ops[i] {
+                    Op::Const(_) => {}
+                    Op::Aggregate(a) => {
+                        let (before, rest) = buf.split_at_mut(base + i);
+                        rest[0] = aggregate(*a, before);
+                    }
+                    op => {
+                        let (before, rest) = buf.split_at_mut(base + i);
+                        eval_op(op, lists, before, &mut rest[0]);
+                    }
+                }
+                continue;
+            }
+            Code::CmpInt { node, cmp, x, c } => (
+                node,
+                match buf[x as usize] {
+                    Val::Missing => Val::Missing,
+                    Val::Error => Val::Error,
+                    Val::Int(v) => Val::Bool(holds(cmp, Some(v.cmp(&c)))),
+                    Val::Float(f) => Val::Bool(holds(cmp, f.partial_cmp(&(c as f64)))),
+                    _ => Val::Error,
+                },
+            ),
+            Code::CmpFloat { node, cmp, x, c } => (
+                node,
+                match buf[x as usize] {
+                    Val::Missing => Val::Missing,
+                    Val::Error => Val::Error,
+                    Val::Int(v) => Val::Bool(holds(cmp, (v as f64).partial_cmp(&c))),
+                    Val::Float(f) => Val::Bool(holds(cmp, f.partial_cmp(&c))),
+                    _ => Val::Error,
+                },
+            ),
+            Code::EqInt { node, neg, x, c } => (
+                node,
+                match buf[x as usize] {
+                    Val::Missing => Val::Missing,
+                    Val::Error => Val::Error,
+                    Val::Int(v) => Val::Bool((v == c) != neg),
+                    _ => Val::Bool(neg),
+                },
+            ),
+            Code::EqBool { node, neg, c, x } => (
+                node,
+                match buf[x as usize] {
+                    Val::Missing => Val::Missing,
+                    Val::Error => Val::Error,
+                    Val::Bool(v) => Val::Bool((v == c) != neg),
+                    _ => Val::Bool(neg),
+                },
+            ),
+            Code::Cmp { node, cmp, x, y } => (
+                node,
+                match (&buf[x as usize], &buf[y as usize]) {
+                    (Val::Missing, _) => Val::Missing,
+                    (Val::Error, _) => Val::Error,
+                    (_, Val::Missing) => Val::Missing,
+                    (_, Val::Error) => Val::Error,
+                    (x, y) => compare(cmp, x, y),
+                },
+            ),
+            Code::Arith { node, a, x, y } => (
+                node,
+                match (&buf[x as usize], &buf[y as usize]) {
+                    (Val::Missing, _) => Val::Missing,
+                    (Val::Error, _) => Val::Error,
+                    (_, Val::Missing) => Val::Missing,
+                    (_, Val::Error) => Val::Error,
+                    (x, y) => arith(a, x, y),
+                },
+            ),
+            Code::Eq { node, neg, x, y } => (
+                node,
+                match (&buf[x as usize], &buf[y as usize]) {
+                    (Val::Missing, _) => Val::Missing,
+                    (Val::Error, _) => Val::Error,
+                    (_, Val::Missing) => Val::Missing,
+                    (_, Val::Error) => Val::Error,
+                    (x, y) => Val::Bool((x == y) != neg),
+                },
+            ),
+            Code::Not { node, x } => (
+                node,
+                match buf[x as usize] {
+                    Val::Missing => Val::Missing,
+                    Val::Error => Val::Error,
+                    Val::Bool(v) => Val::Bool(!v),
+                    _ => Val::Error,
+                },
+            ),
+            Code::And { node, x, y } => (node, logic(&buf[x as usize], &buf[y as usize], false)),
+            Code::Or { node, x, y } => (node, logic(&buf[x as usize], &buf[y as usize], true)),
+        };
+        buf[base + node as usize] = v;
+    }
+}
+
+/// `x && y` (`x || y` when `or`), with `Missing` and `Error` of `x` first.
+#[inline]
+fn logic(x: &Val, y: &Val, or: bool) -> Val {
+    match (x, y) {
+        (Val::Missing, _) => Val::Missing,
+        (Val::Error, _) => Val::Error,
+        (_, Val::Missing) => Val::Missing,
+        (_, Val::Error) => Val::Error,
+        (Val::Bool(x), Val::Bool(y)) => Val::Bool(if or { *x || *y } else { *x && *y }),
+        _ => Val::Error,
+    }
+}
+
+/// Whether an ordering satisfies a comparison (never when unordered).
+#[inline]
+fn holds(c: Cmp, ord: Option<Ordering>) -> bool {
+    match (c, ord) {
+        (_, None) => false,
+        (Cmp::Lt, Some(o)) => o == Ordering::Less,
+        (Cmp::Le, Some(o)) => o != Ordering::Greater,
+        (Cmp::Gt, Some(o)) => o == Ordering::Greater,
+        (Cmp::Ge, Some(o)) => o != Ordering::Less,
     }
 }
 
@@ -258,7 +409,7 @@ fn eval_op(op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn arith(a: Arith, x: &Val, y: &Val) -> Val {
     if let (Val::Int(x), Val::Int(y)) = (x, y) {
         let r = match a {
@@ -282,7 +433,7 @@ fn arith(a: Arith, x: &Val, y: &Val) -> Val {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn compare(c: Cmp, x: &Val, y: &Val) -> Val {
     let ord = match (x, y) {
         (Val::Str(x), Val::Str(y)) => Some(x.as_str().cmp(y.as_str())),
@@ -292,11 +443,5 @@ fn compare(c: Cmp, x: &Val, y: &Val) -> Val {
             _ => return Val::Error,
         },
     };
-    Val::Bool(match (c, ord) {
-        (_, None) => false,
-        (Cmp::Lt, Some(o)) => o == Ordering::Less,
-        (Cmp::Le, Some(o)) => o != Ordering::Greater,
-        (Cmp::Gt, Some(o)) => o == Ordering::Greater,
-        (Cmp::Ge, Some(o)) => o != Ordering::Less,
-    })
+    Val::Bool(holds(c, ord))
 }

@@ -352,14 +352,14 @@ impl Engine {
         let p = &et.program;
         let lists = &graph.lists;
         let ops = &et.plan.ops;
-        eval::run_nodes(
+        eval::run_code(
             p,
             ops,
             lists,
             buf,
             stamps,
             epoch,
-            &et.plan.always,
+            &et.plan.always_code,
             &mut aggregate,
         );
         // Every aggregate has run: nothing below reaches one.
@@ -372,8 +372,8 @@ impl Engine {
         candidates.clear();
         candidates.extend_from_slice(&plan.index.unindexed);
         for g in &plan.index.groups {
-            let nodes = plan.nodes(g.nodes);
-            eval::run_nodes(p, ops, lists, buf, stamps, epoch, nodes, &mut no_aggregate);
+            let code = plan.code(g.nodes);
+            eval::run_code(p, ops, lists, buf, stamps, epoch, code, &mut no_aggregate);
             let mut mark = |k: u32| candidates[k as usize / 64] |= 1 << (k % 64);
             match &buf[g.slot as usize] {
                 Val::Int(i) => g.keys.for_each_holding(g.cmp, &NumValue::Int(*i), mark),
@@ -401,8 +401,8 @@ impl Engine {
             // Some(true): a field was missing; Some(false): an error.
             let mut undecided: Option<bool> = None;
             for term in plan.terms(point) {
-                let nodes = plan.nodes(term.nodes);
-                eval::run_nodes(p, ops, lists, buf, stamps, epoch, nodes, &mut no_aggregate);
+                let code = plan.code(term.nodes);
+                eval::run_code(p, ops, lists, buf, stamps, epoch, code, &mut no_aggregate);
                 match &buf[term.slot as usize] {
                     Val::Bool(true) => {}
                     Val::Bool(false) => {
@@ -438,8 +438,8 @@ impl Engine {
                 }
             }
             // Tiers, message and evidence read nodes no term needed.
-            let fired = plan.nodes(point.fired);
-            eval::run_nodes(p, ops, lists, buf, stamps, epoch, fired, &mut no_aggregate);
+            let fired = plan.code(point.fired);
+            eval::run_code(p, ops, lists, buf, stamps, epoch, fired, &mut no_aggregate);
             let tier = cp.tiers.iter().find(|t| match t.when {
                 None => true,
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),

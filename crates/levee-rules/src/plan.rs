@@ -9,7 +9,7 @@
 //! fires. Nodes shared by several control points are evaluated once per
 //! event (the engine stamps each node with the event it was evaluated for).
 
-use crate::graph::{Aggregate, Cmp, Const, ControlPoint, MessagePart, Op, Program, Slot};
+use crate::graph::{Aggregate, Arith, Cmp, Const, ControlPoint, MessagePart, Op, Program, Slot};
 
 /// How one event type's control points are evaluated. Laid out flat (three
 /// arrays in control point order) so that an event walks memory in one
@@ -19,6 +19,9 @@ pub struct Plan {
     /// Nodes every event evaluates, in order: the windowed aggregates (which
     /// record history whatever the conditions say) and what they read.
     pub always: Vec<u32>,
+    /// The same nodes lowered for the evaluator: `always_code[j]`
+    /// evaluates node `always[j]` (aggregates are [`Code::Node`]).
+    pub always_code: Vec<Code>,
     /// One per control point of the type, in the order of
     /// [`crate::graph::EventType::control_points`].
     pub points: Vec<PointPlan>,
@@ -26,12 +29,189 @@ pub struct Plan {
     pub terms: Vec<Term>,
     /// Node lists of terms and of fired control points, one after the other.
     pub nodes: Vec<u32>,
+    /// The same nodes lowered for the evaluator: `code[j]` evaluates node
+    /// `nodes[j]`.
+    pub code: Vec<Code>,
     /// The program's operations by node index, without the nodes' texts
     /// (denser in memory for evaluation).
     pub ops: Vec<Op>,
     /// Thresholds of the control points, to skip those whose threshold the
     /// event does not reach without looking at them.
     pub index: Index,
+}
+
+/// A node of [`Plan::nodes`] as the evaluator runs it: the commonest
+/// operations on a slot and a constant, with the constant inline, or else
+/// the node's [`Op`] (from [`Plan::ops`]).
+///
+/// The lowered forms are cheap and write only their own slot from slots
+/// already computed for the event, so evaluating one again gives the same
+/// value: they are not stamped. Semantics are those of the generic
+/// operation (`Missing` and `Error` of `x` propagate; a constant is
+/// neither).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Code {
+    /// Node `.0`, evaluated from its [`Op`] once per event.
+    Node(u32),
+    /// `x cmp c`, an integer constant (compared as integers with an integer,
+    /// as floats with a float, an error with anything else).
+    CmpInt {
+        node: u32,
+        cmp: Cmp,
+        x: Slot,
+        c: i64,
+    },
+    /// `x cmp c`, a float constant (compared as floats with a number).
+    CmpFloat {
+        node: u32,
+        cmp: Cmp,
+        x: Slot,
+        c: f64,
+    },
+    /// `x == c` (`x != c` when `neg`), an integer constant: false for
+    /// values of other kinds.
+    EqInt {
+        node: u32,
+        neg: bool,
+        x: Slot,
+        c: i64,
+    },
+    /// `x == c` (`x != c` when `neg`), a boolean constant.
+    EqBool {
+        node: u32,
+        neg: bool,
+        c: bool,
+        x: Slot,
+    },
+    /// `x cmp y` (slots of any kind, constants included).
+    Cmp {
+        node: u32,
+        cmp: Cmp,
+        x: Slot,
+        y: Slot,
+    },
+    /// `x a y` (slots of any kind, constants included).
+    Arith {
+        node: u32,
+        a: Arith,
+        x: Slot,
+        y: Slot,
+    },
+    /// `x == y` (`x != y` when `neg`): exactly, values of different kinds
+    /// unequal.
+    Eq {
+        node: u32,
+        neg: bool,
+        x: Slot,
+        y: Slot,
+    },
+    /// `!x`.
+    Not { node: u32, x: Slot },
+    /// `x && y` (both evaluated: no short circuit, as evalexpr's graph).
+    And { node: u32, x: Slot, y: Slot },
+    /// `x || y`.
+    Or { node: u32, x: Slot, y: Slot },
+}
+
+/// Lowers node `i` of `program`.
+pub fn lower(program: &Program, i: u32) -> Code {
+    let Some(node) = program.nodes.get(i as usize) else {
+        return Code::Node(i);
+    };
+    let constant = |s: Slot| match program.node(s).map(|n| &n.op) {
+        Some(Op::Const(c)) => Some(c),
+        _ => None,
+    };
+    // (operand, constant) of an operation on one slot and one constant,
+    // and whether the constant came first.
+    let split = |a: Slot, b: Slot| match (constant(a), constant(b)) {
+        (None, Some(c)) => Some((a, c, false)),
+        (Some(c), None) => Some((b, c, true)),
+        _ => None,
+    };
+    match &node.op {
+        Op::Cmp(cmp, a, b) => match split(*a, *b) {
+            Some((x, c, flipped)) => {
+                let turned = if flipped {
+                    match cmp {
+                        Cmp::Lt => Cmp::Gt,
+                        Cmp::Le => Cmp::Ge,
+                        Cmp::Gt => Cmp::Lt,
+                        Cmp::Ge => Cmp::Le,
+                    }
+                } else {
+                    *cmp
+                };
+                match c {
+                    Const::Int(c) => Code::CmpInt {
+                        node: i,
+                        cmp: turned,
+                        x,
+                        c: *c,
+                    },
+                    Const::Float(c) => Code::CmpFloat {
+                        node: i,
+                        cmp: turned,
+                        x,
+                        c: *c,
+                    },
+                    _ => Code::Cmp {
+                        node: i,
+                        cmp: *cmp,
+                        x: *a,
+                        y: *b,
+                    },
+                }
+            }
+            None => Code::Cmp {
+                node: i,
+                cmp: *cmp,
+                x: *a,
+                y: *b,
+            },
+        },
+        Op::Arith(a, x, y) => Code::Arith {
+            node: i,
+            a: *a,
+            x: *x,
+            y: *y,
+        },
+        Op::Eq(a, b) | Op::Neq(a, b) => {
+            let neg = matches!(node.op, Op::Neq(..));
+            match split(*a, *b) {
+                Some((x, Const::Int(c), _)) => Code::EqInt {
+                    node: i,
+                    neg,
+                    x,
+                    c: *c,
+                },
+                Some((x, Const::Bool(c), _)) => Code::EqBool {
+                    node: i,
+                    neg,
+                    c: *c,
+                    x,
+                },
+                _ => Code::Eq {
+                    node: i,
+                    neg,
+                    x: *a,
+                    y: *b,
+                },
+            }
+        }
+        Op::Not(x) if constant(*x).is_none() => Code::Not { node: i, x: *x },
+        Op::And(x, y) if constant(*x).is_none() && constant(*y).is_none() => Code::And {
+            node: i,
+            x: *x,
+            y: *y,
+        },
+        Op::Or(x, y) if constant(*x).is_none() && constant(*y).is_none() => Code::Or {
+            node: i,
+            x: *x,
+            y: *y,
+        },
+        _ => Code::Node(i),
+    }
 }
 
 /// Control points grouped by one comparison term each (`x > 50000`, with
@@ -167,6 +347,12 @@ impl Plan {
     #[inline]
     pub fn nodes(&self, range: (u32, u32)) -> &[u32] {
         &self.nodes[range.0 as usize..range.1 as usize]
+    }
+
+    /// The lowered nodes of a range.
+    #[inline]
+    pub fn code(&self, range: (u32, u32)) -> &[Code] {
+        &self.code[range.0 as usize..range.1 as usize]
     }
 }
 
@@ -323,6 +509,8 @@ pub fn plan<'c>(
         let fired = push(&mut plan.nodes, w.cone(reads));
         plan.points.push(PointPlan { terms, fired });
     }
+    plan.code = plan.nodes.iter().map(|&i| lower(program, i)).collect();
+    plan.always_code = plan.always.iter().map(|&i| lower(program, i)).collect();
     for g in &mut plan.index.groups {
         match &mut g.keys {
             Keys::Int(keys) => keys.sort_by_key(|&(v, c)| (v, c)),
