@@ -23,47 +23,11 @@ pub fn new_buffer(p: &Program) -> Vec<Val> {
     buf
 }
 
-/// Evaluates the given nodes of `p` (indices, in order), whose fields are
-/// already in `buf`, skipping those already evaluated for this event: a
-/// node is evaluated when its stamp differs from `epoch`, and then stamped.
-// The hot loop takes its parts unbundled.
-#[allow(clippy::too_many_arguments)]
-pub fn run_nodes(
-    p: &Program,
-    ops: &[Op],
-    lists: &[ConstList],
-    buf: &mut [Val],
-    stamps: &mut [u32],
-    epoch: u32,
-    order: &[u32],
-    aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
-) {
-    let base = p.n_fields as usize;
-    for &i in order {
-        let i = i as usize;
-        if stamps[i] == epoch {
-            continue;
-        }
-        stamps[i] = epoch;
-        match ops[i] {
-            Op::Const(_) => continue,
-            Op::Aggregate(a) => {
-                let (before, rest) = buf.split_at_mut(base + i);
-                rest[0] = aggregate(a, before);
-            }
-            ref op => {
-                let (before, rest) = buf.split_at_mut(base + i);
-                eval_op(op, lists, before, &mut rest[0]);
-            }
-        }
-    }
-}
-
 /// Evaluates lowered nodes ([`Code`], in order), whose fields are already
-/// in `buf`. Generic nodes are evaluated as [`run_nodes`] does (once per
-/// event, by their stamps); the lowered forms are cheap and idempotent,
-/// and evaluated every time they are reached. Aggregates are computed by
-/// `aggregate` (from the slots before theirs), as in [`run_nodes`].
+/// in `buf`. Generic nodes are evaluated once per event: a node runs when
+/// its stamp differs from `epoch`, and is then stamped. The lowered forms
+/// are cheap and idempotent, and evaluated every time they are reached.
+/// Aggregates are computed by `aggregate` (from the slots before theirs).
 // The hot loop takes its parts unbundled, and is inlined: most calls
 // evaluate a node or two.
 #[allow(clippy::too_many_arguments)]
