@@ -317,11 +317,7 @@ impl Engine {
                 key.clear();
                 v.write_display(key);
                 subject = Some(if record {
-                    let s = state.subject_mut(key, at);
-                    // Room for this event's entries at once, not one
-                    // reallocation per aggregate.
-                    s.windows.reserve_exact(et.aggregates.len());
-                    s
+                    state.subject_mut(key, at)
                 } else {
                     match state.subjects.get_mut(key.as_str()) {
                         Some(s) => s,
