@@ -104,33 +104,19 @@ pub fn run_code(
             ),
             Code::Cmp { node, cmp, x, y } => (
                 node,
-                match (&buf[x as usize], &buf[y as usize]) {
-                    (Val::Missing, _) => Val::Missing,
-                    (Val::Error, _) => Val::Error,
-                    (_, Val::Missing) => Val::Missing,
-                    (_, Val::Error) => Val::Error,
-                    (x, y) => compare(cmp, x, y),
-                },
+                binary(&buf[x as usize], &buf[y as usize], |x, y| {
+                    compare(cmp, x, y)
+                }),
             ),
             Code::Arith { node, a, x, y } => (
                 node,
-                match (&buf[x as usize], &buf[y as usize]) {
-                    (Val::Missing, _) => Val::Missing,
-                    (Val::Error, _) => Val::Error,
-                    (_, Val::Missing) => Val::Missing,
-                    (_, Val::Error) => Val::Error,
-                    (x, y) => arith(a, x, y),
-                },
+                binary(&buf[x as usize], &buf[y as usize], |x, y| arith(a, x, y)),
             ),
             Code::Eq { node, neg, x, y } => (
                 node,
-                match (&buf[x as usize], &buf[y as usize]) {
-                    (Val::Missing, _) => Val::Missing,
-                    (Val::Error, _) => Val::Error,
-                    (_, Val::Missing) => Val::Missing,
-                    (_, Val::Error) => Val::Error,
-                    (x, y) => Val::Bool((x == y) != neg),
-                },
+                binary(&buf[x as usize], &buf[y as usize], |x, y| {
+                    Val::Bool((x == y) != neg)
+                }),
             ),
             Code::Not { node, x } => (
                 node,
@@ -148,17 +134,25 @@ pub fn run_code(
     }
 }
 
-/// `x && y` (`x || y` when `or`), with `Missing` and `Error` of `x` first.
-#[inline]
-fn logic(x: &Val, y: &Val, or: bool) -> Val {
+/// `f(x, y)` once neither is `Missing` or `Error` (those of `x` first).
+#[inline(always)]
+fn binary(x: &Val, y: &Val, f: impl FnOnce(&Val, &Val) -> Val) -> Val {
     match (x, y) {
         (Val::Missing, _) => Val::Missing,
         (Val::Error, _) => Val::Error,
         (_, Val::Missing) => Val::Missing,
         (_, Val::Error) => Val::Error,
+        (x, y) => f(x, y),
+    }
+}
+
+/// `x && y` (`x || y` when `or`), with `Missing` and `Error` of `x` first.
+#[inline]
+fn logic(x: &Val, y: &Val, or: bool) -> Val {
+    binary(x, y, |x, y| match (x, y) {
         (Val::Bool(x), Val::Bool(y)) => Val::Bool(if or { *x || *y } else { *x && *y }),
         _ => Val::Error,
-    }
+    })
 }
 
 /// Whether an ordering satisfies a comparison (never when unordered).
