@@ -43,6 +43,10 @@ pub struct Alert {
     pub evidence: serde_json::Map<String, serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_from: Option<String>,
+    /// The end of the rectification period (RFC 3339 in the business time
+    /// zone) of an alert that escalates if it is not rectified by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rectify_by: Option<String>,
 }
 
 /// The verdict on an event whose type has intercepting control points.

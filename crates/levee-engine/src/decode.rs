@@ -23,15 +23,19 @@ pub enum BadKind {
     UnknownType,
     MissingField,
     WrongType,
+    /// Stamped further ahead of the processing clock than allowed
+    /// (`state.max_future_skew`): it would move event time for good.
+    Future,
 }
 
 impl BadKind {
-    pub const ALL: [BadKind; 5] = [
+    pub const ALL: [BadKind; 6] = [
         BadKind::NotJson,
         BadKind::NotObject,
         BadKind::UnknownType,
         BadKind::MissingField,
         BadKind::WrongType,
+        BadKind::Future,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +45,7 @@ impl BadKind {
             BadKind::UnknownType => "unknown_type",
             BadKind::MissingField => "missing_field",
             BadKind::WrongType => "wrong_type",
+            BadKind::Future => "future",
         }
     }
 }
@@ -53,7 +58,7 @@ pub struct BadInput {
 }
 
 impl BadInput {
-    fn new(kind: BadKind, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: BadKind, reason: impl Into<String>) -> Self {
         BadInput {
             kind,
             reason: reason.into(),

@@ -30,7 +30,7 @@ use levee_rules::RuleGraph;
 
 pub use alert::{alert_id, Alert, Source, Verdict};
 pub use decode::{BadInput, BadKind, Envelope};
-pub use state::{Ledger, Profile, State, Status, SubjectSnapshot};
+pub use state::{Escalation, Ledger, Profile, State, Status, SubjectSnapshot};
 pub use value::Val;
 
 /// A control point that fired, at its tier.
@@ -50,6 +50,20 @@ pub struct EvalStats {
     pub errors: u32,
     /// Alerts held back by `suppress:`.
     pub suppressed: u32,
+}
+
+/// The clock on which an alert's rectification period runs: it starts when
+/// the alert is raised to its recipients, and escalation reads the same
+/// clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The event's own time: `levee replay` and `levee test`, where time is
+    /// what the events say.
+    #[default]
+    EventTime,
+    /// The wall clock (epoch seconds), as the service raises alerts; the
+    /// caller keeps it current.
+    Wall(i64),
 }
 
 /// Everything one event produced.
@@ -84,6 +98,7 @@ pub struct Engine {
     ledger: RefCell<Ledger>,
     record: bool,
     key: String,
+    clock: Clock,
 }
 
 impl Engine {
@@ -122,6 +137,7 @@ impl Engine {
             ledger: RefCell::new(Ledger::default()),
             record: true,
             key: String::new(),
+            clock: Clock::EventTime,
         }
     }
 
@@ -129,11 +145,25 @@ impl Engine {
     pub fn set_graph(&mut self, graph: Arc<RuleGraph>) {
         let state = std::mem::take(&mut self.state);
         let ledger = std::mem::take(&mut self.ledger);
-        let record = self.record;
+        let (record, clock) = (self.record, self.clock);
         *self = Engine::new(graph);
         self.state = state;
         self.ledger = ledger;
         self.record = record;
+        self.clock = clock;
+    }
+
+    /// Sets the clock that starts rectification periods (see [`Clock`]);
+    /// the service calls it with the wall clock as it reads it.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// When an alert raised now and given `period` seconds must be
+    /// rectified by, and that time as people read it.
+    fn deadline(&self, period: i64, now: i64) -> (i64, String) {
+        let at = now.saturating_add(period);
+        (at, business_time(at))
     }
 
     /// Whether evaluation changes state (default) or only reads it.
@@ -213,24 +243,33 @@ impl Engine {
         self.ledger.get_mut().rectify(alert_id, status)
     }
 
-    /// Escalates every open alert whose period ran out by `now` (seconds),
-    /// returning the new alerts.
+    /// Escalates every open alert whose period ran out by `now` (seconds,
+    /// on the engine's [`Clock`]: the watermark or a `{tick}` in replay and
+    /// tests, the wall clock in the service), returning the new alerts.
     pub fn tick(&mut self, now: i64, detected_at: &str) -> Vec<Alert> {
-        let g = &self.graph;
-        self.ledger
-            .get_mut()
-            .escalate(now, detected_at, |alert, tier| {
-                let cp = g
-                    .control_points
-                    .iter()
-                    .find(|c| c.id == alert.control_point);
-                let role = cp
-                    .and_then(|c| c.tiers.iter().find(|t| t.tier == tier))
-                    .map(|t| t.notify.clone())
-                    .or_else(|| levee_rules::default_notify(tier).map(str::to_owned))
-                    .unwrap_or_default();
-                (role, cp.and_then(|c| c.escalate_after))
-            })
+        let mut ledger = std::mem::take(self.ledger.get_mut());
+        let out = ledger.escalate(now, detected_at, |alert, tier| {
+            let cp = self
+                .graph
+                .control_points
+                .iter()
+                .find(|c| c.id == alert.control_point);
+            let notify = cp
+                .and_then(|c| c.tiers.iter().find(|t| t.tier == tier))
+                .map(|t| t.notify.clone())
+                .or_else(|| levee_rules::default_notify(tier).map(str::to_owned))
+                .unwrap_or_default();
+            let due = cp
+                .and_then(|c| c.escalate_after)
+                .map(|p| self.deadline(p, now));
+            Escalation {
+                notify,
+                deadline: due.as_ref().map(|d| d.0),
+                rectify_by: due.map(|d| d.1),
+            }
+        });
+        *self.ledger.get_mut() = ledger;
+        out
     }
 
     pub fn graph(&self) -> &Arc<RuleGraph> {
@@ -252,6 +291,30 @@ impl Engine {
     pub fn evaluate(&mut self, bytes: &[u8]) -> Result<EvalStats, BadInput> {
         self.decode(bytes)?;
         Ok(self.run())
+    }
+
+    /// Refuses the last decoded event if it is stamped more than `max_skew`
+    /// seconds after `now` (the processing clock): a stamp from the future
+    /// would move the watermark, expire state and escalate alerts for good.
+    /// Call it between [`Engine::decode`] and [`Engine::run`].
+    pub fn check_future(&self, now: i64, max_skew: i64) -> Result<(), BadInput> {
+        let Some(at) = self.env.occurred else {
+            return Ok(());
+        };
+        if at.timestamp() <= now.saturating_add(max_skew) {
+            return Ok(());
+        }
+        let clock = chrono::DateTime::from_timestamp(now, 0)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default();
+        Err(BadInput::new(
+            BadKind::Future,
+            format!(
+                "occurred_at {} is more than {} ahead of the clock ({clock})",
+                self.env.occurred_at,
+                levee_rules::format_duration(max_skew)
+            ),
+        ))
     }
 
     /// Decodes one event into its type's buffer, without evaluating it.
@@ -497,11 +560,21 @@ impl Engine {
             message,
             evidence,
             escalated_from: None,
+            rectify_by: None,
         };
+        let mut alert = alert;
+        // The period starts when the alert is raised: on the wall clock in
+        // the service, at the event's time in replay and tests.
+        let raised = match self.clock {
+            Clock::EventTime => self.env.occurred.map_or(0, |t| t.timestamp()),
+            Clock::Wall(now) => now,
+        };
+        let due = cp.escalate_after.map(|p| self.deadline(p, raised));
+        if let Some((_, by)) = &due {
+            alert.rectify_by = Some(by.clone());
+        }
         if self.record {
-            let at = self.env.occurred.map_or(0, |t| t.timestamp());
-            let escalate_at = cp.escalate_after.map(|p| at + p);
-            self.ledger.borrow_mut().raised(&alert, escalate_at);
+            self.ledger.borrow_mut().raised(&alert, due.map(|d| d.0));
         }
         alert
     }
@@ -555,4 +628,14 @@ impl Engine {
     pub fn slot(&self, event_type: u32, slot: u32) -> &Val {
         &self.buffers[event_type as usize][slot as usize]
     }
+}
+
+/// Epoch seconds as RFC 3339 in the business time zone (UTC+08:00).
+fn business_time(secs: i64) -> String {
+    use chrono::{FixedOffset, SecondsFormat, TimeZone};
+    let zone = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+    zone.timestamp_opt(secs, 0)
+        .single()
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
+        .unwrap_or_default()
 }

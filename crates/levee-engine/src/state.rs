@@ -300,7 +300,8 @@ pub struct OpenAlert {
     pub alert: Option<Alert>,
     /// Every id in its escalation chain, the first one first.
     pub chain: Vec<String>,
-    /// Event time (seconds) at which it escalates, if it does.
+    /// When (seconds, on the clock that raised it: the wall clock in the
+    /// service, event time in replay and tests) it escalates, if it does.
     pub escalate_at: Option<i64>,
     pub acknowledged: bool,
 }
@@ -331,6 +332,17 @@ impl Profile {
         self.risk_score = (a + 3 * b + 9 * c) as f64 + 0.1 * self.alerts as f64;
         self.risk_score = (self.risk_score * 10.0).round() / 10.0;
     }
+}
+
+/// Where an escalated alert goes and by when it must be rectified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Escalation {
+    /// The role the new tier notifies.
+    pub notify: String,
+    /// When it escalates again (seconds), if it does.
+    pub deadline: Option<i64>,
+    /// The deadline as people read it (RFC 3339, business time zone).
+    pub rectify_by: Option<String>,
 }
 
 /// Open alerts and profiles.
@@ -428,12 +440,14 @@ impl Ledger {
     }
 
     /// Escalates every open alert due by `now`: raised again one tier up,
-    /// with `escalated_from` naming the alert it replaces.
+    /// with `escalated_from` naming the alert it replaces. `next` gives the
+    /// new tier's role and, if it may escalate again, its deadline counted
+    /// from `now` (the new alert is raised now).
     pub fn escalate(
         &mut self,
         now: i64,
         detected_at: &str,
-        notify: impl Fn(&Alert, u8) -> (String, Option<i64>),
+        next: impl Fn(&Alert, u8) -> Escalation,
     ) -> Vec<Alert> {
         let mut due = Vec::new();
         while let Some(first) = self.due.first() {
@@ -454,10 +468,16 @@ impl Ledger {
                 continue;
             };
             let tier = old.tier + 1;
-            let (role, period) = notify(&old, tier);
+            let Escalation {
+                notify,
+                deadline,
+                rectify_by,
+            } = next(&old, tier);
+            let deadline = deadline.filter(|_| tier < 3);
             let mut next = old.clone();
             next.tier = tier;
-            next.notify = role;
+            next.notify = notify;
+            next.rectify_by = rectify_by.filter(|_| deadline.is_some());
             next.alert_id = crate::alert::alert_id(&old.alert_id, "escalated", &tier.to_string());
             next.escalated_from = Some(old.alert_id.clone());
             next.detected_at = detected_at.to_owned();
@@ -472,10 +492,7 @@ impl Ledger {
             p.last_alert_at = Some(detected_at.to_owned());
             p.rescore();
             o.chain.push(next.alert_id.clone());
-            o.escalate_at = match (period, tier < 3) {
-                (Some(p), true) => Some(now + p),
-                _ => None,
-            };
+            o.escalate_at = deadline;
             o.alert = Some(next.clone());
             o.tier = tier;
             if let Some(t) = o.escalate_at {

@@ -1,5 +1,6 @@
 //! From rule files to the rule graph, with every error at once.
 
+pub use crate::duration::parse_duration;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -659,31 +660,6 @@ fn compile_aggregate(
         subject,
     };
     Ok((b.aggregate(spec, ty, name), ty))
-}
-
-/// Parses `90s`, `15m`, `24h`, `30d` or `2w` into seconds.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let unit_at = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or("a duration needs a unit: s, m, h, d or w (e.g. 24h)")?;
-    let (n, unit) = s.split_at(unit_at);
-    let n: i64 = n
-        .parse()
-        .map_err(|_| "a duration starts with a whole number (e.g. 30d)".to_owned())?;
-    let mult = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("unknown unit `{unit}`: use s, m, h, d or w")),
-    };
-    if n <= 0 {
-        return Err("a duration must be positive".to_owned());
-    }
-    n.checked_mul(mult)
-        .ok_or_else(|| "duration too long".to_owned())
 }
 
 pub(crate) fn field_ty(t: FieldType) -> Ty {

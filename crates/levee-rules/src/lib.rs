@@ -9,11 +9,13 @@
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
 //! - [`graph`]: the compiled graph: per event type a flat program of nodes.
 //! - [`plan`]: what each event evaluates; conditions split into `&&` terms.
+//! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
 //! - [`render`]: `levee graph` output (Graphviz dot, Mermaid).
 
 pub mod compile;
 pub mod diag;
+pub mod duration;
 pub mod graph;
 pub mod load;
 mod lower;
@@ -23,6 +25,7 @@ pub mod render;
 
 pub use compile::{compile, compile_dir, default_notify, Compiled};
 pub use diag::{Diagnostic, Severity};
+pub use duration::{format_duration, parse_duration};
 pub use graph::{ControlPoint, EventType, RuleGraph};
 pub use load::{read_rules_dir, read_test_files, RuleSources, SourceFile};
 pub use lower::FUNCTIONS;

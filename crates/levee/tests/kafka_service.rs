@@ -31,7 +31,7 @@ async fn kcat_events_become_alerts_on_each_tier_topic() {
 
     let levee = setup.spawn(&setup.config("at_least_once", 0), "a");
 
-    // kcat produces, keyed by the event's subject-ish id, one topic at a time.
+    // kcat produces, keyed by the event's subject, one topic at a time.
     let bootstrap = broker().bootstrap_servers();
     let mut by_topic: std::collections::BTreeMap<String, Vec<&String>> = Default::default();
     for e in &events {
@@ -49,8 +49,7 @@ async fn kcat_events_become_alerts_on_each_tier_topic() {
         {
             let stdin = kcat.stdin.as_mut().unwrap();
             for line in lines {
-                let v: Value = serde_json::from_str(line).unwrap();
-                writeln!(stdin, "{}\t{line}", v["event_id"].as_str().unwrap()).unwrap();
+                writeln!(stdin, "{}\t{line}", setup.key_of(line.as_bytes())).unwrap();
             }
         }
         drop(kcat.stdin.take());
@@ -160,7 +159,8 @@ async fn malformed_messages_go_to_the_dlq_and_the_stream_goes_on() {
         .iter()
         .map(|p| Record::new(p.clone()).key("k").partition(1))
         .collect();
-    records.push(Record::new(trip.clone()).key("k").partition(1));
+    let key = setup.key_of(trip.as_bytes());
+    records.push(Record::new(trip.clone()).key(key).partition(1));
     let positions = broker().produce(&topic, records).await.unwrap();
 
     let levee = setup.spawn(&setup.config("at_least_once", 0), "a");

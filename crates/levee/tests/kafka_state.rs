@@ -61,7 +61,8 @@ async fn produce_keyed(setup: &Setup, lines: &[String], partition: Option<i32>) 
 
 async fn rectify(setup: &Setup, alert_id: &str, status: &str) {
     let body = format!(
-        r#"{{"alert_id":"{alert_id}","status":"{status}","by":"auditor-1","at":"2026-11-01T00:00:00Z"}}"#
+        r#"{{"alert_id":"{alert_id}","status":"{status}","by":"auditor-1","at":"{}"}}"#,
+        rfc3339(test_now())
     );
     broker()
         .produce(&setup.rectification, [Record::new(body).key(alert_id)])
@@ -108,74 +109,96 @@ fn ba101(event_id: &str) -> String {
     levee_engine::alert_id("arrears_snapshot", event_id, "BA-101")
 }
 
-/// An unrectified BA-101 alert climbs a tier once event time passes its
-/// 30 days, and by the wall clock with no new event at all; a rectified one
-/// does not, also when the rectification came before the alert.
+/// Whether `to` is 30 days after `from` (RFC 3339 times; deadlines are
+/// whole seconds, `detected_at` has milliseconds).
+fn thirty_days(from: &Value, to: &Value) -> bool {
+    let t = |v: &Value| at(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")));
+    let secs = (t(to) - t(from)).num_seconds();
+    (30 * 86_400 - 1..=30 * 86_400).contains(&secs)
+}
+
+/// The rectification period runs on the clock that raised the alert: a
+/// backlog event (90 days old) raises BA-101 at tier 1 with `rectify_by`
+/// 30 days after detection, and nothing escalates while levee's clock is
+/// short of that. Restarted with its clock 31 days on, the deadlines
+/// survive the restore and the unrectified alerts escalate by the wall
+/// clock, with no new event; rectified ones do not, also when the
+/// rectification came before the alert.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unrectified_alerts_escalate_rectified_ones_do_not() {
+async fn unrectified_alerts_escalate_on_the_clock_that_raised_them() {
     let setup = Setup::new("escalation").await;
-    let config = setup.config_with("at_least_once", 0, "[state]\ntick_interval_ms = 500\n");
+    let config = setup.config_with("at_least_once", 0, "[state]\ntick_interval_ms = 200\n");
     let mut levee = setup.spawn(&config, "a");
     levee.wait_assigned().await;
 
-    // Event time after the wall clock, so only events move it (partition 0).
-    let t0 = at("2027-01-10T00:00:00Z");
-    let first = [
-        arrears("e-open", "G-open", t0, 45_000, 4),
-        arrears("e-rect", "G-rect", t0, 45_000, 4),
+    let now = test_now();
+    // The backlog first: after the others on its partition it would be late.
+    let events = [
+        arrears("e-backlog", "G-backlog", now - chrono::Duration::days(90), 45_000, 4),
+        arrears("e-open", "G-open", now - chrono::Duration::days(2), 45_000, 4),
+        arrears("e-rect", "G-rect", now - chrono::Duration::days(2), 45_000, 4),
     ];
-    produce_keyed(&setup, &first, Some(0)).await;
-    for id in ["e-open", "e-rect"] {
-        let want = ba101(id);
-        wait_alert(&setup, "BA-101 tier 1", |a| a["alert_id"] == want.as_str()).await;
-    }
-    rectify(&setup, &ba101("e-rect"), "rectified").await;
     // Rectified before its alert exists.
     rectify(&setup, &ba101("e-early"), "dismissed").await;
-    wait_profile(&setup, "G-rect", "rectified", 1).await;
-
-    let later = [
-        arrears(
-            "e-early",
-            "G-early",
-            t0 + chrono::Duration::days(1),
-            45_000,
-            4,
-        ),
-        // 31 days on: the watermark passes e-open's and e-rect's deadline.
-        arrears("e-tick", "G-quiet", t0 + chrono::Duration::days(31), 10, 0),
-        // And past e-early's.
-        arrears("e-tick2", "G-quiet", t0 + chrono::Duration::days(33), 10, 0),
-    ];
-    produce_keyed(&setup, &later, Some(0)).await;
-    let open = ba101("e-open");
-    let escalated = wait_alert(&setup, "escalation of e-open", |a| {
-        a["escalated_from"] == open.as_str()
-    })
-    .await;
-    assert_eq!(escalated["tier"], 2);
-    assert_eq!(escalated["notify"], "branch_leadership");
-    assert_eq!(escalated["subject"], "G-open");
-    assert_eq!(escalated["control_point"], "BA-101");
-    wait_profile(&setup, "G-early", "dismissed", 1).await;
-
-    // By the wall clock: 30 days minus 3 s ago, alone on partition 1.
-    let wall = Utc::now() - chrono::Duration::days(30) + chrono::Duration::seconds(3);
+    produce_keyed(&setup, &events, None).await;
+    let mut raised = Vec::new();
+    for id in ["e-open", "e-rect", "e-backlog"] {
+        let want = ba101(id);
+        raised.push(wait_alert(&setup, "BA-101 tier 1", |a| a["alert_id"] == want.as_str()).await);
+    }
+    for a in &raised {
+        assert_eq!(a["tier"], 1, "{a}");
+        assert!(
+            thirty_days(&a["detected_at"], &a["rectify_by"]),
+            "30 days from detection, not from the event: {a}"
+        );
+        assert!(a["rectify_by"].as_str().unwrap().ends_with("+08:00"), "{a}");
+    }
     produce_keyed(
         &setup,
-        &[arrears("e-wall", "G-wall", wall, 50_000, 5)],
-        Some(1),
+        &[arrears("e-early", "G-early", now - chrono::Duration::days(1), 45_000, 4)],
+        None,
     )
     .await;
-    let wall_id = ba101("e-wall");
-    let started = Instant::now();
-    let escalated = wait_alert(&setup, "wall-clock escalation", |a| {
-        a["escalated_from"] == wall_id.as_str()
-    })
-    .await;
-    assert_eq!(escalated["tier"], 2);
-    eprintln!("wall-clock escalation after {:?}", started.elapsed());
+    let early = ba101("e-early");
+    wait_alert(&setup, "BA-101 of e-early", |a| a["alert_id"] == early.as_str()).await;
+    rectify(&setup, &ba101("e-rect"), "rectified").await;
+    wait_profile(&setup, "G-rect", "rectified", 1).await;
+    wait_profile(&setup, "G-early", "dismissed", 1).await;
 
+    // Several ticks on the clock that raised them: nothing is due yet, the
+    // 90-day-old event included.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let escalated: Vec<_> = setup
+        .alerts()
+        .await
+        .into_iter()
+        .filter(|a| !a["escalated_from"].is_null())
+        .collect();
+    assert!(escalated.is_empty(), "escalated early: {escalated:?}");
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
+
+    // 31 days later: the restored deadlines are due on the wall clock.
+    let later = setup.config_at(
+        "at_least_once",
+        0,
+        "[state]\ntick_interval_ms = 200\n",
+        31 * 86_400,
+    );
+    let mut levee = setup.spawn(&later, "a");
+    levee.wait_log("partition state restored", 1).await;
+    for id in ["e-open", "e-backlog"] {
+        let from = ba101(id);
+        let escalated = wait_alert(&setup, "escalation", |a| a["escalated_from"] == from.as_str()).await;
+        assert_eq!(escalated["tier"], 2);
+        assert_eq!(escalated["notify"], "branch_leadership");
+        assert_eq!(escalated["control_point"], "BA-101");
+        assert!(
+            thirty_days(&escalated["detected_at"], &escalated["rectify_by"]),
+            "the next period starts at the escalation: {escalated}"
+        );
+    }
     // Settle: nothing escalates from the rectified ones.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let alerts = setup.alerts().await;
@@ -185,9 +208,6 @@ async fn unrectified_alerts_escalate_rectified_ones_do_not() {
             "{id} was rectified but escalated"
         );
     }
-    assert!(alerts
-        .iter()
-        .any(|a| a["alert_id"] == ba101("e-early").as_str()));
     let tier2: Vec<_> = alerts
         .iter()
         .filter(|a| a["tier"] == 2 && a["control_point"] == "BA-101")
@@ -197,12 +217,71 @@ async fn unrectified_alerts_escalate_rectified_ones_do_not() {
     assert!(status.success(), "{log}");
 }
 
+/// An event stamped in 2099 in the middle of a stream goes to the DLQ as
+/// `future` and touches nothing: the events after it alert exactly as the
+/// stream without it does, over the broker and in `levee replay`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_from_the_future_is_dead_lettered_and_changes_nothing() {
+    let setup = Setup::new("future").await;
+    let phases = stateful_events("fut", 2);
+    let clean: Vec<String> = phases.concat();
+    let expected = replay(&setup, &clean);
+    // The 2099 snapshot of a customer whose windows are open, between the
+    // two halves: taken into account, it would make every later event of
+    // its partition late and expire the state.
+    let subject = "G-fut-0";
+    let from_2099 = arrears("f-2099", subject, at("2099-01-01T00:00:00Z"), 95_000, 9);
+    let mut stream = phases[0].clone();
+    stream.push(from_2099.clone());
+    stream.extend(phases[1].iter().cloned());
+
+    // Replay: the same alerts, the line reported as `future`.
+    let file = setup.dir.path().join("future.jsonl");
+    std::fs::write(&file, stream.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(LEVEE)
+        .arg("--rules")
+        .arg(&setup.rules)
+        .args(["replay", "--now", &rfc3339(test_now())])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(future)"), "{stderr}");
+    let replayed: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_same(&replayed, &expected);
+
+    // Over the broker: all on one partition, keyed by subject.
+    let config = setup.config("at_least_once", 0);
+    let levee = setup.spawn(&config, "a");
+    produce_keyed(&setup, &stream, Some(0)).await;
+    let got = wait_all(&setup, &expected).await;
+    assert_same(&got, &expected);
+    let deadline = Instant::now() + WAIT;
+    let dead = loop {
+        let dlq = setup.dlq().await;
+        if !dlq.is_empty() || Instant::now() > deadline {
+            break dlq;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(dead.len(), 1, "only the 2099 event is dead-lettered");
+    assert_eq!(dead[0].payload.as_deref(), Some(from_2099.as_bytes()));
+    assert_eq!(dead[0].header("levee.error.kind"), Some(&b"future"[..]));
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
+}
+
 /// Timestamped events of SO-101 (split purchases, 30-day windows), FC-101
 /// (refuels within 24 hours) and CC-101 (arrears over the limit for 60
 /// days), each subject's events spread over `phases` phases, every phase in
 /// event-time order.
 fn stateful_events(tag: &str, phases: usize) -> Vec<Vec<String>> {
-    let base = at("2027-03-01T00:00:00Z");
+    // Long enough ago for every window and duration to play out.
+    let base = test_now() - chrono::Duration::days(150);
     let mut timed: Vec<(DateTime<Utc>, usize, String)> = Vec::new();
     let steps = 6;
     for s in 0..8 {

@@ -6,9 +6,11 @@
 //! - **Clean events** are drawn from the rule tests' quiet events (cases that
 //!   expect no alert) that raise no alert on their own. Each copy gets a new
 //!   `event_id`, a subject from its template's own pool (so subjects recur,
-//!   as real ones do), and is moved by a whole number of weeks, so its time
-//!   of day and weekday stay what its author wrote; every timestamp field
-//!   moves with it.
+//!   as real ones do), and is moved back by a whole number of weeks, so its
+//!   time of day and weekday stay what its author wrote; every timestamp
+//!   field moves with it. Every event lands before `--until` (a fixed
+//!   default, so a seed always gives the same file): the stream is in the
+//!   past, as a replay or a backlog is.
 //! - **Recurrence stays clean.** A quiet event is quiet once; repeated on one
 //!   subject it may be a breach: a second final settlement of one campaign,
 //!   the same invoice number twice, a second write-off within the year, the
@@ -68,6 +70,9 @@ pub struct Args {
     /// How many weeks the stream spans.
     #[arg(long, default_value_t = 52)]
     weeks: i64,
+    /// Every event happens before this time (RFC 3339).
+    #[arg(long, default_value = "2026-11-01T00:00:00+08:00", value_parser = parse_until)]
+    until: DateTime<FixedOffset>,
     /// Where the events go (`-` for stdout).
     #[arg(long, short, default_value = "-")]
     out: String,
@@ -131,10 +136,12 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut events: Vec<(i64, Value)> = Vec::with_capacity(args.events + 64);
     let mut truth: Vec<(String, String, u8)> = Vec::new();
     let (mut n_clean, mut n_breach, mut injected) = (0usize, 0usize, 0usize);
+    let until = args.until.timestamp();
     while events.len() < args.events {
-        let weeks = Duration::weeks(rng.below(args.weeks.max(1) as usize) as i64);
+        let back = rng.below(args.weeks.max(1) as usize) as i64;
         if !t.breaches.is_empty() && rng.chance(p_case) {
             let b = &t.breaches[rng.below(t.breaches.len())];
+            let weeks = back_before(b.events.iter(), until, back);
             injected += 1;
             let mut ids = Vec::new();
             for (i, ev) in b.events.iter().enumerate() {
@@ -151,6 +158,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             let ti = rng.below(t.clean.len());
             let c = &t.clean[ti];
+            let weeks = back_before(std::iter::once(&c.event), until, back);
             n_clean += 1;
             let id = format!("c{n_clean}");
             let pooled = rng.below(args.subjects);
@@ -202,6 +210,26 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         truth.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// How far to move a template's events: back as many whole weeks as put
+/// the latest of them before `until`, and `extra` weeks more.
+fn back_before<'a>(events: impl Iterator<Item = &'a Value>, until: i64, extra: i64) -> Duration {
+    const WEEK: i64 = 7 * 86_400;
+    let latest = events
+        .filter_map(|e| e.get("occurred_at")?.as_str())
+        .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp())
+        .max()
+        .unwrap_or(until);
+    // The smallest whole number of weeks with latest - n weeks < until.
+    let over = latest - until;
+    let n = if over < 0 { 0 } else { over / WEEK + 1 };
+    Duration::weeks(-(n + extra))
+}
+
+fn parse_until(s: &str) -> Result<DateTime<FixedOffset>, String> {
+    DateTime::parse_from_rfc3339(s).map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }
 
 /// Gives an event its new id and subject and moves its timestamps.

@@ -17,9 +17,14 @@ pub struct Args {
     /// JSON-lines files of events (types may be mixed); `-` reads stdin.
     #[arg(default_value = "examples/events.jsonl")]
     files: Vec<String>,
-    /// Fix `detected_at` (RFC 3339), making the output reproducible.
+    /// Fix the clock (RFC 3339): `detected_at`, and the bound on event
+    /// time; makes the output reproducible. Default: the wall clock.
     #[arg(long)]
     now: Option<String>,
+    /// Events stamped further than this ahead of the clock are bad input
+    /// (`future`), as in `levee run` (`state.max_future_skew`).
+    #[arg(long, default_value = "1h", value_parser = parse_skew)]
+    max_future_skew: i64,
     /// Also write every bad line, byte for byte, to this file.
     #[arg(long)]
     dlq: Option<PathBuf>,
@@ -45,15 +50,18 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let Some(graph) = crate::rules::load(rules) else {
         return Ok(ExitCode::FAILURE);
     };
-    let fixed_now = match &args.now {
+    let fixed = match &args.now {
         Some(s) => Some(
             DateTime::parse_from_rfc3339(s)
                 .with_context(|| format!("--now {s:?} is not an RFC 3339 timestamp"))?
-                .with_timezone(&Utc)
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+                .with_timezone(&Utc),
         ),
         None => None,
     };
+    let fixed_now = fixed.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
+    // The bound on event time: the clock when the replay started, and
+    // the skew allowed ahead of it.
+    let bound = (fixed.unwrap_or_else(Utc::now).timestamp(), args.max_future_skew);
     let mut engine = Engine::new(graph);
     // Nothing writes a changelog in a replay.
     engine.state_mut().set_tracking(false);
@@ -88,6 +96,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             shown,
             &mut engine,
             fixed_now.as_deref(),
+            bound,
             args.decisions,
             &mut out,
             &mut dlq,
@@ -130,6 +139,7 @@ fn replay_one(
     name: &str,
     engine: &mut Engine,
     fixed_now: Option<&str>,
+    bound: (i64, i64),
     decisions: bool,
     out: &mut impl Write,
     dlq: &mut Option<BufWriter<File>>,
@@ -160,7 +170,12 @@ fn replay_one(
         }
         // A rectification has no `type`: only a line that fails as an event
         // for that reason is tried as one, keeping the common path cheap.
-        let event = engine.evaluate(body);
+        // An event stamped beyond the bound is refused before it touches
+        // event time or state.
+        let event = engine
+            .decode(body)
+            .and_then(|()| engine.check_future(bound.0, bound.1))
+            .map(|()| engine.run());
         let no_type = matches!(&event, Err(b) if b.kind == levee_engine::BadKind::MissingField
             && b.reason.contains("`type`"));
         let rect = if no_type { rectification(body) } else { None };
@@ -241,4 +256,8 @@ fn replay_one(
 /// line is one.
 fn rectification(body: &[u8]) -> Option<Result<levee_engine::rectify::Rectification, String>> {
     levee_engine::rectify::parse(body)
+}
+
+fn parse_skew(s: &str) -> Result<i64, String> {
+    levee_rules::parse_duration(s)
 }

@@ -16,7 +16,9 @@
 //! | `topics.changelog` | `levee.state-changelog` | state changelog (compacted; as many partitions as the inputs) |
 //! | `state.ttl` | `400d` | forget a subject idle this long (event time) |
 //! | `state.allowed_lateness` | `7d` | events older than the partition's watermark minus this go to the DLQ (`late`) |
-//! | `state.tick_interval_ms` | `1000` | escalate due alerts by the wall clock this often (0: by event time only) |
+//! | `state.max_future_skew` | `1h` | events stamped further ahead of the clock go to the DLQ (`future`) |
+//! | `state.tick_interval_ms` | `1000` | escalate due alerts by the wall clock this often, also without events (0: only when events arrive) |
+//! | `clock.offset` | `0s` | shift levee's clock (`400d`, `-2h`): drills and tests |
 //! | `state.max_pending_rectifications` | `1000000` | rectifications kept for alerts this instance may yet hold |
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
 //! | `rules.reload_interval_secs` | `5` | poll the rule files for changes (0: SIGHUP only) |
@@ -73,7 +75,23 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub log: LogSettings,
     pub state: StateSettings,
+    pub clock: ClockSettings,
     pub http: HttpSettings,
+}
+
+/// The service's clock: see [`super::clock`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSettings {
+    /// Shifts the wall clock: `0s`, `400d`, `-2h`.
+    pub offset: String,
+}
+
+impl ClockSettings {
+    /// `clock.offset` in seconds (validated by [`Settings::validate`]).
+    pub fn offset_secs(&self) -> i64 {
+        super::clock::parse_offset(&self.offset).unwrap_or(0)
+    }
 }
 
 /// Stateful control points: see [`super::state`].
@@ -84,6 +102,8 @@ pub struct StateSettings {
     pub ttl: String,
     /// A duration (`7d`): how far behind its partition's watermark an event may be.
     pub allowed_lateness: String,
+    /// A duration (`1h`): how far ahead of the clock an event may be stamped.
+    pub max_future_skew: String,
     /// Wall-clock escalation tick; 0 turns it off.
     pub tick_interval_ms: u64,
     pub max_pending_rectifications: usize,
@@ -98,6 +118,11 @@ impl StateSettings {
     /// `state.allowed_lateness` in seconds.
     pub fn allowed_lateness_secs(&self) -> i64 {
         levee_rules::compile::parse_duration(&self.allowed_lateness).unwrap_or(7 * 86_400)
+    }
+
+    /// `state.max_future_skew` in seconds.
+    pub fn max_future_skew_secs(&self) -> i64 {
+        levee_rules::compile::parse_duration(&self.max_future_skew).unwrap_or(3600)
     }
 }
 
@@ -316,10 +341,17 @@ impl Settings {
         for (key, value) in [
             ("state.ttl", &self.state.ttl),
             ("state.allowed_lateness", &self.state.allowed_lateness),
+            ("state.max_future_skew", &self.state.max_future_skew),
         ] {
             if let Err(e) = levee_rules::compile::parse_duration(value) {
                 errors.push(format!("{key}: {value:?} is not a duration: {e}"));
             }
+        }
+        if let Err(e) = super::clock::parse_offset(&self.clock.offset) {
+            errors.push(format!(
+                "clock.offset: {:?} is not an offset such as \"0s\", \"400d\" or \"-2h\": {e}",
+                self.clock.offset
+            ));
         }
         for (section, props, reserved) in [
             ("kafka.consumer", &self.kafka.consumer, RESERVED_CONSUMER),

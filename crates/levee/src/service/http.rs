@@ -33,7 +33,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{SecondsFormat, Utc};
 use levee_engine::{Alert, Engine, Source};
 use levee_rules::RuleGraph;
 use serde::Serialize;
@@ -250,7 +249,7 @@ async fn evaluate(
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let (graph, mut engine) = api.engine();
-    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    let now = super::clock::now_rfc3339();
     let response = if first == Some(b'[') {
         match serde_json::from_slice::<Vec<&RawValue>>(&body) {
             Err(e) => error(

@@ -17,6 +17,7 @@
 //! | `levee_end_to_end_seconds` | histogram | |
 //! | `levee_consumer_lag` | gauge | `topic`, `partition` |
 //! | `levee_kafka_errors_total` | counter | `kind` ([`KafkaErrorKind`]) |
+//! | `levee_watermark_clamped_total` | counter | |
 //! | `levee_ruleset_info` | gauge | `version` |
 //! | `levee_ruleset_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `levee_control_points` | gauge | |
@@ -48,6 +49,7 @@ pub const EVALUATE_SECONDS: &str = "levee_evaluate_seconds";
 pub const END_TO_END_SECONDS: &str = "levee_end_to_end_seconds";
 pub const CONSUMER_LAG: &str = "levee_consumer_lag";
 pub const KAFKA_ERRORS_TOTAL: &str = "levee_kafka_errors_total";
+pub const WATERMARK_CLAMPED_TOTAL: &str = "levee_watermark_clamped_total";
 pub const RULESET_INFO: &str = "levee_ruleset_info";
 pub const RULESET_RELOADS_TOTAL: &str = "levee_ruleset_reloads_total";
 pub const CONTROL_POINTS: &str = "levee_control_points";
@@ -66,6 +68,7 @@ pub const NAMES: &[&str] = &[
     END_TO_END_SECONDS,
     CONSUMER_LAG,
     KAFKA_ERRORS_TOTAL,
+    WATERMARK_CLAMPED_TOTAL,
     RULESET_INFO,
     RULESET_RELOADS_TOTAL,
     CONTROL_POINTS,
@@ -97,6 +100,7 @@ pub const DLQ_REASONS: &[&str] = &[
     "unknown_type",
     "missing_field",
     "wrong_type",
+    "future",
     "late",
 ];
 
@@ -216,6 +220,7 @@ struct Metrics {
     end_to_end: Histogram,
     lag: IntGaugeVec,
     kafka_errors: IntCounterVec,
+    clamped: prometheus::IntCounter,
     ruleset_info: IntGaugeVec,
     reloads: IntCounterVec,
     control_points: IntGauge,
@@ -294,6 +299,14 @@ impl Metrics {
                 "Errors talking to Kafka, by kind; librdkafka retries by itself.",
                 &["kind"],
             ),
+            clamped: {
+                #[allow(clippy::expect_used)]
+                prometheus::IntCounter::new(
+                    WATERMARK_CLAMPED_TOTAL,
+                    "Partition watermarks restored from the changelog beyond state.max_future_skew ahead of the clock, clamped to it.",
+                )
+                .expect("a valid metric definition")
+            },
             ruleset_info: gauge_vec(
                 RULESET_INFO,
                 "The ruleset in force: 1, labelled with its content hash.",
@@ -338,6 +351,7 @@ impl Metrics {
             Box::new(m.end_to_end.clone()),
             Box::new(m.lag.clone()),
             Box::new(m.kafka_errors.clone()),
+            Box::new(m.clamped.clone()),
             Box::new(m.ruleset_info.clone()),
             Box::new(m.reloads.clone()),
             Box::new(m.control_points.clone()),
@@ -402,6 +416,11 @@ pub fn render() -> String {
 /// costs more than counting); `event_type` is a type of the rules.
 pub fn events_ok(topic: &str, event_type: &str) -> prometheus::IntCounter {
     METRICS.events.with_label_values(&[topic, event_type, "ok"])
+}
+
+/// A restored watermark was beyond the future bound and clamped.
+pub fn watermark_clamped() {
+    METRICS.clamped.inc();
 }
 
 /// Decoding and evaluating one message took `took`.

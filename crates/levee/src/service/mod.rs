@@ -1,6 +1,7 @@
 //! `levee run`: the Kafka service.
 //!
 //! # Layout
+//! - [`clock`]: the service's clock (the wall clock, shifted by `clock.offset`).
 //! - [`config`]: the settings and their layers (`default.toml`, file, env, flags).
 //! - [`pipeline`]: consumer thread, per-partition tasks, producer, checkpoints
 //!   (at-least-once commits or exactly-once transactions), rebalances.
@@ -12,6 +13,7 @@
 //! - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/v1/evaluate`, `/v1/subjects/{id}`.
 //! - this file: [`run`], which wires them up and shuts them down.
 
+pub mod clock;
 pub mod config;
 pub mod health;
 pub mod http;
@@ -46,6 +48,7 @@ pub struct RulesError {
 /// delivers and commits in-flight work, leaves the group and returns.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = *STARTED.get_or_init(std::time::Instant::now);
+    clock::set_offset(settings.clock.offset_secs());
     metrics::init();
     let rules = Rules::load(settings.rules.dir.clone()).map_err(|diagnostics| RulesError {
         dir: settings.rules.dir.display().to_string(),

@@ -39,8 +39,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
-use chrono::{SecondsFormat, Utc};
-use levee_engine::{Engine, Source, Status};
+use chrono::SecondsFormat;
+use levee_engine::{Clock, Engine, Source, Status};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
@@ -55,6 +55,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use super::clock;
 use super::config::{Delivery, Settings, Topics};
 use super::health::{health, Restoring};
 use super::metrics::{self, KafkaErrorKind};
@@ -322,8 +323,8 @@ enum Work {
     Barrier(oneshot::Sender<anyhow::Result<Option<i64>>>),
     /// A rectification from `topics.rectification`.
     Rectify(Arc<str>, Status),
-    /// Escalate what is due by this wall-clock time (seconds).
-    Tick(i64),
+    /// Escalate what is due by now on the service's clock.
+    Tick,
 }
 
 struct PartitionTask {
@@ -592,7 +593,12 @@ impl Pipeline {
         let (tx, rx) = mpsc::channel(PARTITION_QUEUE);
         let (graph, generation) = self.rules.current();
         let worker = PartitionWorker {
-            engine: Engine::new(graph),
+            engine: {
+                // Rectification periods run on the service's clock.
+                let mut engine = Engine::new(graph);
+                engine.set_clock(Clock::Wall(clock::now_secs()));
+                engine
+            },
             generation,
             rules: Arc::clone(&self.rules),
             producers: Arc::clone(&self.producers),
@@ -621,10 +627,12 @@ impl Pipeline {
                 .checked_sub(EXPIRE_WALL)
                 .unwrap_or_else(Instant::now),
             ok_counters: HashMap::new(),
-            now: rfc3339_now(),
+            now: clock::now_rfc3339(),
+            now_secs: clock::now_secs(),
             now_read: Instant::now(),
             ttl: self.settings.state.ttl_secs(),
             lateness: self.settings.state.allowed_lateness_secs(),
+            future_skew: self.settings.state.max_future_skew_secs(),
         };
         let handle = self.runtime.spawn(worker.run(rx));
         debug!(topic = %tp.0, partition = tp.1, "partition task started");
@@ -958,9 +966,13 @@ struct PartitionWorker {
     /// The wall-clock time (RFC 3339, ms) alerts are detected at, and when
     /// it was read: read again once a millisecond has passed, not per event.
     now: String,
+    /// The same in epoch seconds: deadlines and escalation run on it.
+    now_secs: i64,
     now_read: Instant,
     ttl: i64,
     lateness: i64,
+    /// `state.max_future_skew` in seconds.
+    future_skew: i64,
 }
 
 /// The producers: at-least-once, the changelog and profiles go through one
@@ -1034,10 +1046,6 @@ impl Drop for PartitionWorker {
     }
 }
 
-fn rfc3339_now() -> String {
-    Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 /// The least wall-clock time between two scans for idle subjects: a
 /// backlog of months of events is read in seconds, and a scan per
 /// [`expire_every`] of its event time would still visit every subject
@@ -1108,9 +1116,11 @@ impl PartitionWorker {
                         debug!(alert_id = %id, ?status, topic = %self.tp.0, partition = self.tp.1, "rectification applied");
                     }
                 }
-                Work::Tick(now) => {
-                    let detected = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-                    let escalated = self.engine.tick(now, &detected);
+                Work::Tick => {
+                    // Alerts raised on the service's clock escalate on it.
+                    self.refresh_now();
+                    let now = self.now_secs;
+                    let escalated = self.engine.tick(now, &self.now.clone());
                     for r in self.alert_records(escalated) {
                         self.send(r).await;
                     }
@@ -1242,7 +1252,22 @@ impl PartitionWorker {
         };
         self.restoring = None;
         let subjects = restored.subjects.len();
-        let meta = restored.meta.unwrap_or_default();
+        let mut meta = restored.meta.unwrap_or_default();
+        self.refresh_now();
+        let bound = self.now_secs.saturating_add(self.future_skew);
+        if meta.watermark > bound {
+            // Written before the bound existed, or by an instance whose
+            // clock ran ahead: it would make every later event late.
+            warn!(
+                topic = %self.tp.0,
+                partition = self.tp.1,
+                watermark = meta.watermark,
+                clamped_to = bound,
+                "restored watermark is beyond state.max_future_skew; clamped"
+            );
+            metrics::watermark_clamped();
+            meta.watermark = bound;
+        }
         self.engine
             .restore_subjects(restored.subjects, meta.watermark);
         for (subject, profile) in &self.engine.ledger().profiles {
@@ -1266,20 +1291,25 @@ impl PartitionWorker {
         );
     }
 
-    /// Reads the wall clock into `now` if a millisecond has passed.
+    /// Reads the service's clock into `now` if a millisecond has passed.
     fn refresh_now(&mut self) {
         if self.now_read.elapsed() >= Duration::from_millis(1) {
-            self.now = rfc3339_now();
+            let now = clock::now();
+            self.now = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+            self.now_secs = now.timestamp();
             self.now_read = Instant::now();
+            self.engine.set_clock(Clock::Wall(self.now_secs));
         }
     }
 
-    /// After an event: escalations its event time made due, rectifications
-    /// that came before their alerts, expiry of idle subjects.
+    /// After an event: escalations now due (on the clock that raised the
+    /// alerts, not the event's), rectifications that came before their
+    /// alerts, expiry of idle subjects.
     fn after_event(&mut self) -> Vec<OutRecord> {
         self.refresh_now();
         let watermark = self.engine.watermark();
-        let escalated = self.engine.tick(watermark, &self.now);
+        let now = self.now_secs;
+        let escalated = self.engine.tick(now, &self.now.clone());
         let out = self.alert_records(escalated);
         if watermark.saturating_sub(self.expired_at) >= self.expire_every
             && self.expired_wall.elapsed() >= EXPIRE_WALL
@@ -1428,9 +1458,15 @@ impl PartitionWorker {
         }
     }
 
-    /// Decodes, rejects an event later than the allowed lateness, evaluates.
+    /// Decodes, rejects an event stamped in the future or later than the
+    /// allowed lateness (neither touches event time or state), evaluates.
     fn decode_checked(&mut self, payload: &[u8]) -> Result<levee_engine::EvalStats, Rejected> {
-        if let Err(bad) = self.engine.decode(payload) {
+        self.refresh_now();
+        let checked = self
+            .engine
+            .decode(payload)
+            .and_then(|()| self.engine.check_future(self.now_secs, self.future_skew));
+        if let Err(bad) = checked {
             return Err(Rejected {
                 kind: bad.kind.as_str(),
                 reason: bad.reason,
@@ -1667,8 +1703,7 @@ pub fn consume(
         }
         if !tick_every.is_zero() && last_tick.elapsed() >= tick_every {
             last_tick = Instant::now();
-            let now = Utc::now().timestamp();
-            if let Err(e) = pipeline.broadcast(|| Work::Tick(now)) {
+            if let Err(e) = pipeline.broadcast(|| Work::Tick) {
                 break Err(e);
             }
         }

@@ -20,6 +20,7 @@ use levee_testkit::{
     shared_broker, unique_topic_prefix, KafkaBroker, LeveeProcess, LeveeTopics, ReceivedMessage,
     Record,
 };
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 pub const LEVEE: &str = env!("CARGO_BIN_EXE_levee");
@@ -51,6 +52,8 @@ pub struct Setup {
     pub inputs: BTreeMap<String, String>,
     /// event type → stream name, from the compiled rules.
     pub stream_of: HashMap<String, String>,
+    /// event type → its subject field: the key producers give its events.
+    pub subject_field: HashMap<String, String>,
     /// Its topics (also through `Deref`: `setup.tiers`, `setup.dlq`, …;
     /// the inputs by stream are `inputs` above).
     pub topics: LeveeTopics,
@@ -93,6 +96,12 @@ impl Setup {
                 (t.name.clone(), stream)
             })
             .collect();
+        let subject_field = compiled
+            .graph
+            .event_types
+            .iter()
+            .map(|t| (t.name.clone(), t.fields[t.subject as usize].name.clone()))
+            .collect();
         Setup {
             dir: tempfile::tempdir().unwrap(),
             group: format!("{prefix}.group"),
@@ -100,6 +109,7 @@ impl Setup {
             rules,
             inputs,
             stream_of,
+            subject_field,
             topics,
         }
     }
@@ -112,6 +122,14 @@ impl Setup {
 
     /// [`Setup::config`] with `extra` TOML (sections) appended.
     pub fn config_with(&self, delivery: &str, reload_secs: u64, extra: &str) -> PathBuf {
+        self.config_at(delivery, reload_secs, extra, 0)
+    }
+
+    /// [`Setup::config_with`] for a levee whose clock runs `ahead` seconds
+    /// after the tests' clock ([`test_now`]).
+    pub fn config_at(&self, delivery: &str, reload_secs: u64, extra: &str, ahead: i64) -> PathBuf {
+        let offset = clock_offset() + ahead;
+        let extra = format!("{extra}\n[clock]\noffset = \"{offset}s\"\n");
         let text = self.topics.settings(
             &broker().bootstrap_servers(),
             delivery,
@@ -119,7 +137,7 @@ impl Setup {
             &self.rules,
             reload_secs,
             KAFKA_SETTINGS,
-            extra,
+            &extra,
         );
         static CONFIGS: AtomicUsize = AtomicUsize::new(0);
         let n = CONFIGS.fetch_add(1, Ordering::Relaxed);
@@ -147,12 +165,22 @@ impl Setup {
         self.inputs[stream].clone()
     }
 
-    /// Produces good events (JSON lines) to their topics, keyed by event id.
+    /// The Kafka key of an event: its subject field's value, as
+    /// production keys events.
+    pub fn key_of(&self, event: &[u8]) -> String {
+        let v: Value = serde_json::from_slice(event).unwrap();
+        let field = &self.subject_field[v["type"].as_str().unwrap()];
+        match &v[field.as_str()] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// Produces good events (JSON lines) to their topics, keyed by subject.
     pub async fn produce_events(&self, lines: &[String]) {
         let mut by_topic: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         for line in lines {
-            let v: Value = serde_json::from_str(line).unwrap();
-            let key = v["event_id"].as_str().unwrap().to_owned();
+            let key = self.key_of(line.as_bytes());
             by_topic
                 .entry(self.topic_of(line.as_bytes()))
                 .or_default()
@@ -314,7 +342,7 @@ pub fn replay(setup: &Setup, lines: &[String]) -> AlertSet {
     let out = Command::new(LEVEE)
         .arg("--rules")
         .arg(&setup.rules)
-        .args(["replay", "--now", "2026-01-01T00:00:00Z"])
+        .args(["replay", "--now", &rfc3339(test_now())])
         .arg(&file)
         .output()
         .unwrap();
@@ -345,20 +373,51 @@ pub fn example_events() -> (Vec<String>, Vec<String>) {
         .partition(|l| engine.evaluate(l.as_bytes()).is_ok())
 }
 
+/// Seconds the tests' clock runs ahead of the machine's:
+/// `LEVEE_TEST_CLOCK_OFFSET` (`400d`; default none). The suite passes on
+/// any day: run it with the clock moved to see that it does.
+pub fn clock_offset() -> i64 {
+    match std::env::var("LEVEE_TEST_CLOCK_OFFSET") {
+        Ok(s) if !s.trim().is_empty() => levee_rules::parse_duration(&s)
+            .unwrap_or_else(|e| panic!("LEVEE_TEST_CLOCK_OFFSET={s:?}: {e}")),
+        _ => 0,
+    }
+}
+
+/// The tests' now: the machine's clock moved by [`clock_offset`]. Test
+/// events are dated from it, never from a fixed date.
+pub fn test_now() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::seconds(clock_offset())
+}
+
+/// RFC 3339, seconds, UTC.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `t` written in Beijing time (`+08:00`), as the operator's systems do.
+pub fn beijing(t: DateTime<Utc>) -> String {
+    let zone = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    t.with_timezone(&zone).to_rfc3339_opts(SecondsFormat::Secs, false)
+}
+
 /// Generated trips and arrears snapshots, `n` of each, ids tagged with `tag`;
-/// about a third of them breach VF-001 or BA-001.
+/// about a third of them breach VF-001 or BA-001. Dated days before
+/// [`test_now`].
 pub fn generated_events(tag: &str, n: usize) -> Vec<String> {
     let mut out = Vec::with_capacity(2 * n);
+    let trip_at = beijing(test_now() - chrono::Duration::days(3));
+    let snapshot_at = rfc3339(test_now() - chrono::Duration::days(5));
     for i in 0..n {
         let fuel = 8.0 + (i % 9) as f64; // standard 10 per 100 km over 100 km
         out.push(format!(
-            r#"{{"event_id":"trip-{tag}-{i}","type":"trip","occurred_at":"2026-11-02T09:15:00+08:00","branch":"wuhan","vehicle_id":"V-{tag}-{v}","driver_id":"D-{i}","distance_km":100,"fuel_used_l":{fuel},"standard_l_per_100km":10}}"#,
+            r#"{{"event_id":"trip-{tag}-{i}","type":"trip","occurred_at":"{trip_at}","branch":"wuhan","vehicle_id":"V-{tag}-{v}","driver_id":"D-{i}","distance_km":100,"fuel_used_l":{fuel},"standard_l_per_100km":10}}"#,
             v = i % 7
         ));
         let arrears = 60_000 + (i % 5) * 15_000;
         let months = 3 + i % 6;
         out.push(format!(
-            r#"{{"event_id":"arrears-{tag}-{i}","type":"arrears_snapshot","occurred_at":"2026-10-31T23:00:00Z","branch":"wuhan","group_customer_id":"GC-{tag}-{i}","customer_manager_id":"CM-{m}","arrears_cny":{arrears},"overdue_months":{months}}}"#,
+            r#"{{"event_id":"arrears-{tag}-{i}","type":"arrears_snapshot","occurred_at":"{snapshot_at}","branch":"wuhan","group_customer_id":"GC-{tag}-{i}","customer_manager_id":"CM-{m}","arrears_cny":{arrears},"overdue_months":{months}}}"#,
             m = i % 4
         ));
     }
