@@ -569,7 +569,11 @@ impl Engine {
             Clock::EventTime => self.env.occurred.map_or(0, |t| t.timestamp()),
             Clock::Wall(now) => now,
         };
-        let due = cp.escalate_after.map(|p| self.deadline(p, raised));
+        // Tier 3 is the last: it has no deadline to escalate at.
+        let due = cp
+            .escalate_after
+            .filter(|_| hit.tier < 3)
+            .map(|p| self.deadline(p, raised));
         if let Some((_, by)) = &due {
             alert.rectify_by = Some(by.clone());
         }
@@ -611,16 +615,37 @@ impl Engine {
         detected_at: &str,
     ) -> Result<Processed, BadInput> {
         let stats = self.evaluate(bytes)?;
+        Ok(self.processed(stats, source, detected_at))
+    }
+
+    /// [`Engine::process`] for a caller with a clock (`now`, seconds): an
+    /// event stamped more than `max_skew` seconds after it is refused
+    /// ([`BadKind::Future`]) before it touches event time or state.
+    pub fn process_bounded(
+        &mut self,
+        bytes: &[u8],
+        source: &Source,
+        detected_at: &str,
+        (now, max_skew): (i64, i64),
+    ) -> Result<Processed, BadInput> {
+        self.decode(bytes)?;
+        self.check_future(now, max_skew)?;
+        let stats = self.run();
+        Ok(self.processed(stats, source, detected_at))
+    }
+
+    /// The alerts and verdict of the event just evaluated.
+    fn processed(&self, stats: EvalStats, source: &Source, detected_at: &str) -> Processed {
         let alerts = self
             .hits
             .iter()
             .map(|h| self.alert(*h, source, detected_at))
             .collect();
-        Ok(Processed {
+        Processed {
             alerts,
             verdict: self.verdict(),
             stats,
-        })
+        }
     }
 
     /// The value of a slot of an event type's buffer after the last
@@ -633,7 +658,8 @@ impl Engine {
 /// Epoch seconds as RFC 3339 in the business time zone (UTC+08:00).
 fn business_time(secs: i64) -> String {
     use chrono::{FixedOffset, SecondsFormat, TimeZone};
-    let zone = FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
+    let zone = FixedOffset::east_opt(8 * 3600)
+        .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
     zone.timestamp_opt(secs, 0)
         .single()
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))

@@ -39,7 +39,9 @@ fn a_service_day(today: DateTime<Utc>) -> Vec<(i64, Alert)> {
         arrears("backlog", "G1", today - Duration::days(90)),
         arrears("fresh", "G2", today - Duration::hours(1)),
     ] {
-        let p = engine.process(line.as_bytes(), &source, &rfc3339(today)).unwrap();
+        let p = engine
+            .process(line.as_bytes(), &source, &rfc3339(today))
+            .unwrap();
         out.extend(p.alerts.into_iter().map(|a| (0, a)));
     }
     for day in 1..=61 {
@@ -89,7 +91,11 @@ fn a_backlog_alert_starts_at_tier_1_and_escalates_30_days_after_detection() {
                 // Deadlines are whole seconds; detected_at has milliseconds.
                 let secs = (by - detected).num_seconds();
                 assert!((30 * 86_400 - 1..=30 * 86_400).contains(&secs), "{a:?}");
-                assert_eq!(by.offset().local_minus_utc(), 8 * 3600, "business time zone");
+                assert_eq!(
+                    by.offset().local_minus_utc(),
+                    8 * 3600,
+                    "business time zone"
+                );
             }
             None => assert_eq!((*day, a.tier), (60, 3), "only tier 3 has no deadline"),
         }

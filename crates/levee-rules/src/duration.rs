@@ -11,8 +11,8 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     let n: i64 = n
         .parse()
         .map_err(|_| "a duration starts with a whole number (e.g. 30d)".to_owned())?;
-    let mult = unit_seconds(unit)
-        .ok_or_else(|| format!("unknown unit `{unit}`: use s, m, h, d or w"))?;
+    let mult =
+        unit_seconds(unit).ok_or_else(|| format!("unknown unit `{unit}`: use s, m, h, d or w"))?;
     if n <= 0 {
         return Err("a duration must be positive".to_owned());
     }

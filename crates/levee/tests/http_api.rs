@@ -282,6 +282,9 @@ async fn bad_requests_get_precise_statuses() {
         .remove("contract_value_cny");
     let mut wrong = payment("P3", 1.0);
     wrong["amount_cny"] = json!("a lot");
+    // Stamped in 2099: refused as the stream refuses it.
+    let mut future = payment("P4", 1.0);
+    future["occurred_at"] = json!("2099-01-01T00:00:00+08:00");
     let cases: Vec<(Vec<u8>, &str, &str)> = vec![
         (b"{not json".to_vec(), "not_json", "not valid JSON"),
         (b"42".to_vec(), "not_object", "JSON object"),
@@ -292,6 +295,7 @@ async fn bad_requests_get_precise_statuses() {
         ),
         (serde_json::to_vec(&missing).unwrap(), "missing_field", "contract_value_cny"),
         (serde_json::to_vec(&wrong).unwrap(), "wrong_type", "amount_cny"),
+        (serde_json::to_vec(&future).unwrap(), "future", "2099-01-01"),
     ];
     for (body, kind, names) in &cases {
         let r = post(addr, body);

@@ -100,9 +100,15 @@ async fn kcat_events_become_alerts_on_each_tier_topic() {
         }
         assert!(
             Instant::now() < deadline,
-            "alerts missing: got {} of {}",
+            "alerts missing: got {} of {}, e.g. {:?}",
             keys.len(),
-            expected.len()
+            expected.len(),
+            expected
+                .iter()
+                .filter(|(k, _)| !keys.contains_key(*k))
+                .map(|(_, a)| format!("{} {} {}", a["control_point"], a["event_id"], a["tier"]))
+                .take(5)
+                .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };

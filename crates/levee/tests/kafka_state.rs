@@ -134,9 +134,27 @@ async fn unrectified_alerts_escalate_on_the_clock_that_raised_them() {
     let now = test_now();
     // The backlog first: after the others on its partition it would be late.
     let events = [
-        arrears("e-backlog", "G-backlog", now - chrono::Duration::days(90), 45_000, 4),
-        arrears("e-open", "G-open", now - chrono::Duration::days(2), 45_000, 4),
-        arrears("e-rect", "G-rect", now - chrono::Duration::days(2), 45_000, 4),
+        arrears(
+            "e-backlog",
+            "G-backlog",
+            now - chrono::Duration::days(90),
+            45_000,
+            4,
+        ),
+        arrears(
+            "e-open",
+            "G-open",
+            now - chrono::Duration::days(2),
+            45_000,
+            4,
+        ),
+        arrears(
+            "e-rect",
+            "G-rect",
+            now - chrono::Duration::days(2),
+            45_000,
+            4,
+        ),
     ];
     // Rectified before its alert exists.
     rectify(&setup, &ba101("e-early"), "dismissed").await;
@@ -156,12 +174,21 @@ async fn unrectified_alerts_escalate_on_the_clock_that_raised_them() {
     }
     produce_keyed(
         &setup,
-        &[arrears("e-early", "G-early", now - chrono::Duration::days(1), 45_000, 4)],
+        &[arrears(
+            "e-early",
+            "G-early",
+            now - chrono::Duration::days(1),
+            45_000,
+            4,
+        )],
         None,
     )
     .await;
     let early = ba101("e-early");
-    wait_alert(&setup, "BA-101 of e-early", |a| a["alert_id"] == early.as_str()).await;
+    wait_alert(&setup, "BA-101 of e-early", |a| {
+        a["alert_id"] == early.as_str()
+    })
+    .await;
     rectify(&setup, &ba101("e-rect"), "rectified").await;
     wait_profile(&setup, "G-rect", "rectified", 1).await;
     wait_profile(&setup, "G-early", "dismissed", 1).await;
@@ -190,7 +217,10 @@ async fn unrectified_alerts_escalate_on_the_clock_that_raised_them() {
     levee.wait_log("partition state restored", 1).await;
     for id in ["e-open", "e-backlog"] {
         let from = ba101(id);
-        let escalated = wait_alert(&setup, "escalation", |a| a["escalated_from"] == from.as_str()).await;
+        let escalated = wait_alert(&setup, "escalation", |a| {
+            a["escalated_from"] == from.as_str()
+        })
+        .await;
         assert_eq!(escalated["tier"], 2);
         assert_eq!(escalated["notify"], "branch_leadership");
         assert_eq!(escalated["control_point"], "BA-101");

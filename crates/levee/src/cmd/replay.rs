@@ -61,7 +61,10 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let fixed_now = fixed.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
     // The bound on event time: the clock when the replay started, and
     // the skew allowed ahead of it.
-    let bound = (fixed.unwrap_or_else(Utc::now).timestamp(), args.max_future_skew);
+    let bound = (
+        fixed.unwrap_or_else(Utc::now).timestamp(),
+        args.max_future_skew,
+    );
     let mut engine = Engine::new(graph);
     // Nothing writes a changelog in a replay.
     engine.state_mut().set_tracking(false);

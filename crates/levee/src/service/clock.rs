@@ -71,6 +71,9 @@ mod tests {
         set_offset(400 * 86_400);
         let ahead = now_secs() - Utc::now().timestamp();
         set_offset(0);
-        assert!((400 * 86_400 - 1..=400 * 86_400 + 1).contains(&ahead), "{ahead}");
+        assert!(
+            (400 * 86_400 - 1..=400 * 86_400 + 1).contains(&ahead),
+            "{ahead}"
+        );
     }
 }

@@ -51,6 +51,8 @@ struct Api {
     /// `Bearer <token>`, if a token is configured.
     bearer: Option<String>,
     max_batch: usize,
+    /// `state.max_future_skew` in seconds.
+    max_future_skew: i64,
     /// What-if engines, re-used across requests (an engine's buffers are
     /// sized for the whole ruleset: building one per request would cost more
     /// than evaluating).
@@ -71,9 +73,12 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
 }
 
 /// The routes, over the rules in force.
-pub fn router(settings: &HttpSettings, rules: Arc<Rules>) -> Router {
+/// `max_future_skew` (seconds): events stamped further ahead of the clock
+/// are refused as `future`, as the stream refuses them.
+pub fn router(settings: &HttpSettings, max_future_skew: i64, rules: Arc<Rules>) -> Router {
     let api = Arc::new(Api {
         rules,
+        max_future_skew,
         bearer: (!settings.token.is_empty()).then(|| format!("Bearer {}", settings.token)),
         max_batch: settings.max_batch,
         engines: Mutex::new(Vec::new()),
@@ -250,6 +255,9 @@ async fn evaluate(
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let (graph, mut engine) = api.engine();
     let now = super::clock::now_rfc3339();
+    let bound = (super::clock::now_secs(), api.max_future_skew);
+    // Deadlines as the stream would set them, from now.
+    engine.set_clock(levee_engine::Clock::Wall(bound.0));
     let response = if first == Some(b'[') {
         match serde_json::from_slice::<Vec<&RawValue>>(&body) {
             Err(e) => error(
@@ -278,7 +286,7 @@ async fn evaluate(
                 };
                 let mut failed = None;
                 for (i, raw) in events.iter().enumerate() {
-                    match evaluate_one(&mut engine, &graph, raw.get().as_bytes(), &now) {
+                    match evaluate_one(&mut engine, &graph, raw.get().as_bytes(), &now, bound) {
                         Ok(e) => {
                             if e.verdict == "block" {
                                 batch.verdict = "block";
@@ -305,7 +313,7 @@ async fn evaluate(
             }
         }
     } else {
-        match evaluate_one(&mut engine, &graph, &body, &now) {
+        match evaluate_one(&mut engine, &graph, &body, &now, bound) {
             Ok(e) => Json(e).into_response(),
             Err(r) => bad_input(None, r),
         }
@@ -333,8 +341,9 @@ fn evaluate_one(
     graph: &RuleGraph,
     bytes: &[u8],
     now: &str,
+    bound: (i64, i64),
 ) -> Result<Evaluation, levee_engine::BadInput> {
-    let processed = engine.process(bytes, &Source::Http { http: true }, now)?;
+    let processed = engine.process_bounded(bytes, &Source::Http { http: true }, now, bound)?;
     let mut control_points: Vec<String> = processed
         .alerts
         .iter()

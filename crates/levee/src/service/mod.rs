@@ -66,7 +66,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     }
     let http_server = tokio::spawn(http::serve(
         listener,
-        http::router(&settings.http, Arc::clone(&rules)),
+        http::router(
+            &settings.http,
+            settings.state.max_future_skew_secs(),
+            Arc::clone(&rules),
+        ),
         std::future::pending(),
     ));
 
