@@ -3,8 +3,8 @@
 # every INTERVAL seconds, `levee gen` writes a fresh batch of events (clean
 # ones and injected breaches, from the rule tests), and kcat sends each to
 # its type's topic keyed by its subject, as rules/schemas say (stream,
-# subject) and contract.md asks. Each round also sends one line that is not
-# JSON and one event of an unknown type: levee routes both to events.dlq.
+# subject) and docs/contract.md asks. Each round also sends one line that is
+# not JSON and one event of an unknown type: levee routes both to events.dlq.
 #
 # Environment:
 #   BROKERS         kafka:9092

@@ -1,4 +1,4 @@
-//! Alerts and verdicts: what levee emits, in contract.md's shape.
+//! Alerts and verdicts: what levee emits, in docs/contract.md's shape.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -1,4 +1,4 @@
-//! Rectification messages (`events.rectification`, contract.md).
+//! Rectification messages (`events.rectification`, docs/contract.md).
 
 use crate::state::Status;
 use serde::Deserialize;

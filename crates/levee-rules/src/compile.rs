@@ -27,7 +27,7 @@ pub struct Compiled {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Default notify roles of tiers 2 and 3 (contract.md).
+/// Default notify roles of tiers 2 and 3 (docs/contract.md).
 pub fn default_notify(tier: u8) -> Option<&'static str> {
     match tier {
         2 => Some("branch_leadership"),

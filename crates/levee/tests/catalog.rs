@@ -1,5 +1,5 @@
 //! The reference catalog: 581 control points in the 20 domains of the
-//! operator's four event streams (domain.md), each distinct, each tested.
+//! operator's four event streams (docs/domain.md), each distinct, each tested.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -10,7 +10,7 @@
 //! | `kafka.commit_interval_ms` | `1000` | offset commit / transaction interval |
 //! | `[kafka.consumer]`, `[kafka.producer]` | | librdkafka properties, passed through |
 //! | `topics.inputs` | the four `events.*` | input topics (env: comma-separated) |
-//! | `topics.tier1` … `tier3`, `decisions`, `dlq` | contract.md's names | output topics |
+//! | `topics.tier1` … `tier3`, `decisions`, `dlq` | docs/contract.md's names | output topics |
 //! | `topics.rectification` | `events.rectification` | rectifications (input; every instance reads all of it) |
 //! | `topics.profiles` | `profiles` | subject profiles (output, compacted) |
 //! | `topics.changelog` | `levee.state-changelog` | state changelog (compacted; as many partitions as the inputs) |
