@@ -110,12 +110,13 @@ impl Drop for Prometheus {
     }
 }
 
-/// Runs `promtool` with `args` and `stdin`; `None` if promtool is absent.
-fn promtool(args: &[&str], stdin: &[u8]) -> Option<(bool, String)> {
-    if !http::have("promtool") {
-        eprintln!("promtool is not installed (Debian: apt-get install prometheus): skipped");
-        return None;
-    }
+/// Runs `promtool` with `args` and `stdin`: whether it succeeded, and its
+/// output. Fails the test if promtool is not installed.
+fn promtool(args: &[&str], stdin: &[u8]) -> (bool, String) {
+    assert!(
+        http::have("promtool"),
+        "promtool is not installed: apt-get install prometheus (.ci/run does)"
+    );
     let mut child = Command::new("promtool")
         .args(args)
         .current_dir(support::workspace())
@@ -131,15 +132,15 @@ fn promtool(args: &[&str], stdin: &[u8]) -> Option<(bool, String)> {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    Some((out.status.success(), text))
+    (out.status.success(), text)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_reads_back_what_was_produced() {
-    if !http::have("prometheus") {
-        eprintln!("prometheus is not installed (Debian: apt-get install prometheus): skipped");
-        return;
-    }
+    assert!(
+        http::have("prometheus"),
+        "the Prometheus server is not installed: apt-get install prometheus (.ci/run does)"
+    );
     let setup = Setup::new("prometheus").await;
     let config = http_config(&setup, "");
     let mut levee = setup.spawn(&config, "prom");
@@ -265,27 +266,23 @@ async fn prometheus_reads_back_what_was_produced() {
         .header("content-type")
         .unwrap()
         .starts_with("text/plain; version=0.0.4"));
-    if let Some((ok, out)) = promtool(&["check", "metrics"], &text.body) {
-        assert!(ok, "promtool check metrics:\n{out}\n{}", text.text());
-    }
+    let (ok, out) = promtool(&["check", "metrics"], &text.body);
+    assert!(ok, "promtool check metrics:\n{out}\n{}", text.text());
     let (status, log) = levee.terminate().await;
     assert!(status.success(), "{log}");
 }
 
 #[test]
 fn promtool_accepts_the_alerting_rules_and_their_tests() {
-    let Some((ok, out)) = promtool(
+    let (ok, out) = promtool(
         &["check", "rules", "deploy/prometheus/levee-rules.yml"],
         b"",
-    ) else {
-        return;
-    };
+    );
     assert!(ok, "promtool check rules:\n{out}");
     let (ok, out) = promtool(
         &["test", "rules", "deploy/prometheus/levee-rules.test.yml"],
         b"",
-    )
-    .unwrap();
+    );
     assert!(ok, "promtool test rules:\n{out}");
 }
 
