@@ -496,6 +496,10 @@ impl Engine {
             ruleset_version: g.version.clone(),
             message,
             evidence,
+            calendar: cp
+                .reads_calendar
+                .then(|| self.env.calendar.label().map(str::to_owned))
+                .flatten(),
             escalated_from: None,
         };
         if self.record {

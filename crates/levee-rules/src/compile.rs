@@ -55,6 +55,13 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         }
     }
 
+    let calendar = crate::calendar::from_rule_files(
+        parsed
+            .iter()
+            .filter_map(|(f, rf)| rf.calendar.as_ref().map(|c| (*f, c))),
+        &mut diags,
+    );
+
     // Lists, shared by all event types.
     let mut list_defs: Vec<ConstList> = Vec::new();
     let mut list_index: FastMap<String, u32> = FastMap::default();
@@ -278,6 +285,11 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             n_fields: fields.len() as u32,
             nodes,
         };
+        for &c in &cp_indices {
+            let cp = &control_points[c as usize];
+            let reads = crate::calendar::reads_calendar(&program, &aggregates, cp);
+            control_points[c as usize].reads_calendar = reads;
+        }
         let plan = crate::plan::plan(
             &program,
             &aggregates,
@@ -312,6 +324,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             type_index,
             control_points,
             lists: list_defs,
+            calendar,
         },
         warnings: diags,
     })
@@ -594,6 +607,7 @@ fn compile_cp(
         hold_for,
         suppress,
         escalate_after,
+        reads_calendar: false,
     })
 }
 
