@@ -11,7 +11,7 @@ use chrono::{Datelike, NaiveDate, Weekday};
 use chrono_tz::Tz;
 
 use super::{statutory, Calendar, Notice};
-use crate::diag::{did_you_mean, Diagnostic};
+use crate::diag::{levenshtein, Diagnostic};
 use crate::load::SourceFile;
 use crate::model::{CalendarDef, HolidayDef};
 
@@ -49,8 +49,13 @@ pub(crate) fn from_rule_files<'a>(
                             "unknown time zone `{name}`: the business time zone is an IANA \
                              name such as Asia/Shanghai"
                         );
-                        let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
-                        if let Some(s) = did_you_mean(name, names) {
+                        // Only a typo's distance: `Asia/Wuhan` is not `Asia/Amman`.
+                        let close = chrono_tz::TZ_VARIANTS
+                            .iter()
+                            .map(|t| (levenshtein(name, t.name()), t.name()))
+                            .filter(|(d, _)| *d <= 2)
+                            .min();
+                        if let Some((_, s)) = close {
                             msg.push_str(&format!("; did you mean `{s}`?"));
                         }
                         diags.push(error(msg, "time_zone"));
