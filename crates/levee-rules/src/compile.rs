@@ -55,13 +55,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         }
     }
 
-    let calendar = crate::calendar::from_rule_files(
-        parsed
-            .iter()
-            .filter_map(|(f, rf)| rf.calendar.as_ref().map(|c| (*f, c))),
-        &mut diags,
-    );
-
+    let calendar = crate::calendar::from_rule_files(&parsed, &mut diags);
     // Lists, shared by all event types.
     let mut list_defs: Vec<ConstList> = Vec::new();
     let mut list_index: FastMap<String, u32> = FastMap::default();
@@ -285,11 +279,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             n_fields: fields.len() as u32,
             nodes,
         };
-        for &c in &cp_indices {
-            let cp = &control_points[c as usize];
-            let reads = crate::calendar::reads_calendar(&program, &aggregates, cp);
-            control_points[c as usize].reads_calendar = reads;
-        }
+        crate::calendar::mark_readers(&program, &aggregates, &cp_indices, &mut control_points);
         let plan = crate::plan::plan(
             &program,
             &aggregates,

@@ -13,7 +13,7 @@ use chrono_tz::Tz;
 use super::{statutory, Calendar, Notice};
 use crate::diag::{levenshtein, Diagnostic};
 use crate::load::SourceFile;
-use crate::model::{CalendarDef, HolidayDef};
+use crate::model::{HolidayDef, RuleFile};
 
 /// The 1-based line of the first line of `text` that contains `needle`.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
@@ -22,10 +22,13 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 
 /// The calendar the rule files declare (Asia/Shanghai and no notice where
 /// they declare none). Errors and warnings go to `diags`.
-pub(crate) fn from_rule_files<'a>(
-    files: impl IntoIterator<Item = (&'a SourceFile, &'a CalendarDef)>,
+pub(crate) fn from_rule_files(
+    files: &[(&SourceFile, RuleFile)],
     diags: &mut Vec<Diagnostic>,
 ) -> Calendar {
+    let files = files
+        .iter()
+        .filter_map(|(f, rf)| rf.calendar.as_ref().map(|c| (*f, c)));
     let mut zone: Option<(Tz, &str)> = None;
     let mut years: BTreeMap<i32, &str> = BTreeMap::new();
     let mut notices = Vec::new();

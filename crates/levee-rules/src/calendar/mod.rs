@@ -352,14 +352,25 @@ impl Calendar {
     }
 }
 
+/// Sets `reads_calendar` of the control points `indices` of one event type.
+pub(crate) fn mark_readers(
+    program: &Program,
+    aggregates: &[Aggregate],
+    indices: &[u32],
+    control_points: &mut [ControlPoint],
+) {
+    for &c in indices {
+        if let Some(cp) = control_points.get(c as usize) {
+            let reads = reads_calendar(program, aggregates, cp);
+            control_points[c as usize].reads_calendar = reads;
+        }
+    }
+}
+
 /// Whether a control point's conditions read `occurred_workday` or
 /// `occurred_holiday`: its `when` and tiers, through derived values and
 /// through the `of` and `where` of the aggregates they read.
-pub(crate) fn reads_calendar(
-    program: &Program,
-    aggregates: &[Aggregate],
-    cp: &ControlPoint,
-) -> bool {
+fn reads_calendar(program: &Program, aggregates: &[Aggregate], cp: &ControlPoint) -> bool {
     let is_calendar = |s: Slot| s == WORKDAY_SLOT || s == HOLIDAY_SLOT;
     let roots: Vec<Slot> = std::iter::once(cp.when)
         .chain(cp.tiers.iter().filter_map(|t| t.when))

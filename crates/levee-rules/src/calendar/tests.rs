@@ -30,12 +30,7 @@ fn build(files: &[(&str, &str)]) -> (Calendar, Vec<String>) {
         .map(|f| (f, serde_norway::from_str(&f.text).unwrap()))
         .collect();
     let mut diags = Vec::new();
-    let cal = from_rule_files(
-        parsed
-            .iter()
-            .filter_map(|(f, rf)| rf.calendar.as_ref().map(|c| (*f, c))),
-        &mut diags,
-    );
+    let cal = from_rule_files(&parsed, &mut diags);
     (cal, diags.iter().map(|d| d.to_string()).collect())
 }
 
