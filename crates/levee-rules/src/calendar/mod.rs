@@ -130,7 +130,7 @@ pub(crate) struct Notice {
 
 /// The business time zone and working calendar of a rule set (see the
 /// module doc). Immutable once compiled; day lookups are an array index.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Calendar {
     zone: Tz,
     /// Days since 1970-01-01 of the first day of `days`.
@@ -139,6 +139,22 @@ pub struct Calendar {
     days: Vec<u8>,
     /// Years whose notice is in the rules, ascending.
     published: Vec<i32>,
+}
+
+impl std::fmt::Debug for Calendar {
+    /// The zone, the notices and the span of days, not every day.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let span = |d: i64| date_of(d).map(|d| d.to_string()).unwrap_or_default();
+        f.debug_struct("Calendar")
+            .field("time_zone", &self.time_zone())
+            .field("published", &self.published)
+            .field("first_day", &span(self.first_day))
+            .field(
+                "last_day",
+                &span(self.first_day + self.days.len() as i64 - 1),
+            )
+            .finish()
+    }
 }
 
 impl Default for Calendar {

@@ -179,6 +179,11 @@ fn the_time_zone_is_the_declared_one() {
         "2026-01-01T01:00:00+01:00"
     );
     assert_eq!(Calendar::default().time_zone(), DEFAULT_TIME_ZONE);
+    assert_eq!(
+        format!("{:?}", shipped()),
+        "Calendar { time_zone: \"Asia/Shanghai\", published: [2025, 2026], \
+         first_day: \"2014-01-01\", last_day: \"2100-12-31\" }"
+    );
 }
 
 #[test]
