@@ -41,6 +41,10 @@ pub struct Alert {
     pub ruleset_version: String,
     pub message: String,
     pub evidence: serde_json::Map<String, serde_json::Value>,
+    /// `provisional` (or `unknown`) where the control point read the
+    /// working calendar on a day of a year whose notice is not in the rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escalated_from: Option<String>,
     /// The end of the rectification period (RFC 3339 in the business time

@@ -5,10 +5,11 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, FixedOffset, Timelike};
+use chrono::{DateTime, FixedOffset};
+use levee_rules::calendar::Basis;
 use levee_rules::graph::EventType;
 use levee_rules::model::FieldType;
-use levee_rules::RuleGraph;
+use levee_rules::{Calendar, RuleGraph};
 use std::borrow::Cow;
 
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -84,6 +85,8 @@ pub struct Envelope {
     pub occurred_at: String,
     pub occurred: Option<DateTime<FixedOffset>>,
     pub branch: String,
+    /// What the working calendar of the event's day rests on.
+    pub calendar: Basis,
 }
 
 /// One JSON value as the decoder needs it: scalars (strings borrowed where
@@ -294,7 +297,7 @@ pub fn decode<'b>(
         ));
     };
     let slots = buffer_for(ti);
-    fill(et, &entries, slots, env)?;
+    fill(et, &graph.calendar, &entries, slots, env)?;
     env.type_index = ti;
     env.event_type.clear();
     env.event_type.push_str(type_name);
@@ -381,6 +384,7 @@ fn required_str<'e>(
 
 fn fill(
     et: &EventType,
+    calendar: &Calendar,
     entries: &[(Cow<'_, str>, Json<'_>)],
     slots: &mut [Val],
     env: &mut Envelope,
@@ -398,9 +402,18 @@ fn fill(
     })?;
     slots[0].set_str(event_id);
     slots[1].set_str(branch);
-    slots[2] = Val::Int(occurred.timestamp());
-    slots[3] = Val::Int(occurred.hour() as i64);
-    slots[4] = Val::Int(occurred.weekday().number_from_monday() as i64);
+    let at = occurred.timestamp();
+    // Hour, weekday and day in the business time zone, not the offset the
+    // timestamp happens to carry.
+    let local = calendar.local(at);
+    slots[2] = Val::Int(at);
+    slots[3] = Val::Int(i64::from(local.hour));
+    slots[4] = Val::Int(i64::from(local.weekday));
+    (slots[5], slots[6]) = match local.day {
+        Some(d) => (Val::Bool(d.workday), Val::Bool(d.holiday)),
+        None => (Val::Missing, Val::Missing),
+    };
+    env.calendar = local.basis();
 
     // One pass over the message's fields, each to its slot; then the
     // required ones that did not come are missing.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use levee_rules::graph::MessagePart;
 use levee_rules::model::Action;
 use levee_rules::plan::NumValue;
-use levee_rules::RuleGraph;
+use levee_rules::{Period, RuleGraph};
 
 pub use alert::{alert_id, Alert, Source, Verdict};
 pub use decode::{BadInput, BadKind, Envelope};
@@ -159,11 +159,22 @@ impl Engine {
         self.clock = clock;
     }
 
-    /// When an alert raised now and given `period` seconds must be
-    /// rectified by, and that time as people read it.
-    fn deadline(&self, period: i64, now: i64) -> (i64, String) {
-        let at = now.saturating_add(period);
-        (at, business_time(at))
+    /// When an alert raised at `now` and given `period` escalates, and by
+    /// when it must be rectified as people read it (in the business time
+    /// zone). A period in working days ends with the last of them: the
+    /// alert may be rectified until 23:59:59 and escalates at midnight.
+    fn deadline(&self, period: Period, now: i64) -> (i64, String) {
+        let calendar = &self.graph.calendar;
+        match period {
+            Period::Seconds(s) => {
+                let at = now.saturating_add(s);
+                (at, calendar.format_local(at))
+            }
+            Period::WorkingDays(n) => {
+                let last = calendar.deadline_after_working_days(now, n);
+                (last + 1, calendar.format_local(last))
+            }
+        }
     }
 
     /// Whether evaluation changes state (default) or only reads it.
@@ -559,6 +570,10 @@ impl Engine {
             ruleset_version: g.version.clone(),
             message,
             evidence,
+            calendar: cp
+                .reads_calendar
+                .then(|| self.env.calendar.label().map(str::to_owned))
+                .flatten(),
             escalated_from: None,
             rectify_by: None,
         };
@@ -653,15 +668,4 @@ impl Engine {
     pub fn slot(&self, event_type: u32, slot: u32) -> &Val {
         &self.buffers[event_type as usize][slot as usize]
     }
-}
-
-/// Epoch seconds as RFC 3339 in the business time zone (UTC+08:00).
-fn business_time(secs: i64) -> String {
-    use chrono::{FixedOffset, SecondsFormat, TimeZone};
-    let zone = FixedOffset::east_opt(8 * 3600)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!()));
-    zone.timestamp_opt(secs, 0)
-        .single()
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, false))
-        .unwrap_or_default()
 }

@@ -116,3 +116,81 @@ fn the_same_scenario_gives_the_same_alerts_400_days_on() {
     assert!(!now.is_empty());
     assert_eq!(now, later);
 }
+
+/// The shipped schemas, lists and calendar with one control point whose
+/// period is ten working days.
+fn working_days_rules() -> (tempfile::TempDir, Arc<levee_rules::RuleGraph>) {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["schemas", "lists", "calendar"] {
+        let to = dir.path().join(sub);
+        std::fs::create_dir_all(&to).unwrap();
+        for f in std::fs::read_dir(shipped.join(sub)).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        dir.path().join("wd.yaml"),
+        r#"control_points:
+  - id: WD-001
+    domain: arrears
+    title: Arrears not rectified within ten working days
+    title_zh: 欠费10个工作日内未整改
+    description: A test of working-day periods.
+    event_type: arrears_snapshot
+    when: arrears_cny >= 30000
+    escalate_after: 10wd
+    tiers:
+      - tier: 1
+        notify: department_manager
+    message: "{group_customer_id} owes {arrears_cny} CNY"
+"#,
+    )
+    .unwrap();
+    let compiled = levee_rules::compile_dir(dir.path()).unwrap();
+    (dir, Arc::new(compiled.graph))
+}
+
+fn beijing(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+#[test]
+fn ten_working_days_across_the_2026_spring_festival_end_on_march_4() {
+    let (_dir, graph) = working_days_rules();
+    // Raised on Thursday 2026-02-12: 02-13 (Fri), 02-14 (make-up Saturday),
+    // the holiday 02-15..02-23, 02-24..02-27, 02-28 (make-up Saturday),
+    // 03-02, 03-03 and 03-04 are its ten working days.
+    let raised = beijing("2026-02-12T10:00:00+08:00");
+    for clock in [Clock::Wall(raised.timestamp()), Clock::EventTime] {
+        let mut engine = Engine::new(Arc::clone(&graph));
+        engine.set_clock(clock);
+        let line = arrears("a1", "G1", raised);
+        let p = engine
+            .process(
+                line.as_bytes(),
+                &Source::Http { http: true },
+                &rfc3339(raised),
+            )
+            .unwrap();
+        assert_eq!(p.alerts.len(), 1, "{clock:?}");
+        assert_eq!(
+            p.alerts[0].rectify_by.as_deref(),
+            Some("2026-03-04T23:59:59+08:00"),
+            "{clock:?}"
+        );
+        let last = beijing("2026-03-04T23:59:59+08:00");
+        assert!(engine.tick(last.timestamp(), "t").is_empty(), "{clock:?}");
+        let next = beijing("2026-03-05T00:00:00+08:00");
+        let escalated = engine.tick(next.timestamp(), "t");
+        assert_eq!(escalated.len(), 1, "{clock:?}");
+        assert_eq!(escalated[0].tier, 2);
+        // The next period starts at the escalation, on March 5: the ten
+        // working days after it end on Thursday March 19.
+        assert_eq!(
+            escalated[0].rectify_by.as_deref(),
+            Some("2026-03-19T23:59:59+08:00")
+        );
+    }
+}

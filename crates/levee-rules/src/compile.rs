@@ -56,6 +56,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         }
     }
 
+    let calendar = crate::calendar::from_rule_files(&parsed, &mut diags);
     // Lists, shared by all event types.
     let mut list_defs: Vec<ConstList> = Vec::new();
     let mut list_index: FastMap<String, u32> = FastMap::default();
@@ -279,6 +280,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             n_fields: fields.len() as u32,
             nodes,
         };
+        crate::calendar::mark_readers(&program, &aggregates, &cp_indices, &mut control_points);
         let plan = crate::plan::plan(
             &program,
             &aggregates,
@@ -313,6 +315,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             type_index,
             control_points,
             lists: list_defs,
+            calendar,
         },
         warnings: diags,
     })
@@ -450,7 +453,16 @@ fn compile_cp(
     };
     let hold_for = duration("for", &cp.for_, diags);
     let suppress = duration("suppress", &cp.suppress, diags);
-    let escalate_after = duration("escalate_after", &cp.escalate_after, diags);
+    let escalate_after =
+        cp.escalate_after
+            .as_ref()
+            .and_then(|v| match crate::duration::Period::parse(v) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    diags.push(error(format!("`escalate_after: {v}`: {e}")));
+                    None
+                }
+            });
 
     let when = condition(&cp.when, "`when`", b, diags, &mut names);
 
@@ -595,6 +607,7 @@ fn compile_cp(
         hold_for,
         suppress,
         escalate_after,
+        reads_calendar: false,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Durations as rule files and settings write them: `90s`, `15m`, `24h`,
-//! `30d`, `2w`, parsed to seconds and written back for people.
+//! `30d`, `2w`, parsed to seconds and written back for people; and
+//! rectification periods, which may also count working days (`10wd`).
 
 /// Parses `90s`, `15m`, `24h`, `30d` or `2w` into seconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
@@ -29,6 +30,36 @@ fn unit_seconds(unit: &str) -> Option<i64> {
         "w" => 604_800,
         _ => return None,
     })
+}
+
+/// How long an alert may stay unrectified before it escalates
+/// (`escalate_after:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    /// A fixed length, in seconds (`30d`).
+    Seconds(i64),
+    /// Working days on the rules' calendar (`10wd`): the period ends at the
+    /// end of the last of them, in the business time zone.
+    WorkingDays(u32),
+}
+
+impl Period {
+    /// Parses `30d` (any duration) or `10wd` (working days).
+    pub fn parse(s: &str) -> Result<Period, String> {
+        let t = s.trim();
+        if let Some(n) = t.strip_suffix("wd") {
+            let n: u32 = n.parse().map_err(|_| {
+                "working days are a whole number followed by `wd` (e.g. 10wd)".to_owned()
+            })?;
+            if n == 0 {
+                return Err("a period must be positive".to_owned());
+            }
+            return Ok(Period::WorkingDays(n));
+        }
+        parse_duration(t)
+            .map(Period::Seconds)
+            .map_err(|e| format!("{e}, or working days such as 10wd"))
+    }
 }
 
 /// Seconds written in the largest unit that divides them (`3600` → `1h`).
@@ -62,6 +93,18 @@ mod tests {
         assert!(parse_duration("0h").is_err());
         assert!(parse_duration("3y").is_err());
         assert!(parse_duration("99999999999999w").is_err());
+    }
+
+    #[test]
+    fn periods_are_durations_or_working_days() {
+        assert_eq!(Period::parse("30d"), Ok(Period::Seconds(2_592_000)));
+        assert_eq!(Period::parse("10wd"), Ok(Period::WorkingDays(10)));
+        assert_eq!(Period::parse(" 1wd "), Ok(Period::WorkingDays(1)));
+        assert!(Period::parse("0wd").is_err());
+        assert!(Period::parse("wd").is_err());
+        assert!(Period::parse("1.5wd").is_err());
+        let e = Period::parse("10 working days");
+        assert!(e.as_ref().is_err_and(|e| e.contains("10wd")), "{e:?}");
     }
 
     #[test]

@@ -276,15 +276,27 @@ impl Program {
 }
 
 /// Fields every event carries, whatever its type, in their slot order.
-/// `occurred_at` is seconds since the epoch; `occurred_hour` (0..23) and
-/// `occurred_weekday` (1 = Monday .. 7) are read in the event's own offset.
-pub const COMMON_FIELDS: [(&str, FieldType); 5] = [
+/// `occurred_at` is seconds since the epoch; the others are read in the
+/// business time zone of the rules' [`crate::Calendar`], whatever offset the
+/// event's timestamp carries: `occurred_hour` (0..23), `occurred_weekday`
+/// (1 = Monday .. 7), `occurred_workday` (a working day: Monday to Friday
+/// unless a holiday, and the make-up working days) and `occurred_holiday` (a
+/// day off of a public holiday). The two calendar fields are missing on a
+/// day the calendar does not know.
+pub const COMMON_FIELDS: [(&str, FieldType); 7] = [
     ("event_id", FieldType::String),
     ("branch", FieldType::String),
     ("occurred_at", FieldType::Timestamp),
     ("occurred_hour", FieldType::Integer),
     ("occurred_weekday", FieldType::Integer),
+    ("occurred_workday", FieldType::Boolean),
+    ("occurred_holiday", FieldType::Boolean),
 ];
+
+/// The slot of `occurred_workday` in every event type's buffer.
+pub const WORKDAY_SLOT: Slot = 5;
+/// The slot of `occurred_holiday` in every event type's buffer.
+pub const HOLIDAY_SLOT: Slot = 6;
 
 /// A field of an event type and its slot.
 #[derive(Debug, Clone)]
@@ -374,8 +386,13 @@ pub struct ControlPoint {
     pub hold_for: Option<i64>,
     /// `suppress:` in seconds.
     pub suppress: Option<i64>,
-    /// `escalate_after:` in seconds.
-    pub escalate_after: Option<i64>,
+    /// `escalate_after:`, in seconds or working days.
+    pub escalate_after: Option<crate::duration::Period>,
+    /// Whether its conditions read the working calendar (`occurred_workday`
+    /// or `occurred_holiday`, directly, through derived values or through
+    /// an aggregate's `of` or `where`): its alerts then say when the day's
+    /// calendar is provisional.
+    pub reads_calendar: bool,
 }
 
 impl ControlPoint {
@@ -394,6 +411,8 @@ pub struct RuleGraph {
     pub type_index: HashMap<String, u32>,
     pub control_points: Vec<ControlPoint>,
     pub lists: Vec<ConstList>,
+    /// The business time zone and the working calendar.
+    pub calendar: crate::Calendar,
 }
 
 impl RuleGraph {

@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`model`]: the rule file format (serde types, unknown keys rejected).
+//! - [`calendar`]: the business time zone and the working calendar.
 //! - [`load`]: reading a rules directory; the ruleset version (content hash).
 //! - [`compile`]: rule files → [`RuleGraph`], reporting every error at once.
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
@@ -13,6 +14,7 @@
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
 //! - [`render`]: `levee graph` output (Graphviz dot, Mermaid).
 
+pub mod calendar;
 pub mod compile;
 pub mod diag;
 pub mod duration;
@@ -23,9 +25,10 @@ pub mod model;
 pub mod plan;
 pub mod render;
 
+pub use calendar::Calendar;
 pub use compile::{compile, compile_dir, default_notify, Compiled};
 pub use diag::{Diagnostic, Severity};
-pub use duration::{format_duration, parse_duration};
+pub use duration::{format_duration, parse_duration, Period};
 pub use graph::{ControlPoint, EventType, RuleGraph};
 pub use load::{read_rules_dir, read_test_files, RuleSources, SourceFile};
 pub use lower::FUNCTIONS;

@@ -26,6 +26,45 @@ pub struct RuleFile {
     /// Control points.
     #[serde(default)]
     pub control_points: Vec<ControlPointDef>,
+    /// The business time zone, or one year's holiday notice
+    /// (`rules/calendar/*.yaml`).
+    #[serde(default)]
+    pub calendar: Option<CalendarDef>,
+}
+
+/// The business calendar, as rule files declare it: the time zone in one
+/// file, and each year's published holiday notice in a file of its own.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarDef {
+    /// The IANA time zone in which `occurred_hour`, `occurred_weekday` and
+    /// the working calendar are read, e.g. `Asia/Shanghai` (the default).
+    /// Declared at most once.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// The year whose notice the `holidays` are (one file per year).
+    #[serde(default)]
+    pub year: Option<i32>,
+    /// Where the facts come from: the notice's title, number and date.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The year's public holidays as the notice lists them.
+    #[serde(default)]
+    pub holidays: Vec<HolidayDef>,
+}
+
+/// One public holiday of a notice: its days off and make-up working days.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HolidayDef {
+    /// The holiday's name, e.g. `春节 Spring Festival`.
+    pub name: String,
+    /// The days off: one date (`2026-01-01`) or an inclusive range
+    /// (`2026-02-15..2026-02-23`).
+    pub off: String,
+    /// Make-up working days (调休上班): Saturdays or Sundays worked.
+    #[serde(default)]
+    pub work: Vec<String>,
 }
 
 /// The schema of one event type.
@@ -143,7 +182,8 @@ pub struct ControlPointDef {
     /// At most one alert per subject and tier within this period, e.g. `24h`.
     #[serde(default)]
     pub suppress: Option<String>,
-    /// An alert not rectified within this period is raised again one tier up.
+    /// An alert not rectified within this period is raised again one tier
+    /// up: a duration (`30d`) or working days on the calendar (`10wd`).
     #[serde(default)]
     pub escalate_after: Option<String>,
 }
@@ -238,4 +278,8 @@ pub struct ExpectedAlert {
     /// Whether the alert must be an escalation of an earlier one.
     #[serde(default)]
     pub escalated: Option<bool>,
+    /// What the working calendar the alert read rests on: `provisional`
+    /// or `unknown` (the alert's `calendar`), or `published` (none).
+    #[serde(default)]
+    pub calendar: Option<crate::calendar::Basis>,
 }

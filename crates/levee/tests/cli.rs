@@ -332,3 +332,160 @@ fn catalog_json_lists_every_control_point_with_its_tiers() {
     let csv = text(&levee(&["catalog", "--format", "csv"]).stdout);
     assert_eq!(csv.lines().count(), cps.len() + 1);
 }
+
+/// One event of each type a night, weekend or holiday control point reads,
+/// at `at`, with ids ending in `n`.
+fn off_hours_events(n: usize, at: &str) -> String {
+    let common = format!(r#""occurred_at":"{at}","branch":"wuhan""#);
+    [
+        format!(
+            r#"{{"event_id":"t-{n}","type":"trip",{common},"vehicle_id":"V-{n}","driver_id":"D1","distance_km":50,"fuel_used_l":5,"standard_l_per_100km":10,"approved_trip":false}}"#
+        ),
+        format!(
+            r#"{{"event_id":"r-{n}","type":"refuel",{common},"vehicle_id":"V-{n}","fuel_card_id":"C-{n}","liters":30,"amount_cny":228,"tank_capacity_l":60,"station_id":"ST-WH-001","price_per_l_cny":7.6}}"#
+        ),
+        format!(
+            r#"{{"event_id":"p-{n}","type":"payment",{common},"contract_id":"K1","supplier_id":"S1","amount_cny":900000,"contract_value_cny":1000000,"paid_to_date_cny":0,"approver_id":"F-{n}"}}"#
+        ),
+        format!(
+            r#"{{"event_id":"c-{n}","type":"credit_limit_change",{common},"change_id":"C1","group_customer_id":"G1","customer_manager_id":"M1","applicant_id":"M1","approver_id":"A-{n}","old_limit_cny":0,"new_limit_cny":100000}}"#
+        ),
+        format!(
+            r#"{{"event_id":"g-{n}","type":"points_adjustment",{common},"operator_id":"OP-{n}","account_id":"ACC1","points":5000,"reason_code":"goodwill","approver_id":"OP2","operator_limit_points":5000,"account_holder_is_staff":false,"case_reference_present":true,"account_status":"active","avg_monthly_earned_points":500}}"#
+        ),
+    ]
+    .join("\n")
+}
+
+/// The same instants, written in Beijing time and in UTC.
+const INSTANTS: [(&str, &str); 6] = [
+    // Wednesday 23:30 (15:30Z): night.
+    ("2026-11-04T23:30:00+08:00", "2026-11-04T15:30:00Z"),
+    // Saturday 00:30, a Friday in UTC: night and weekend.
+    ("2026-11-07T00:30:00+08:00", "2026-11-06T16:30:00Z"),
+    // Monday 2026-10-05, National Day: a holiday.
+    ("2026-10-05T10:00:00+08:00", "2026-10-05T02:00:00Z"),
+    // Saturday 2026-02-14 at 07:30, a make-up working day (Friday in UTC).
+    ("2026-02-14T07:30:00+08:00", "2026-02-13T23:30:00Z"),
+    // Monday 07:30, Sunday night in UTC: a working morning.
+    ("2026-11-09T07:30:00+08:00", "2026-11-08T23:30:00Z"),
+    // Friday 2027-02-05, 除夕: a statutory holiday of a year with no notice.
+    ("2027-02-05T10:00:00+08:00", "2027-02-05T02:00:00Z"),
+];
+
+/// Replays `input`: the alerts without `occurred_at` (written as given),
+/// and stderr.
+fn replay_instants(input: &str) -> (Vec<serde_json::Value>, String) {
+    let out = levee_stdin(&["replay", "-", "--now", "2027-06-01T00:00:00Z"], input);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let alerts = alerts(&out)
+        .into_iter()
+        .map(|mut a| {
+            a.as_object_mut().unwrap().remove("occurred_at");
+            a
+        })
+        .collect();
+    (alerts, text(&out.stderr))
+}
+
+#[test]
+fn night_weekend_and_holiday_points_give_the_same_alerts_in_any_offset() {
+    let beijing: Vec<String> = (0..INSTANTS.len())
+        .map(|n| off_hours_events(n, INSTANTS[n].0))
+        .collect();
+    let utc: Vec<String> = (0..INSTANTS.len())
+        .map(|n| off_hours_events(n, INSTANTS[n].1))
+        .collect();
+    let (in_beijing, _) = replay_instants(&beijing.join("\n"));
+    let (in_utc, _) = replay_instants(&utc.join("\n"));
+    assert_eq!(in_beijing, in_utc);
+
+    let fired: std::collections::BTreeSet<(String, String)> = in_beijing
+        .iter()
+        .map(|a| {
+            (
+                a["event_id"].as_str().unwrap().to_owned(),
+                a["control_point"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let has = |id: &str, cp: &str| fired.contains(&(id.to_owned(), cp.to_owned()));
+    // Night on a Wednesday: the night points, not the rest-day ones.
+    assert!(has("t-0", "VU-006") && has("c-0", "CC-012"), "{fired:?}");
+    assert!(!has("t-0", "VU-001") && !has("p-0", "PS-012"), "{fired:?}");
+    // Saturday 00:30 in Beijing is night and a rest day.
+    for (id, cp) in [
+        ("t-1", "VU-001"),
+        ("t-1", "VU-006"),
+        ("r-1", "FC-004"),
+        ("p-1", "PS-012"),
+        ("c-1", "CC-012"),
+        ("g-1", "PG-017"),
+    ] {
+        assert!(has(id, cp), "{cp} on {id}: {fired:?}");
+    }
+    // A holiday Monday is a rest day.
+    for (id, cp) in [
+        ("t-2", "VU-001"),
+        ("p-2", "PS-012"),
+        ("c-2", "CC-012"),
+        ("g-2", "PG-017"),
+    ] {
+        assert!(has(id, cp), "{cp} on {id}: {fired:?}");
+    }
+    // A make-up Saturday and a Monday at 07:30 are working time.
+    for n in [3, 4] {
+        for cp in ["VU-001", "VU-006", "PS-012", "CC-012", "PG-017", "FC-004"] {
+            assert!(
+                !fired
+                    .iter()
+                    .any(|(id, c)| c == cp && id.ends_with(&format!("-{n}"))),
+                "{cp} on instant {n}: {fired:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_alert_that_read_the_calendar_of_2027_says_it_is_provisional() {
+    let input = [
+        off_hours_events(5, INSTANTS[5].1),
+        off_hours_events(2, INSTANTS[2].0),
+    ]
+    .join("\n");
+    let (alerts, stderr) = replay_instants(&input);
+    let calendar = |id: &str, cp: &str| {
+        let a = alerts
+            .iter()
+            .find(|a| a["event_id"] == id && a["control_point"] == cp);
+        assert!(a.is_some(), "{cp} on {id}: {alerts:?}");
+        a.map(|a| a["calendar"].clone()).unwrap_or_default()
+    };
+    // 除夕 2027: VU-001 and PS-012 read the calendar, provisionally.
+    assert_eq!(calendar("t-5", "VU-001"), "provisional");
+    assert_eq!(calendar("p-5", "PS-012"), "provisional");
+    // 2026 has its notice: no `calendar` field.
+    assert!(calendar("t-2", "VU-001").is_null());
+    // A point that reads no calendar says nothing of it, even in 2027.
+    let on_2027_not_reading: Vec<&serde_json::Value> = alerts
+        .iter()
+        .filter(|a| a["event_id"].as_str().unwrap().ends_with("-5"))
+        .filter(|a| {
+            !["VU-001", "PS-012", "CC-012", "PG-017"]
+                .contains(&a["control_point"].as_str().unwrap())
+        })
+        .collect();
+    assert!(
+        on_2027_not_reading.iter().all(|a| a["calendar"].is_null()),
+        "{on_2027_not_reading:?}"
+    );
+    let provisional = alerts
+        .iter()
+        .filter(|a| a["calendar"] == "provisional")
+        .count();
+    assert_eq!(provisional, 4, "{alerts:?}");
+    assert!(
+        stderr.contains("4 alerts on a provisional calendar"),
+        "{stderr}"
+    );
+}

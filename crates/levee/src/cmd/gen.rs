@@ -11,6 +11,12 @@
 //!   field moves with it. Every event lands before `--until` (a fixed
 //!   default, so a seed always gives the same file): the stream is in the
 //!   past, as a replay or a backlog is.
+//! - **The kind of day stays.** A week's move can take a Monday onto a
+//!   public holiday, or a Saturday onto a make-up working day: an event of a
+//!   type whose control points read the working calendar (`occurred_workday`,
+//!   `occurred_holiday`) is moved only to a day the calendar calls the same
+//!   (working day or not, holiday or not); the move drawn is replaced by
+//!   the nearest one that keeps it.
 //! - **Recurrence stays clean.** A quiet event is quiet once; repeated on one
 //!   subject it may be a breach: a second final settlement of one campaign,
 //!   the same invoice number twice, a second write-off within the year, the
@@ -137,11 +143,14 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut truth: Vec<(String, String, u8)> = Vec::new();
     let (mut n_clean, mut n_breach, mut injected) = (0usize, 0usize, 0usize);
     let until = args.until.timestamp();
+    let span = args.weeks.max(1);
+    let days = DayKinds::new(&graph);
     while events.len() < args.events {
-        let back = rng.below(args.weeks.max(1) as usize) as i64;
+        let wanted = rng.below(span as usize) as i64;
         if !t.breaches.is_empty() && rng.chance(p_case) {
             let b = &t.breaches[rng.below(t.breaches.len())];
-            let weeks = back_before(b.events.iter(), until, back);
+            let base = weeks_before(&b.events, until);
+            let weeks = Duration::weeks(days.nearest_keeping(&b.events, base, wanted, span));
             injected += 1;
             let mut ids = Vec::new();
             for (i, ev) in b.events.iter().enumerate() {
@@ -158,7 +167,9 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         } else {
             let ti = rng.below(t.clean.len());
             let c = &t.clean[ti];
-            let weeks = back_before(std::iter::once(&c.event), until, back);
+            let one = std::slice::from_ref(&c.event);
+            let base = weeks_before(one, until);
+            let weeks = Duration::weeks(days.nearest_keeping(one, base, wanted, span));
             n_clean += 1;
             let id = format!("c{n_clean}");
             let pooled = rng.below(args.subjects);
@@ -212,20 +223,23 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How far to move a template's events: back as many whole weeks as put
-/// the latest of them before `until`, and `extra` weeks more.
-fn back_before<'a>(events: impl Iterator<Item = &'a Value>, until: i64, extra: i64) -> Duration {
+/// How many whole weeks back put the latest of a template's events before
+/// `until` (0 if they all are already).
+fn weeks_before(events: &[Value], until: i64) -> i64 {
     const WEEK: i64 = 7 * 86_400;
     let latest = events
+        .iter()
         .filter_map(|e| e.get("occurred_at")?.as_str())
         .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.timestamp())
         .max()
         .unwrap_or(until);
-    // The smallest whole number of weeks with latest - n weeks < until.
     let over = latest - until;
-    let n = if over < 0 { 0 } else { over / WEEK + 1 };
-    Duration::weeks(-(n + extra))
+    if over < 0 {
+        0
+    } else {
+        over / WEEK + 1
+    }
 }
 
 fn parse_until(s: &str) -> Result<DateTime<FixedOffset>, String> {
@@ -363,12 +377,23 @@ fn quiet(graph: &Arc<RuleGraph>, ev: &Value) -> bool {
 
 /// Whether two copies of a quiet event on one subject raise nothing, at each
 /// gap (0 to `weeks - 1` weeks) the stream can put between them; each pair
-/// has a subject of its own, so one engine tries them all.
+/// has a subject of its own, so one engine tries them all. Where the kind
+/// of day matters, a pair is placed where the stream can put it: both
+/// copies on days of the template's kind (a gap no such pair has never
+/// occurs).
 fn recurs_quietly(graph: &Arc<RuleGraph>, ev: &Value, weeks: i64) -> bool {
+    let days = DayKinds::new(graph);
+    let one = std::slice::from_ref(ev);
+    let keeps: Vec<bool> = (0..weeks).map(|w| days.keeps(one, w)).collect();
     let mut copies: Vec<(i64, Value)> = Vec::new();
     for gap in 0..weeks {
+        let Some(first) =
+            (0..weeks - gap).find(|&a| keeps[a as usize] && keeps[(a + gap) as usize])
+        else {
+            continue;
+        };
         let suffix = format!("-r{gap}");
-        for w in [0, gap] {
+        for w in [first, first + gap] {
             copies.push(rewrite(graph, ev, "r", &suffix, Duration::weeks(w)));
         }
     }
@@ -398,4 +423,71 @@ fn firing_event(graph: &Arc<RuleGraph>, events: &[Value], cp: &str, tier: u8) ->
         }
     }
     None
+}
+
+/// The working calendar as the generator needs it: which event types read
+/// it, and what kind of day an event falls on.
+struct DayKinds<'g> {
+    graph: &'g RuleGraph,
+    /// Per event type: whether one of its control points reads the calendar.
+    reads: Vec<bool>,
+}
+
+impl<'g> DayKinds<'g> {
+    fn new(graph: &'g RuleGraph) -> Self {
+        let reads = graph
+            .event_types
+            .iter()
+            .map(|et| {
+                et.control_points
+                    .iter()
+                    .any(|&c| graph.control_points[c as usize].reads_calendar)
+            })
+            .collect();
+        DayKinds { graph, reads }
+    }
+
+    /// (working day, holiday) of an event's day as its type's control points
+    /// read it, `None` for an event whose type reads no calendar (or whose
+    /// time does not parse), after a move of `weeks`.
+    fn kind(&self, ev: &Value, weeks: i64) -> Option<Option<(bool, bool)>> {
+        let ti = ev
+            .get("type")?
+            .as_str()
+            .and_then(|t| self.graph.event_type(t))?
+            .0;
+        if !self.reads[ti as usize] {
+            return None;
+        }
+        let at = DateTime::parse_from_rfc3339(ev.get("occurred_at")?.as_str()?).ok()?;
+        let day = self
+            .graph
+            .calendar
+            .local(at.timestamp() + weeks * 604_800)
+            .day;
+        Some(day.map(|d| (d.workday, d.holiday)))
+    }
+
+    /// Whether a move of `weeks` keeps the kind of day of every event.
+    fn keeps(&self, events: &[Value], weeks: i64) -> bool {
+        weeks == 0
+            || events
+                .iter()
+                .all(|ev| self.kind(ev, weeks) == self.kind(ev, 0))
+    }
+
+    /// The move back (in weeks: `-(base + w)`, `w` within `0..span`, the
+    /// nearest to `wanted` first, then further back) that keeps every
+    /// event's kind of day. `base` weeks back put the events before
+    /// `--until`.
+    fn nearest_keeping(&self, events: &[Value], base: i64, wanted: i64, span: i64) -> i64 {
+        let within = (0..span)
+            .flat_map(|d| [wanted - d, wanted + d])
+            .filter(|w| (0..span).contains(w));
+        within
+            .chain(span..span + 520)
+            .map(|w| -(base + w))
+            .find(|&m| self.keeps(events, m))
+            .unwrap_or(-(base + wanted))
+    }
 }

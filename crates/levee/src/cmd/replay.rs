@@ -44,6 +44,9 @@ struct Totals {
     alerts: [u64; 4],
     unknown: u64,
     errors: u64,
+    /// Alerts that read the working calendar on a day of a year whose
+    /// notice is not in the rules.
+    provisional: u64,
 }
 
 pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -123,7 +126,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let t = &totals;
     writeln!(
         err,
-        "replay: {} events, {} alerts (tier 1: {}, tier 2: {}, tier 3: {}), {} bad lines, {} conditions unknown (missing fields), {} evaluation errors",
+        "replay: {} events, {} alerts (tier 1: {}, tier 2: {}, tier 3: {}), {} bad lines, {} conditions unknown (missing fields), {} evaluation errors, {} alerts on a provisional calendar",
         t.events,
         t.alerts[1] + t.alerts[2] + t.alerts[3],
         t.alerts[1],
@@ -131,7 +134,8 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         t.alerts[3],
         t.bad,
         t.unknown,
-        t.errors
+        t.errors,
+        t.provisional
     )?;
     Ok(ExitCode::SUCCESS)
 }
@@ -225,6 +229,7 @@ fn replay_one(
                     for &hit in engine.hits() {
                         let alert = engine.alert(hit, &source, &now);
                         totals.alerts[usize::from(hit.tier.min(3))] += 1;
+                        totals.provisional += u64::from(alert.calendar.is_some());
                         serde_json::to_writer(&mut *out, &alert)?;
                         out.write_all(b"\n")?;
                     }

@@ -211,6 +211,8 @@ fn matches(a: &Alert, e: &ExpectedAlert) -> bool {
         && e.event_id.as_ref().is_none_or(|s| &a.event_id == s)
         && e.action.is_none_or(|x| a.action == x.as_str())
         && e.escalated.is_none_or(|x| a.escalated_from.is_some() == x)
+        && e.calendar
+            .is_none_or(|c| a.calendar.as_deref() == c.label())
 }
 
 fn describe(e: &ExpectedAlert) -> String {
@@ -227,6 +229,9 @@ fn describe(e: &ExpectedAlert) -> String {
     if e.escalated == Some(true) {
         s.push_str(" (escalated)");
     }
+    if let Some(c) = e.calendar {
+        s.push_str(&format!(" on a {} calendar", c.as_str()));
+    }
     s
 }
 
@@ -235,8 +240,9 @@ fn got(alerts: &[Alert], cp: &str) -> String {
         .iter()
         .filter(|a| a.control_point == cp)
         .map(|a| {
+            let calendar = a.calendar.as_deref().unwrap_or("published");
             format!(
-                "tier {} about {} on event {} ({})",
+                "tier {} about {} on event {} ({}, {calendar} calendar)",
                 a.tier, a.subject, a.event_id, a.action
             )
         })

@@ -13,6 +13,7 @@
 //! | `levee_dlq_total` | counter | `reason` ([`DLQ_REASONS`]) |
 //! | `levee_alerts_total` | counter | `domain`, `tier`, `action` |
 //! | `levee_control_point_hits_total` | counter | `control_point`, `tier` |
+//! | `levee_calendar_provisional_total` | counter | |
 //! | `levee_evaluate_seconds` | histogram | |
 //! | `levee_end_to_end_seconds` | histogram | |
 //! | `levee_consumer_lag` | gauge | `topic`, `partition` |
@@ -35,8 +36,8 @@ use levee_engine::BadKind;
 use levee_rules::RuleGraph;
 use prometheus::core::Collector;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::Statistics;
@@ -45,6 +46,7 @@ pub const EVENTS_TOTAL: &str = "levee_events_total";
 pub const DLQ_TOTAL: &str = "levee_dlq_total";
 pub const ALERTS_TOTAL: &str = "levee_alerts_total";
 pub const CONTROL_POINT_HITS_TOTAL: &str = "levee_control_point_hits_total";
+pub const CALENDAR_PROVISIONAL_TOTAL: &str = "levee_calendar_provisional_total";
 pub const EVALUATE_SECONDS: &str = "levee_evaluate_seconds";
 pub const END_TO_END_SECONDS: &str = "levee_end_to_end_seconds";
 pub const CONSUMER_LAG: &str = "levee_consumer_lag";
@@ -64,6 +66,7 @@ pub const NAMES: &[&str] = &[
     DLQ_TOTAL,
     ALERTS_TOTAL,
     CONTROL_POINT_HITS_TOTAL,
+    CALENDAR_PROVISIONAL_TOTAL,
     EVALUATE_SECONDS,
     END_TO_END_SECONDS,
     CONSUMER_LAG,
@@ -216,6 +219,7 @@ struct Metrics {
     dlq: IntCounterVec,
     alerts: IntCounterVec,
     hits: IntCounterVec,
+    provisional: IntCounter,
     evaluate: Histogram,
     end_to_end: Histogram,
     lag: IntGaugeVec,
@@ -274,6 +278,14 @@ impl Metrics {
                 "Alerts raised, by control point and tier.",
                 &["control_point", "tier"],
             ),
+            provisional: {
+                #[allow(clippy::expect_used)]
+                IntCounter::with_opts(Opts::new(
+                    CALENDAR_PROVISIONAL_TOTAL,
+                    "Alerts raised that read the working calendar on a day of a year whose holiday notice is not in the rules (their `calendar` is `provisional` or `unknown`); escalations not counted.",
+                ))
+                .expect("a valid metric definition")
+            },
             evaluate: histogram(
                 EVALUATE_SECONDS,
                 "Time to decode and evaluate one input message against the rules.",
@@ -347,6 +359,7 @@ impl Metrics {
             Box::new(m.dlq.clone()),
             Box::new(m.alerts.clone()),
             Box::new(m.hits.clone()),
+            Box::new(m.provisional.clone()),
             Box::new(m.evaluate.clone()),
             Box::new(m.end_to_end.clone()),
             Box::new(m.lag.clone()),
@@ -459,6 +472,9 @@ pub fn alert_raised(alert: &Alert) {
         .hits
         .with_label_values(&[alert.control_point.as_str(), tier])
         .inc();
+    if alert.calendar.is_some() && alert.escalated_from.is_none() {
+        METRICS.provisional.inc();
+    }
 }
 
 fn tier_label(tier: u8) -> &'static str {
@@ -559,6 +575,7 @@ mod tests {
             DLQ_TOTAL,
             ALERTS_TOTAL,
             CONTROL_POINT_HITS_TOTAL,
+            CALENDAR_PROVISIONAL_TOTAL,
             KAFKA_ERRORS_TOTAL,
             RULESET_RELOADS_TOTAL,
             HTTP_REQUESTS_TOTAL,
