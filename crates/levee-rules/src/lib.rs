@@ -9,6 +9,7 @@
 //! - [`compile`]: rule files → [`RuleGraph`], reporting every error at once.
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
 //! - [`graph`]: the compiled graph: per event type a flat program of nodes.
+//! - `point`: one control point's definition → its part of the graph.
 //! - [`plan`]: what each event evaluates; conditions split into `&&` terms.
 //! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
@@ -23,6 +24,7 @@ pub mod load;
 mod lower;
 pub mod model;
 pub mod plan;
+mod point;
 pub mod render;
 
 pub use calendar::Calendar;

@@ -217,13 +217,12 @@ pub fn http_config(setup: &crate::support::Setup, extra_http: &str) -> PathBuf {
         "[kafka.consumer]\n\"statistics.interval.ms\" = 1000\n",
         1,
     );
-    // The HTTP listener on any free port; `extra_http` adds to [http].
-    let text = match text.find("\n[http]\n") {
-        Some(at) if !text[at + 1..].contains("\n[") => {
-            format!("{}\n{extra_http}\n", text.trim_end())
-        }
-        Some(_) => panic!("[http] is not the last table of the settings file:\n{text}"),
-        None => format!("{text}\n[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n"),
+    // The HTTP listener on any free port; `extra_http` adds to [http],
+    // right after its header.
+    let text = if text.contains("\n[http]\n") {
+        text.replacen("\n[http]\n", &format!("\n[http]\n{extra_http}\n"), 1)
+    } else {
+        format!("{text}\n[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n")
     };
     std::fs::write(&path, text).unwrap();
     path

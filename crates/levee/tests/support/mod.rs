@@ -129,7 +129,8 @@ impl Setup {
     /// after the tests' clock ([`test_now`]).
     pub fn config_at(&self, delivery: &str, reload_secs: u64, extra: &str, ahead: i64) -> PathBuf {
         let offset = clock_offset() + ahead;
-        let extra = format!("{extra}\n[clock]\noffset = \"{offset}s\"\n");
+        // Before `extra`: callers may expect their last table to stay last.
+        let extra = format!("[clock]\noffset = \"{offset}s\"\n\n{extra}");
         let text = self.topics.settings(
             &broker().bootstrap_servers(),
             delivery,
