@@ -27,16 +27,36 @@ pub enum BadKind {
     /// Stamped further ahead of the processing clock than allowed
     /// (`state.max_future_skew`): it would move event time for good.
     Future,
+    /// A field given twice: which value counts is ambiguous, and ambiguity
+    /// is where fraud hides.
+    DuplicateField,
+    /// Arrays or objects nested deeper than the parser's limit (128).
+    TooDeep,
+    /// A number beyond what a double holds, or an integer field beyond a
+    /// 64-bit integer.
+    NumberRange,
+    /// A byte-order mark before the JSON: the producer's encoder is wrong.
+    Bom,
+    /// A lone UTF-16 surrogate or an invalid code point in an escape.
+    InvalidUnicode,
+    /// `NaN` or `Infinity`, which JSON does not have.
+    NonFinite,
 }
 
 impl BadKind {
-    pub const ALL: [BadKind; 6] = [
+    pub const ALL: [BadKind; 12] = [
         BadKind::NotJson,
         BadKind::NotObject,
         BadKind::UnknownType,
         BadKind::MissingField,
         BadKind::WrongType,
         BadKind::Future,
+        BadKind::DuplicateField,
+        BadKind::TooDeep,
+        BadKind::NumberRange,
+        BadKind::Bom,
+        BadKind::InvalidUnicode,
+        BadKind::NonFinite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +67,12 @@ impl BadKind {
             BadKind::MissingField => "missing_field",
             BadKind::WrongType => "wrong_type",
             BadKind::Future => "future",
+            BadKind::DuplicateField => "duplicate_field",
+            BadKind::TooDeep => "too_deep",
+            BadKind::NumberRange => "number_range",
+            BadKind::Bom => "bom",
+            BadKind::InvalidUnicode => "invalid_unicode",
+            BadKind::NonFinite => "non_finite",
         }
     }
 }
@@ -151,12 +177,75 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Json::Str(Cow::Owned(v)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element_seed(Skip(2))?.is_some() {}
         Ok(Json::Array)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(Skip(2))?;
+        }
         Ok(Json::Object)
+    }
+}
+
+/// How deep arrays and objects may nest in an event (the event itself is
+/// level 1): deeper is `too_deep`, before the parser's own limit (128).
+pub const MAX_DEPTH: usize = 32;
+
+/// The message `too_deep` is recognised by.
+pub(crate) const TOO_DEEP: &str = "nested deeper than";
+
+/// Skips a value at nesting level `.0`, refusing one nested deeper than
+/// [`MAX_DEPTH`].
+struct Skip(usize);
+
+impl<'de> de::DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.0 >= MAX_DEPTH {
+            return Err(de::Error::custom(format!("{TOO_DEEP} {MAX_DEPTH} levels")));
+        }
+        while seq.next_element_seed(Skip(self.0 + 1))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.0 >= MAX_DEPTH {
+            return Err(de::Error::custom(format!("{TOO_DEEP} {MAX_DEPTH} levels")));
+        }
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value_seed(Skip(self.0 + 1))?;
+        }
+        Ok(())
     }
 }
 
@@ -190,7 +279,7 @@ impl<'de> Visitor<'de> for TopVisitor {
         Ok(Top::Object(entries))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top<'de>, A::Error> {
-        JsonVisitor.visit_seq(seq).map(|j| Top::Other(j.kind()))
+        Skip(1).visit_seq(seq).map(|()| Top::Other("an array"))
     }
     fn visit_unit<E>(self) -> Result<Top<'de>, E> {
         Ok(Top::Other("null"))
@@ -264,8 +353,14 @@ pub fn decode<'b>(
     env: &mut Envelope,
     buffer_for: impl FnOnce(u32) -> &'b mut [Val],
 ) -> Result<(), BadInput> {
-    let top: Top = serde_json::from_slice(bytes)
-        .map_err(|e| BadInput::new(BadKind::NotJson, format!("not valid JSON: {e}")))?;
+    if bytes.starts_with(&[0xef, 0xbb, 0xbf]) {
+        return Err(BadInput::new(
+            BadKind::Bom,
+            "a byte-order mark (EF BB BF) before the JSON: JSON text is sent without one",
+        ));
+    }
+    let top: Top =
+        serde_json::from_slice(bytes).map_err(|e| crate::hostile::not_json(bytes, &e))?;
     let entries = match top {
         Top::Object(e) => e,
         Top::Other(kind) => {
@@ -275,6 +370,12 @@ pub fn decode<'b>(
             ))
         }
     };
+    if entries.iter().filter(|(k, _)| k == "type").nth(1).is_some() {
+        return Err(BadInput::new(
+            BadKind::DuplicateField,
+            "field `type` is given twice: which value counts is ambiguous",
+        ));
+    }
     let type_name = match get(&entries, "type") {
         Some(Json::Str(s)) => s.as_ref(),
         None | Some(Json::Null) => {
@@ -330,9 +431,18 @@ fn set_field(
             if let Some(i) = n.as_i64() {
                 *slot = Val::Int(i);
             } else {
-                let whole = n.as_f64().filter(|x| x.fract() == 0.0 && x.abs() < 9.0e15);
+                let whole = n.as_f64().filter(|x| x.fract() == 0.0);
                 match whole {
-                    Some(x) => *slot = Val::Int(x as i64),
+                    Some(x) if x.abs() < 9.0e15 => *slot = Val::Int(x as i64),
+                    Some(_) => {
+                        return Err(BadInput::new(
+                            BadKind::NumberRange,
+                            format!(
+                                "field `{}` is {n}, beyond the range of a 64-bit integer",
+                                f.name
+                            ),
+                        ))
+                    }
                     None => {
                         return Err(BadInput::new(
                             BadKind::WrongType,
@@ -425,11 +535,21 @@ fn fill(
         };
         let i = slot as usize;
         let f = &et.fields[i];
+        if fits {
+            // A field given twice is refused, the common ones included.
+            if seen[i / 64] & (1 << (i % 64)) != 0 {
+                return Err(BadInput::new(
+                    BadKind::DuplicateField,
+                    format!(
+                        "field `{}` is given twice: which value counts is ambiguous",
+                        f.name
+                    ),
+                ));
+            }
+            seen[i / 64] |= 1 << (i % 64);
+        }
         if f.common {
             continue;
-        }
-        if fits {
-            seen[i / 64] |= 1 << (i % 64);
         }
         set_field(f, v, &mut slots[i])?;
     }

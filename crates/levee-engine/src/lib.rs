@@ -6,6 +6,7 @@
 //!
 //! # Layout
 //! - [`decode`]: bytes → typed fields in an evaluation buffer, or [`BadInput`].
+//! - `hostile`: naming why a message is not JSON (too deep, NaN, …).
 //! - [`eval`]: the flat program interpreter (evalexpr's semantics).
 //! - [`value`]: run-time values, with SQL-like `Missing`.
 //! - [`alert`]: alerts, verdicts, deterministic alert ids.
@@ -16,6 +17,7 @@
 pub mod alert;
 pub mod decode;
 pub mod eval;
+mod hostile;
 pub mod rectify;
 pub mod state;
 pub mod value;

@@ -104,6 +104,12 @@ pub const DLQ_REASONS: &[&str] = &[
     "missing_field",
     "wrong_type",
     "future",
+    "duplicate_field",
+    "too_deep",
+    "number_range",
+    "bom",
+    "invalid_unicode",
+    "non_finite",
     "late",
 ];
 
