@@ -371,9 +371,15 @@ impl Engine {
             let code = plan.code(g.nodes);
             eval::run_code(p, ops, lists, buf, stamps, epoch, code, &mut no_aggregate);
             let mut mark = |k: u32| candidates[k as usize / 64] |= 1 << (k % 64);
+            // A field's float is exact as it is: no rounding margin.
+            let exact = g.slot < p.n_fields;
             match &buf[g.slot as usize] {
-                Val::Int(i) => g.keys.for_each_holding(g.cmp, &NumValue::Int(*i), mark),
-                Val::Float(f) => g.keys.for_each_holding(g.cmp, &NumValue::Float(*f), mark),
+                Val::Int(i) => g
+                    .keys
+                    .for_each_holding(g.cmp, &NumValue::Int(*i), exact, mark),
+                Val::Float(f) => g
+                    .keys
+                    .for_each_holding(g.cmp, &NumValue::Float(*f), exact, mark),
                 // Missing or an error: every one of them is undecided.
                 _ => g.keys.each(&mut mark),
             }
