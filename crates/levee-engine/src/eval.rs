@@ -3,13 +3,16 @@
 //! Each node reads earlier slots of the buffer and writes its own. The buffer
 //! is allocated once per event type and re-used for every event; constants
 //! are written once, when the buffer is made. Semantics are evalexpr's, with
-//! `Missing` and `Error` propagating through every operation.
+//! `Missing` and `Error` propagating through every operation, except that
+//! numbers compare as the decimals they are: a comparison of floats within
+//! rounding distance of each other is decided exactly ([`crate::exact`]).
 
 use std::cmp::Ordering;
 
-use levee_rules::graph::{Arith, Cmp, ConstList, FloatFn, Op, Program, StrFn};
+use levee_rules::graph::{Arith, Cmp, Const, ConstList, FloatFn, Op, Program, Slot, StrFn};
 use levee_rules::plan::Code;
 
+use crate::exact::{self, near, Cx, Operand, Windows, EXACT_INT};
 use crate::value::Val;
 
 /// A fresh buffer for a program: fields missing, constants in place.
@@ -27,12 +30,17 @@ pub fn new_buffer(p: &Program) -> Vec<Val> {
 /// in `buf`. Generic nodes are evaluated once per event: a node runs when
 /// its stamp differs from `epoch`, and is then stamped. The lowered forms
 /// are cheap and idempotent, and evaluated every time they are reached.
-/// Aggregates are computed by `aggregate` (from the slots before theirs).
+/// Aggregates are computed by `aggregate` (from the slots before theirs);
+/// `windows` are what an exact decision reads of them.
+///
+/// A lowered comparison of floats within rounding distance of each other,
+/// or a `%` near a step, is decided again by [`exact_code`], out of line:
+/// the common path is what it was without exact decisions.
 // The hot loop takes its parts unbundled, and is inlined: most calls
 // evaluate a node or two.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn run_code(
+pub fn run_code<W: Windows + Copy>(
     p: &Program,
     ops: &[Op],
     lists: &[ConstList],
@@ -41,6 +49,7 @@ pub fn run_code(
     epoch: u32,
     code: &[Code],
     aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
+    windows: W,
 ) {
     let base = p.n_fields as usize;
     for c in code {
@@ -59,28 +68,48 @@ pub fn run_code(
                     }
                     op => {
                         let (before, rest) = buf.split_at_mut(base + i);
-                        eval_op(op, lists, before, &mut rest[0]);
+                        let cx = Cx {
+                            ops,
+                            n_fields: p.n_fields,
+                            windows: &windows,
+                        };
+                        eval_op(&cx, op, lists, before, &mut rest[0]);
                     }
                 }
                 continue;
             }
-            Code::CmpInt { node, cmp, x, c } => (
+            // A field's float is a leaf: compared with a constant, its
+            // float comparison is exact (for an integer constant, one exact
+            // as a float).
+            Code::CmpInt { node, cmp, x, c: k } => (
                 node,
                 match buf[x as usize] {
                     Val::Missing => Val::Missing,
                     Val::Error => Val::Error,
-                    Val::Int(v) => Val::Bool(holds(cmp, Some(v.cmp(&c)))),
-                    Val::Float(f) => Val::Bool(holds(cmp, f.partial_cmp(&(c as f64)))),
+                    Val::Int(v) => Val::Bool(holds(cmp, Some(v.cmp(&k)))),
+                    Val::Float(f)
+                        if near(f, k as f64)
+                            && (x >= p.n_fields || k.unsigned_abs() > EXACT_INT) =>
+                    {
+                        exact_code(p, ops, buf, &windows, c)
+                    }
+                    Val::Float(f) => Val::Bool(holds(cmp, f.partial_cmp(&(k as f64)))),
                     _ => Val::Error,
                 },
             ),
-            Code::CmpFloat { node, cmp, x, c } => (
+            Code::CmpFloat { node, cmp, x, c: k } => (
                 node,
                 match buf[x as usize] {
                     Val::Missing => Val::Missing,
                     Val::Error => Val::Error,
-                    Val::Int(v) => Val::Bool(holds(cmp, (v as f64).partial_cmp(&c))),
-                    Val::Float(f) => Val::Bool(holds(cmp, f.partial_cmp(&c))),
+                    Val::Int(v) if near(v as f64, k) && v.unsigned_abs() > EXACT_INT => {
+                        exact_code(p, ops, buf, &windows, c)
+                    }
+                    Val::Int(v) => Val::Bool(holds(cmp, (v as f64).partial_cmp(&k))),
+                    Val::Float(f) if x >= p.n_fields && near(f, k) => {
+                        exact_code(p, ops, buf, &windows, c)
+                    }
+                    Val::Float(f) => Val::Bool(holds(cmp, f.partial_cmp(&k))),
                     _ => Val::Error,
                 },
             ),
@@ -102,22 +131,52 @@ pub fn run_code(
                     _ => Val::Bool(neg),
                 },
             ),
-            Code::Cmp { node, cmp, x, y } => (
+            Code::Cmp { node, cmp, x, y } => {
+                let (a, b) = (&buf[x as usize], &buf[y as usize]);
+                let v = match (a, b) {
+                    (Val::Float(fa), Val::Float(fb)) if !near(*fa, *fb) => {
+                        Val::Bool(holds(cmp, fa.partial_cmp(fb)))
+                    }
+                    (Val::Int(ia), Val::Int(ib)) => Val::Bool(holds(cmp, Some(ia.cmp(ib)))),
+                    _ => match floats(a, b) {
+                        Some((fa, fb)) if near(fa, fb) => exact_code(p, ops, buf, &windows, c),
+                        _ => binary(a, b, |a, b| compare(cmp, a, b)),
+                    },
+                };
+                (node, v)
+            }
+            Code::Arith {
                 node,
-                binary(&buf[x as usize], &buf[y as usize], |x, y| {
-                    compare(cmp, x, y)
-                }),
-            ),
+                a: Arith::Mod,
+                x,
+                y,
+            } => {
+                let v = match binary(&buf[x as usize], &buf[y as usize], |a, b| {
+                    arith(Arith::Mod, a, b)
+                }) {
+                    Val::Float(r) if near_step(r, &buf[y as usize]) => {
+                        exact_code(p, ops, buf, &windows, c)
+                    }
+                    v => v,
+                };
+                (node, v)
+            }
             Code::Arith { node, a, x, y } => (
                 node,
                 binary(&buf[x as usize], &buf[y as usize], |x, y| arith(a, x, y)),
             ),
-            Code::Eq { node, neg, x, y } => (
-                node,
-                binary(&buf[x as usize], &buf[y as usize], |x, y| {
-                    Val::Bool((x == y) != neg)
-                }),
-            ),
+            Code::Eq { node, neg, x, y } => {
+                let (a, b) = (&buf[x as usize], &buf[y as usize]);
+                let v = match (a, b) {
+                    (Val::Float(fa), Val::Float(fb)) if near(*fa, *fb) => {
+                        exact_code(p, ops, buf, &windows, c)
+                    }
+                    // Not near: equal only if both are the same infinity.
+                    (Val::Float(fa), Val::Float(fb)) => Val::Bool((fa == fb) != neg),
+                    _ => binary(a, b, |a, b| Val::Bool((a == b) != neg)),
+                };
+                (node, v)
+            }
             Code::Not { node, x } => (
                 node,
                 match buf[x as usize] {
@@ -131,6 +190,71 @@ pub fn run_code(
             Code::Or { node, x, y } => (node, logic(&buf[x as usize], &buf[y as usize], true)),
         };
         buf[base + node as usize] = v;
+    }
+}
+
+/// Two numbers compared as floats (not two integers), if they are.
+#[inline(always)]
+fn floats(a: &Val, b: &Val) -> Option<(f64, f64)> {
+    match (a, b) {
+        (Val::Int(_), Val::Int(_)) => None,
+        _ => Some((a.as_number()?, b.as_number()?)),
+    }
+}
+
+/// Whether a float remainder `r` of a division by `y` is near a step of
+/// `%` (near zero or near `y`), where rounding may have taken one whole
+/// step more or less than exactly.
+#[inline]
+fn near_step(r: f64, y: &Val) -> bool {
+    near(r, 0.0) || y.as_number().is_some_and(|y| near(r.abs(), y.abs()))
+}
+
+/// A lowered node decided exactly: a comparison whose operands are floats
+/// within rounding distance, or a `%` near a step (see [`run_code`]).
+#[cold]
+#[inline(never)]
+fn exact_code<W: Windows>(p: &Program, ops: &[Op], buf: &[Val], windows: &W, c: &Code) -> Val {
+    let cx = Cx {
+        ops,
+        n_fields: p.n_fields,
+        windows,
+    };
+    let n = p.n_fields;
+    let number = |s: Slot| buf[s as usize].as_number();
+    match *c {
+        Code::CmpInt { cmp, x, c, .. } => {
+            let f = number(x).and_then(|f| f.partial_cmp(&(c as f64)));
+            let o = exact::order(&cx, buf, Operand::Slot(x), Operand::Int(c));
+            Val::Bool(holds(cmp, o.or(f)))
+        }
+        Code::CmpFloat { cmp, x, c, .. } => {
+            let f = number(x).and_then(|f| f.partial_cmp(&c));
+            let o = exact::order(&cx, buf, Operand::Slot(x), Operand::Float(c));
+            Val::Bool(holds(cmp, o.or(f)))
+        }
+        Code::Cmp { cmp, x, y, .. } => {
+            let (a, b) = (&buf[x as usize], &buf[y as usize]);
+            compare_exactly(cmp, a, b, || {
+                let leaves = x < n && y < n && exact_leaves(a, b);
+                (!leaves).then(|| exact::order(&cx, buf, Operand::Slot(x), Operand::Slot(y)))?
+            })
+        }
+        Code::Eq { neg, x, y, .. } => {
+            let (a, b) = (&buf[x as usize], &buf[y as usize]);
+            let eq = equal(a, b, || {
+                let leaves = x < n && y < n && exact_leaves(a, b);
+                (!leaves).then(|| exact::order(&cx, buf, Operand::Slot(x), Operand::Slot(y)))?
+            });
+            Val::Bool(eq != neg)
+        }
+        Code::Arith { a, x, y, .. } => match binary(&buf[x as usize], &buf[y as usize], |a_, b_| {
+            arith(a, a_, b_)
+        }) {
+            Val::Float(r) if a == Arith::Mod => Val::Float(exact::rem(&cx, buf, x, y, r)),
+            v => v,
+        },
+        _ => Val::Error,
     }
 }
 
@@ -167,6 +291,46 @@ fn holds(c: Cmp, ord: Option<Ordering>) -> bool {
     }
 }
 
+/// Whether two field values compare in `f64` exactly as the decimals they
+/// are: floats (leaves), or integers exact as floats.
+#[inline]
+fn exact_leaves(x: &Val, y: &Val) -> bool {
+    let leaf = |v: &Val| match v {
+        Val::Float(_) => true,
+        Val::Int(i) => i.unsigned_abs() <= EXACT_INT,
+        _ => false,
+    };
+    leaf(x) && leaf(y)
+}
+
+/// The ordering of two floats, decided exactly (`exact`) where they are
+/// within rounding distance of each other.
+#[inline(always)]
+fn order(a: f64, b: f64, exact: impl FnOnce() -> Option<Ordering>) -> Option<Ordering> {
+    let o = a.partial_cmp(&b);
+    if near(a, b) {
+        exact().or(o)
+    } else {
+        o
+    }
+}
+
+/// evalexpr's `==` (values of different kinds are unequal), with floats
+/// near each other compared exactly.
+#[inline(always)]
+fn equal(x: &Val, y: &Val, exact: impl FnOnce() -> Option<Ordering>) -> bool {
+    match (x, y) {
+        (Val::Float(a), Val::Float(b)) => {
+            if near(*a, *b) {
+                exact().map_or(a == b, |o| o == Ordering::Equal)
+            } else {
+                a == b
+            }
+        }
+        _ => x == y,
+    }
+}
+
 macro_rules! operand {
     ($b:expr, $s:expr, $out:expr) => {{
         let v = &$b[$s as usize];
@@ -185,13 +349,18 @@ macro_rules! operand {
 }
 
 #[inline]
-fn eval_op(op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
+fn eval_op<W: Windows>(cx: &Cx<'_, W>, op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
     match op {
         Op::Const(_) | Op::Aggregate(_) => {}
-        Op::Arith(a, x, y) => {
-            let x = operand!(b, *x, out);
-            let y = operand!(b, *y, out);
-            *out = arith(*a, x, y);
+        Op::Arith(a, xs, ys) => {
+            let x = operand!(b, *xs, out);
+            let y = operand!(b, *ys, out);
+            *out = match arith(*a, x, y) {
+                Val::Float(r) if *a == Arith::Mod && near_step(r, y) => {
+                    Val::Float(exact::rem(cx, b, *xs, *ys, r))
+                }
+                v => v,
+            };
         }
         Op::Pow(x, y) => {
             let x = operand!(b, *x, out);
@@ -224,20 +393,22 @@ fn eval_op(op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
                 *out = Val::Error;
             }
         }
-        Op::Eq(x, y) => {
-            let x = operand!(b, *x, out);
-            let y = operand!(b, *y, out);
-            *out = Val::Bool(x == y);
+        Op::Eq(xs, ys) | Op::Neq(xs, ys) => {
+            let x = operand!(b, *xs, out);
+            let y = operand!(b, *ys, out);
+            let eq = equal(x, y, || {
+                let leaves = *xs < cx.n_fields && *ys < cx.n_fields && exact_leaves(x, y);
+                (!leaves).then(|| exact::order(cx, b, Operand::Slot(*xs), Operand::Slot(*ys)))?
+            });
+            *out = Val::Bool(eq == matches!(op, Op::Eq(..)));
         }
-        Op::Neq(x, y) => {
-            let x = operand!(b, *x, out);
-            let y = operand!(b, *y, out);
-            *out = Val::Bool(x != y);
-        }
-        Op::Cmp(c, x, y) => {
-            let x = operand!(b, *x, out);
-            let y = operand!(b, *y, out);
-            *out = compare(*c, x, y);
+        Op::Cmp(c, xs, ys) => {
+            let x = operand!(b, *xs, out);
+            let y = operand!(b, *ys, out);
+            *out = compare_exactly(*c, x, y, || {
+                let leaves = *xs < cx.n_fields && *ys < cx.n_fields && exact_leaves(x, y);
+                (!leaves).then(|| exact::order(cx, b, Operand::Slot(*xs), Operand::Slot(*ys)))?
+            });
         }
         Op::And(x, y) => {
             let x = operand!(b, *x, out);
@@ -310,23 +481,44 @@ fn eval_op(op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
                     }
                 }
             }
-            let int_wins = if is_min {
+            let mut int_wins = if is_min {
                 (best_int as f64) < best_float
             } else {
                 (best_int as f64) > best_float
             };
+            if near(best_int as f64, best_float) {
+                if let Some(w) = exact::int_wins(cx, b, args, best_int, is_min) {
+                    int_wins = w;
+                }
+            }
             *out = if int_wins {
                 Val::Int(best_int)
             } else {
                 Val::Float(best_float)
             };
         }
-        Op::FloatFn(f, x) => {
-            *out = match operand!(b, *x, out).as_number() {
+        Op::FloatFn(f, xs) => {
+            *out = match operand!(b, *xs, out).as_number() {
                 Some(x) => Val::Float(match f {
-                    FloatFn::Floor => x.floor(),
-                    FloatFn::Round => x.round(),
-                    FloatFn::Ceil => x.ceil(),
+                    FloatFn::Floor | FloatFn::Ceil | FloatFn::Round => {
+                        let r = match f {
+                            FloatFn::Floor => x.floor(),
+                            FloatFn::Ceil => x.ceil(),
+                            _ => x.round(),
+                        };
+                        // Near a step (an integer; a half for round),
+                        // rounding may have moved the operand across it.
+                        let step = if *f == FloatFn::Round {
+                            x.trunc() + 0.5f64.copysign(x)
+                        } else {
+                            x.round()
+                        };
+                        if near(x, step) {
+                            exact::float_fn(cx, b, *f, *xs, r)
+                        } else {
+                            r
+                        }
+                    }
                     FloatFn::Sqrt => x.sqrt(),
                     FloatFn::Ln => x.ln(),
                 }),
@@ -340,11 +532,18 @@ fn eval_op(op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
                 _ => Val::Error,
             };
         }
-        Op::Contains(l, x) => {
-            let x = operand!(b, *x, out);
+        Op::Contains(l, xs) => {
+            let x = operand!(b, *xs, out);
+            let same = |c: &Const| match (x, c) {
+                (Val::Float(f), Const::Float(c)) if near(*f, *c) => {
+                    exact::order(cx, b, Operand::Slot(*xs), Operand::Float(*c))
+                        .map_or(f == c, |o| o == Ordering::Equal)
+                }
+                _ => x.same(c),
+            };
             let found = lists
                 .get(*l as usize)
-                .is_some_and(|l| l.items.iter().any(|c| x.same(c)));
+                .is_some_and(|l| l.items.iter().any(same));
             *out = Val::Bool(found);
         }
         Op::Len(x) => {
@@ -402,4 +601,13 @@ fn compare(c: Cmp, x: &Val, y: &Val) -> Val {
         },
     };
     Val::Bool(holds(c, ord))
+}
+
+/// `x c y`; `exact` decides two numbers near each other (one a float).
+#[inline]
+fn compare_exactly(c: Cmp, x: &Val, y: &Val, exact: impl FnOnce() -> Option<Ordering>) -> Val {
+    match floats(x, y) {
+        Some((a, b)) => Val::Bool(holds(c, order(a, b, exact))),
+        None => compare(c, x, y),
+    }
 }

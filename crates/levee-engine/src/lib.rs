@@ -7,7 +7,10 @@
 //! # Layout
 //! - [`decode`]: bytes → typed fields in an evaluation buffer, or [`BadInput`].
 //! - `hostile`: naming why a message is not JSON (too deep, NaN, …).
-//! - [`eval`]: the flat program interpreter (evalexpr's semantics).
+//! - [`eval`]: the flat program interpreter (evalexpr's semantics, numbers
+//!   compared as the decimals they are).
+//! - [`exact`]: exact decisions of comparisons that floating point could
+//!   round the wrong way.
 //! - [`value`]: run-time values, with SQL-like `Missing`.
 //! - [`alert`]: alerts, verdicts, deterministic alert ids.
 //! - [`rectify`]: rectification messages (`events.rectification`).
@@ -17,6 +20,7 @@
 pub mod alert;
 pub mod decode;
 pub mod eval;
+pub mod exact;
 mod hostile;
 pub mod rectify;
 pub mod state;
@@ -411,10 +415,23 @@ impl Engine {
             let counts = spec
                 .filter
                 .is_none_or(|f| matches!(slots[f as usize], Val::Bool(true)));
+            let snapped;
             let value = match spec.of {
                 None => Some(&Val::Bool(true)),
                 Some(s) => match &slots[s as usize] {
                     Val::Missing | Val::Error => None,
+                    // A window of numbers keeps the decimal a computed
+                    // value is (see `exact::window_value`).
+                    Val::Float(x) if state::numeric(spec.func) => {
+                        snapped = Val::Float(exact::window_value(
+                            &et.plan.ops,
+                            et.program.n_fields,
+                            slots,
+                            s,
+                            *x,
+                        ));
+                        Some(&snapped)
+                    }
                     v => Some(v),
                 },
             };
@@ -433,9 +450,17 @@ impl Engine {
             epoch,
             &et.plan.always_code,
             &mut aggregate,
+            exact::NoWindows,
         );
-        // Every aggregate has run: nothing below reaches one.
+        // Every aggregate has run: nothing below reaches one. An exact
+        // decision reads their windows again (rarely: see `exact`).
         let mut no_aggregate = |_: u32, _: &[Val]| Val::Missing;
+        let windows = state::EventWindows {
+            et,
+            type_index: ti as u32,
+            at,
+            record,
+        };
         hits.clear();
         let mut stats = EvalStats::default();
         let plan = &et.plan;
@@ -445,11 +470,30 @@ impl Engine {
         candidates.extend_from_slice(&plan.index.unindexed);
         for g in &plan.index.groups {
             let code = plan.code(g.nodes);
-            eval::run_code(p, ops, lists, buf, stamps, epoch, code, &mut no_aggregate);
+            eval::run_code(
+                p,
+                ops,
+                lists,
+                buf,
+                stamps,
+                epoch,
+                code,
+                &mut no_aggregate,
+                state::StateWindows {
+                    event: &windows,
+                    state,
+                },
+            );
             let mut mark = |k: u32| candidates[k as usize / 64] |= 1 << (k % 64);
+            // A field's float is exact as it is: no rounding margin.
+            let exact = g.slot < p.n_fields;
             match &buf[g.slot as usize] {
-                Val::Int(i) => g.keys.for_each_holding(g.cmp, &NumValue::Int(*i), mark),
-                Val::Float(f) => g.keys.for_each_holding(g.cmp, &NumValue::Float(*f), mark),
+                Val::Int(i) => g
+                    .keys
+                    .for_each_holding(g.cmp, &NumValue::Int(*i), exact, mark),
+                Val::Float(f) => g
+                    .keys
+                    .for_each_holding(g.cmp, &NumValue::Float(*f), exact, mark),
                 // Missing or an error: every one of them is undecided.
                 _ => g.keys.each(&mut mark),
             }
@@ -474,7 +518,20 @@ impl Engine {
             let mut undecided: Option<bool> = None;
             for term in plan.terms(point) {
                 let code = plan.code(term.nodes);
-                eval::run_code(p, ops, lists, buf, stamps, epoch, code, &mut no_aggregate);
+                eval::run_code(
+                    p,
+                    ops,
+                    lists,
+                    buf,
+                    stamps,
+                    epoch,
+                    code,
+                    &mut no_aggregate,
+                    state::StateWindows {
+                        event: &windows,
+                        state,
+                    },
+                );
                 match &buf[term.slot as usize] {
                     Val::Bool(true) => {}
                     Val::Bool(false) => {
@@ -511,7 +568,20 @@ impl Engine {
             }
             // Tiers, message and evidence read nodes no term needed.
             let fired = plan.code(point.fired);
-            eval::run_code(p, ops, lists, buf, stamps, epoch, fired, &mut no_aggregate);
+            eval::run_code(
+                p,
+                ops,
+                lists,
+                buf,
+                stamps,
+                epoch,
+                fired,
+                &mut no_aggregate,
+                state::StateWindows {
+                    event: &windows,
+                    state,
+                },
+            );
             let tier = cp.tiers.iter().find(|t| match t.when {
                 None => true,
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),

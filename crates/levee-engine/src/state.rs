@@ -11,11 +11,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use levee_rules::graph::Aggregate;
+use levee_rules::graph::{Aggregate, EventType};
 use levee_rules::model::AggregateFn;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
+use crate::exact::Windows;
 use crate::value::Val;
 
 /// One subject's event-time state.
@@ -41,6 +42,15 @@ pub struct Entry {
     pub window: u32,
     pub at: i64,
     pub value: u64,
+}
+
+/// Whether an aggregate folds numbers (`sum`, `min`, `max`, `avg`).
+#[inline]
+pub fn numeric(func: AggregateFn) -> bool {
+    matches!(
+        func,
+        AggregateFn::Sum | AggregateFn::Min | AggregateFn::Max | AggregateFn::Avg
+    )
 }
 
 /// The value an aggregate keeps of an event.
@@ -191,11 +201,13 @@ impl SubjectState {
                 self.windows.shrink_to_fit();
             }
         }
-        let in_window = |e: &&Entry| e.window == key && e.at > at - spec.over && e.at <= at;
         let extra = if record { None } else { current };
         fold(
             spec.func,
-            self.windows.iter().filter(in_window).map(|e| e.value),
+            self.windows
+                .iter()
+                .filter(|e| in_window(e, key, spec, at))
+                .map(|e| e.value),
             extra,
         )
     }
@@ -244,6 +256,80 @@ impl SubjectState {
             }
         }
         true
+    }
+}
+
+/// Whether an entry is in aggregate `key`'s window ending at `at`.
+#[inline]
+fn in_window(e: &Entry, key: u32, spec: &Aggregate, at: i64) -> bool {
+    e.window == key && e.at > at - spec.over && e.at <= at
+}
+
+/// Where the current event's windows are: built once per event.
+#[derive(Debug, Clone, Copy)]
+pub struct EventWindows<'a> {
+    /// The event's type and its index (windows are keyed by it).
+    pub et: &'a EventType,
+    pub type_index: u32,
+    /// The event's time, and whether it was recorded (else its own value
+    /// is not in the window but folded besides).
+    pub at: i64,
+    pub record: bool,
+}
+
+/// The current event's windows in the state that holds them, as an exact
+/// decision reads them ([`crate::exact`]): the values each aggregate folded
+/// for the event, as [`SubjectState::aggregate`] found them.
+#[derive(Debug, Clone, Copy)]
+pub struct StateWindows<'a> {
+    pub event: &'a EventWindows<'a>,
+    pub state: &'a State,
+}
+
+impl Windows for StateWindows<'_> {
+    fn entries(&self, a: u32, buf: &[Val], f: &mut dyn FnMut(f64)) -> Option<AggregateFn> {
+        let ev = self.event;
+        let et = ev.et;
+        let spec = et.aggregates.get(a as usize)?;
+        if !matches!(spec.func, AggregateFn::Sum | AggregateFn::Avg) {
+            return Some(spec.func);
+        }
+        let mut text = crate::exact::StackText::default();
+        // The subject's key, as `Engine::run` writes it.
+        let key: &str = match buf.get(et.subject as usize)? {
+            Val::Str(s) => s,
+            Val::Int(i) => {
+                std::fmt::Write::write_fmt(&mut text, format_args!("{i}")).ok()?;
+                text.as_str()?
+            }
+            _ => return None,
+        };
+        let window = ev.type_index << 16 | a;
+        if let Some(s) = self.state.subjects.get(key) {
+            s.windows
+                .iter()
+                .filter(|e| in_window(e, window, spec, ev.at))
+                .for_each(|e| f(f64::from_bits(e.value)));
+        }
+        if !ev.record {
+            // The event's own value, as `Engine::run` gave it.
+            let counts = spec
+                .filter
+                .is_none_or(|s| matches!(buf.get(s as usize), Some(Val::Bool(true))));
+            let of = spec.of.filter(|_| counts);
+            match of.and_then(|s| Some((s, buf.get(s as usize)?))) {
+                Some((s, Val::Float(x))) => f(crate::exact::window_value(
+                    &et.plan.ops,
+                    et.program.n_fields,
+                    buf,
+                    s,
+                    *x,
+                )),
+                Some((_, v)) => v.as_number().into_iter().for_each(&mut *f),
+                None => {}
+            }
+        }
+        Some(spec.func)
     }
 }
 

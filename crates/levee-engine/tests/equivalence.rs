@@ -1,18 +1,31 @@
-//! The compiled evaluator gives exactly what evalexpr's interpreter gives.
+//! The compiled evaluator gives exactly what evalexpr's interpreter gives,
+//! wherever floating point does not round a decision the wrong way.
 //!
 //! Generates well-typed expressions over typed fields and random inputs;
 //! whenever evalexpr returns a value, the compiled program must return the
 //! same value (same kind, same bits), and whenever evalexpr fails at run time
 //! (integer overflow, integer division by zero), the program must yield an
 //! evaluation error, never a value.
+//!
+//! levee decides comparisons as the decimals they are (`levee_engine::exact`);
+//! evalexpr in `f64`. Cases where the two differ are left out, and which
+//! they are is decided by an oracle independent of levee: it walks
+//! evalexpr's own tree, computes every number exactly (each float leaf is
+//! the decimal it prints as, in arbitrary-precision fractions) and flags
+//! an expression in which any decision (a comparison of numbers, `floor`,
+//! `round`, `ceil`, the whole steps of a float `%`, the integer-or-float
+//! choice of `min`/`max`) comes out differently from evalexpr's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 
-use evalexpr::{ContextWithMutableVariables, HashMapContext, Value};
+use evalexpr::{ContextWithMutableVariables, HashMapContext, Node, Operator, Value};
 use levee_engine::{Engine, Val};
 use levee_rules::{compile, RuleSources};
+use num_bigint::BigInt;
+use num_rational::BigRational;
+use num_traits::{Signed, ToPrimitive, Zero};
 use proptest::prelude::*;
 
 const SCHEMA: &str = r#"
@@ -160,7 +173,7 @@ fn inputs() -> impl Strategy<Value = Input> {
 /// engine evaluates `x` on every event.
 const ALWAYS: &str = "control_points:\n  - {id: X-1, domain: d, title: t, event_type: t, when: 'true', tiers: [{tier: 1, notify: r}], message: '{x}'}\n";
 
-fn evalexpr_value(expr: &str, i: &Input) -> Result<Value, evalexpr::EvalexprError> {
+fn context(i: &Input) -> HashMapContext {
     let mut ctx = HashMapContext::new();
     ctx.set_value("n1".into(), Value::Float(i.n1)).unwrap();
     ctx.set_value("n2".into(), Value::Float(i.n2)).unwrap();
@@ -171,7 +184,255 @@ fn evalexpr_value(expr: &str, i: &Input) -> Result<Value, evalexpr::EvalexprErro
     ctx.set_value("s2".into(), Value::String(i.s2.clone()))
         .unwrap();
     ctx.set_value("b1".into(), Value::Boolean(i.b1)).unwrap();
-    evalexpr::build_operator_tree(expr)?.eval_with_context(&ctx)
+    ctx
+}
+
+fn evalexpr_value(expr: &str, i: &Input) -> Result<Value, evalexpr::EvalexprError> {
+    evalexpr::build_operator_tree(expr)?.eval_with_context(&context(i))
+}
+
+/// Whether evaluating `expr` on `i` in `f64` (evalexpr) makes a decision
+/// that exact decimal arithmetic makes differently.
+fn f64_flips_a_decision(expr: &str, i: &Input) -> bool {
+    let Ok(tree) = evalexpr::build_operator_tree(expr) else {
+        return false;
+    };
+    let mut flipped = false;
+    exact(&tree, &context(i), &mut flipped);
+    flipped
+}
+
+type Q = BigRational;
+
+/// The decimal a float prints as, exactly.
+fn decimal(f: f64) -> Option<Q> {
+    if !f.is_finite() {
+        return None;
+    }
+    let text = format!("{f}");
+    let (sign, digits) = match text.strip_prefix('-') {
+        Some(t) => (-1, t),
+        None => (1, text.as_str()),
+    };
+    let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let numer: BigInt = format!("{whole}{frac}").parse().ok()?;
+    let denom = num_traits::pow(BigInt::from(10), frac.len());
+    Some(Q::new(numer * sign, denom))
+}
+
+fn int(i: i64) -> Q {
+    Q::from_integer(BigInt::from(i))
+}
+
+fn reads_variables(n: &Node) -> bool {
+    matches!(n.operator(), Operator::VariableIdentifierRead { .. })
+        || n.children().iter().any(reads_variables)
+}
+
+/// Whether a subtree does arithmetic on a float (which rounds).
+fn float_arithmetic(n: &Node) -> bool {
+    let arithmetic = matches!(
+        n.operator(),
+        Operator::Add
+            | Operator::Sub
+            | Operator::Mul
+            | Operator::Div
+            | Operator::Mod
+            | Operator::Exp
+    );
+    let float = |c: &Node| matches!(c.eval(), Ok(Value::Float(_)));
+    (arithmetic && n.children().iter().any(float)) || n.children().iter().any(float_arithmetic)
+}
+
+/// The arguments of a function call node.
+fn args(n: &Node) -> Vec<&Node> {
+    let mut a = match n.children() {
+        [one] => one,
+        _ => return n.children().iter().collect(),
+    };
+    while let (Operator::RootNode, [one]) = (a.operator(), a.children()) {
+        a = one;
+    }
+    match a.operator() {
+        Operator::Tuple => a.children().iter().collect(),
+        _ => vec![a],
+    }
+}
+
+/// The exact value of node `n` (if a number that exact arithmetic knows),
+/// setting `flipped` where a decision in `n` differs from evalexpr's.
+fn exact(n: &Node, ctx: &HashMapContext, flipped: &mut bool) -> Option<Q> {
+    let val = |n: &Node| n.eval_with_context(ctx).ok();
+    let v = val(n);
+    let kids = n.children();
+    let ex: Vec<Option<Q>> = match n.operator() {
+        Operator::FunctionIdentifier { .. } => {
+            args(n).iter().map(|k| exact(k, ctx, flipped)).collect()
+        }
+        _ => kids.iter().map(|k| exact(k, ctx, flipped)).collect(),
+    };
+    let kv: Vec<Option<Value>> = match n.operator() {
+        Operator::FunctionIdentifier { .. } => args(n).iter().map(|k| val(k)).collect(),
+        _ => kids.iter().map(val).collect(),
+    };
+    let v = v?;
+    // A constant computed without float arithmetic (`math::sqrt(4)`,
+    // `floor(2.5)`) is a rule constant: the float it is, as a leaf.
+    if let (Value::Float(f), false, false) = (&v, reads_variables(n), float_arithmetic(n)) {
+        return decimal(*f);
+    }
+    let q = |k: usize| ex.get(k).cloned().flatten();
+    if let Operator::FunctionIdentifier { identifier } = n.operator() {
+        if identifier == "min" || identifier == "max" {
+            return min_max(identifier == "min", &kv, &ex, &v, flipped);
+        }
+    }
+    if let Value::Int(i) = v {
+        return Some(int(i));
+    }
+    let num = |k: usize| {
+        kv.get(k)
+            .cloned()
+            .flatten()
+            .and_then(|v| v.as_number().ok())
+    };
+    match n.operator() {
+        Operator::RootNode if kids.len() == 1 => q(0),
+        Operator::Const { .. } | Operator::VariableIdentifierRead { .. } => match v {
+            Value::Float(f) => decimal(f),
+            _ => None,
+        },
+        Operator::Add => Some(q(0)? + q(1)?),
+        Operator::Sub => Some(q(0)? - q(1)?),
+        Operator::Mul => Some(q(0)? * q(1)?),
+        Operator::Div => {
+            let (a, b) = (q(0)?, q(1)?);
+            (!b.is_zero()).then(|| a / b)
+        }
+        Operator::Mod => {
+            let (a, b) = (q(0)?, q(1)?);
+            if b.is_zero() {
+                return None;
+            }
+            let steps = (&a / &b).trunc();
+            // The whole steps evalexpr's `%` took.
+            let r = v.as_number().ok()?;
+            let taken = decimal(((num(0)? - r) / num(1)?).round());
+            if taken.is_some_and(|t| t != steps) {
+                *flipped = true;
+            }
+            Some(&a - &b * steps)
+        }
+        Operator::Neg => Some(-q(0)?),
+        Operator::Exp => {
+            let (a, b) = (q(0)?, q(1)?);
+            let e = b.is_integer().then(|| b.to_integer().to_i32()).flatten()?;
+            (e.unsigned_abs() <= 64 && !(e < 0 && a.is_zero())).then(|| a.pow(e))
+        }
+        Operator::Eq
+        | Operator::Neq
+        | Operator::Gt
+        | Operator::Lt
+        | Operator::Geq
+        | Operator::Leq => {
+            let floats = match (&kv[0], &kv[1]) {
+                (Some(Value::Float(_)), Some(Value::Float(_))) => true,
+                (Some(Value::Float(_)), Some(Value::Int(_)))
+                | (Some(Value::Int(_)), Some(Value::Float(_))) => {
+                    !matches!(n.operator(), Operator::Eq | Operator::Neq)
+                }
+                _ => false,
+            };
+            if let (true, Some(a), Some(b), Value::Boolean(got)) = (floats, q(0), q(1), &v) {
+                let o = a.cmp(&b);
+                let want = match n.operator() {
+                    Operator::Eq => o.is_eq(),
+                    Operator::Neq => o.is_ne(),
+                    Operator::Gt => o.is_gt(),
+                    Operator::Lt => o.is_lt(),
+                    Operator::Geq => o.is_ge(),
+                    _ => o.is_le(),
+                };
+                if want != *got {
+                    *flipped = true;
+                }
+            }
+            None
+        }
+        Operator::FunctionIdentifier { identifier } => match identifier.as_str() {
+            "floor" | "round" | "ceil" => {
+                let x = q(0)?;
+                let want = match identifier.as_str() {
+                    "floor" => x.floor(),
+                    "ceil" => x.ceil(),
+                    _ => x.round(),
+                };
+                // Flipped where the float result is not the float nearest
+                // the exact one (a step taken wrongly).
+                if want.to_f64() != v.as_number().ok() {
+                    *flipped = true;
+                }
+                Some(want)
+            }
+            "math::abs" => Some(q(0)?.abs()),
+            "if" => match kv.first() {
+                Some(Some(Value::Boolean(true))) => q(1),
+                Some(Some(Value::Boolean(false))) => q(2),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `min` (`max` unless `is_min`) of arguments with values `kv` and exact
+/// values `ex`, whose evalexpr value is `v`: evalexpr keeps the best integer
+/// and the best float apart and answers the integer if it is less (more)
+/// as a float.
+fn min_max(
+    is_min: bool,
+    kv: &[Option<Value>],
+    ex: &[Option<Q>],
+    v: &Value,
+    flipped: &mut bool,
+) -> Option<Q> {
+    let mut best_int = if is_min { i64::MAX } else { i64::MIN };
+    let mut best: Option<Q> = None;
+    // Whether every float argument's exact value is known.
+    let mut known = true;
+    for (a, x) in kv.iter().zip(ex) {
+        match (a, x) {
+            (Some(Value::Int(i)), _) => {
+                best_int = if is_min {
+                    best_int.min(*i)
+                } else {
+                    best_int.max(*i)
+                };
+            }
+            (Some(Value::Float(_)), Some(x)) => {
+                best = Some(match best {
+                    Some(b) if (is_min && b <= *x) || (!is_min && b >= *x) => b,
+                    _ => x.clone(),
+                });
+            }
+            (Some(Value::Float(_)), None) => known = false,
+            _ => return None,
+        }
+    }
+    let int_wins = match &best {
+        None => true,
+        Some(b) if is_min => int(best_int) < *b,
+        Some(b) => int(best_int) > *b,
+    };
+    if known && int_wins != matches!(v, Value::Int(_)) {
+        *flipped = true;
+    }
+    let best = best.filter(|_| known);
+    match v {
+        Value::Int(i) => Some(int(*i)),
+        _ => best,
+    }
 }
 
 /// Compiles `expr` as a derived value and evaluates it on `i`.
@@ -219,6 +480,10 @@ fn check(expr: &str, input: &Input) -> Result<(), TestCaseError> {
     let reference = std::panic::catch_unwind(|| evalexpr_value(expr, input));
     prop_assume!(reference.is_ok());
     let reference = reference.unwrap();
+    // Left out: where f64 rounding flips a decision, as the exact oracle
+    // finds (levee decides those exactly, evalexpr does not).
+    let flips = std::panic::catch_unwind(|| f64_flips_a_decision(expr, input));
+    prop_assume!(matches!(flips, Ok(false)), "f64 rounding flips a decision");
     match compiled_value(expr, input) {
         Ok(got) => match &reference {
             Ok(want) => prop_assert!(

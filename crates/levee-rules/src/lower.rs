@@ -317,7 +317,11 @@ impl<'a> Builder<'a> {
     }
 
     fn lower(&mut self, n: &ENode, src: &str) -> Result<(Slot, Ty), String> {
-        if !matches!(n.operator(), Operator::RootNode) && !reads_variables(n) && foldable(n) {
+        if !matches!(n.operator(), Operator::RootNode)
+            && !reads_variables(n)
+            && foldable(n)
+            && !rounds(n)
+        {
             return match n.eval() {
                 Ok(v) => {
                     let c = value_to_const(&v)
@@ -772,6 +776,25 @@ fn foldable(n: &ENode) -> bool {
         _ => true,
     };
     ok && n.children().iter().all(foldable)
+}
+
+/// Whether a constant subtree does floating-point arithmetic (which may
+/// round: `0.1 * 3` is not 0.3 in binary). Such a subtree is not folded, so
+/// that the evaluator can redo it exactly where a comparison needs it
+/// (`levee_engine::exact`); its literals still are.
+fn rounds(n: &ENode) -> bool {
+    let arithmetic = match n.operator() {
+        Operator::Add | Operator::Sub | Operator::Mul | Operator::Div | Operator::Mod => true,
+        Operator::Exp => true,
+        Operator::FunctionIdentifier { identifier } => identifier == "math::pow",
+        _ => false,
+    };
+    let float = |c: &ENode| match c.eval() {
+        Ok(Value::Float(_)) => true,
+        Ok(Value::Tuple(t)) => t.iter().any(|v| matches!(v, Value::Float(_))),
+        _ => false,
+    };
+    (arithmetic && n.children().iter().any(float)) || n.children().iter().any(rounds)
 }
 
 fn reads_variables(n: &ENode) -> bool {

@@ -11,6 +11,9 @@
 
 use crate::graph::{Aggregate, Arith, Cmp, Const, ControlPoint, MessagePart, Op, Program, Slot};
 
+mod index;
+pub use index::{near, Group, Index, Keys, NumValue, NEAR_ABS, NEAR_REL};
+
 /// How one event type's control points are evaluated. Laid out flat (three
 /// arrays in control point order) so that an event walks memory in one
 /// direction.
@@ -212,108 +215,6 @@ pub fn lower(program: &Program, i: u32) -> Code {
         },
         _ => Code::Node(i),
     }
-}
-
-/// Control points grouped by one comparison term each (`x > 50000`, with
-/// `x` any value and the constant differing per control point): one binary
-/// search per group finds the control points whose term holds; the others
-/// are false without further evaluation.
-#[derive(Debug, Clone, Default)]
-pub struct Index {
-    pub groups: Vec<Group>,
-    /// Control points no group covers (always evaluated), as a bit set over
-    /// the type's control points.
-    pub unindexed: Vec<u64>,
-}
-
-/// Control points whose index term is `slot cmp constant`, by constant.
-#[derive(Debug, Clone)]
-pub struct Group {
-    pub slot: Slot,
-    /// The nodes (in [`Plan::nodes`]) that compute `slot`.
-    pub nodes: (u32, u32),
-    pub cmp: Cmp,
-    pub keys: Keys,
-}
-
-/// A group's constants in ascending order, each with its control point
-/// (index among the type's control points).
-#[derive(Debug, Clone)]
-pub enum Keys {
-    /// Integer constants: compared as integers with an integer value, as
-    /// floats with a float (as the evaluator does).
-    Int(Vec<(i64, u32)>),
-    /// Float constants (never NaN): compared as floats.
-    Float(Vec<(f64, u32)>),
-}
-
-impl Keys {
-    /// The control points whose term `value cmp constant` holds, in key
-    /// order.
-    pub fn holding(&self, cmp: Cmp, value: &NumValue) -> Vec<u32> {
-        let mut out = Vec::new();
-        self.for_each_holding(cmp, value, |k| out.push(k));
-        out
-    }
-
-    /// Every control point of the group.
-    pub fn each(&self, mut f: impl FnMut(u32)) {
-        match self {
-            Keys::Int(keys) => keys.iter().for_each(|(_, c)| f(*c)),
-            Keys::Float(keys) => keys.iter().for_each(|(_, c)| f(*c)),
-        }
-    }
-
-    /// Calls `f` with each control point whose term holds.
-    #[inline]
-    pub fn for_each_holding(&self, cmp: Cmp, value: &NumValue, mut f: impl FnMut(u32)) {
-        // Keys ascend: `v > k` holds for a prefix of them, `v < k` for a
-        // suffix.
-        fn split<K>(
-            keys: &[(K, u32)],
-            cmp: Cmp,
-            lt: impl Fn(&K) -> bool,
-            le: impl Fn(&K) -> bool,
-        ) -> (usize, usize) {
-            match cmp {
-                Cmp::Gt => (0, keys.partition_point(|(k, _)| lt(k))),
-                Cmp::Ge => (0, keys.partition_point(|(k, _)| le(k))),
-                Cmp::Lt => (keys.partition_point(|(k, _)| le(k)), keys.len()),
-                Cmp::Le => (keys.partition_point(|(k, _)| lt(k)), keys.len()),
-            }
-        }
-        match (self, *value) {
-            (Keys::Int(keys), NumValue::Int(v)) => {
-                let (a, b) = split(keys, cmp, |k| *k < v, |k| *k <= v);
-                keys[a..b].iter().for_each(|(_, c)| f(*c));
-            }
-            (Keys::Int(keys), NumValue::Float(v)) => {
-                if v.is_nan() {
-                    return;
-                }
-                let (a, b) = split(keys, cmp, |k| (*k as f64) < v, |k| (*k as f64) <= v);
-                keys[a..b].iter().for_each(|(_, c)| f(*c));
-            }
-            (Keys::Float(keys), v) => {
-                let v = match v {
-                    NumValue::Int(i) => i as f64,
-                    NumValue::Float(x) => x,
-                };
-                if v.is_nan() {
-                    return;
-                }
-                let (a, b) = split(keys, cmp, |k| *k < v, |k| *k <= v);
-                keys[a..b].iter().for_each(|(_, c)| f(*c));
-            }
-        }
-    }
-}
-
-/// A number as the index compares it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum NumValue {
-    Int(i64),
-    Float(f64),
 }
 
 /// One control point's part of a [`Plan`]: ranges of its arrays.
@@ -658,66 +559,6 @@ control_points:
             .any(|&i| matches!(p.nodes[i as usize].op, crate::graph::Op::Aggregate(_))));
         assert_eq!(terms(1).len(), 1);
         assert_eq!(plan.nodes(terms(1)[0].nodes).len(), 1);
-    }
-
-    #[test]
-    fn an_index_finds_exactly_the_thresholds_a_value_passes() {
-        use super::{Keys, NumValue};
-        use crate::graph::Cmp;
-        // Control point k has threshold keys[k]; check every comparison
-        // against a direct evaluation, for integer and float keys, values
-        // on, between and beyond the thresholds, and NaN.
-        let ints = [-5i64, 0, 3, 3, 10, i64::MAX];
-        let floats = [-2.5f64, 0.0, 3.0, 3.0, 1e300];
-        let values = [
-            NumValue::Int(i64::MIN),
-            NumValue::Int(3),
-            NumValue::Int(4),
-            NumValue::Float(3.0),
-            NumValue::Float(2.999),
-            NumValue::Float(f64::INFINITY),
-            NumValue::Float(f64::NAN),
-        ];
-        let holds = |cmp: Cmp, v: f64, k: f64| match cmp {
-            Cmp::Gt => v > k,
-            Cmp::Ge => v >= k,
-            Cmp::Lt => v < k,
-            Cmp::Le => v <= k,
-        };
-        let f = |v: &NumValue| match v {
-            NumValue::Int(i) => *i as f64,
-            NumValue::Float(x) => *x,
-        };
-        for cmp in [Cmp::Gt, Cmp::Ge, Cmp::Lt, Cmp::Le] {
-            let mut int_keys: Vec<(i64, u32)> =
-                ints.iter().zip(0..).map(|(k, c)| (*k, c)).collect();
-            int_keys.sort();
-            let mut float_keys: Vec<(f64, u32)> =
-                floats.iter().zip(0..).map(|(k, c)| (*k, c)).collect();
-            float_keys.sort_by(|a, b| a.0.total_cmp(&b.0));
-            for v in &values {
-                let mut got = Keys::Int(int_keys.clone()).holding(cmp, v);
-                got.sort();
-                let want: Vec<u32> = (0..ints.len() as u32)
-                    .filter(|&c| match v {
-                        NumValue::Int(i) => match cmp {
-                            Cmp::Gt => *i > ints[c as usize],
-                            Cmp::Ge => *i >= ints[c as usize],
-                            Cmp::Lt => *i < ints[c as usize],
-                            Cmp::Le => *i <= ints[c as usize],
-                        },
-                        NumValue::Float(x) => holds(cmp, *x, ints[c as usize] as f64),
-                    })
-                    .collect();
-                assert_eq!(got, want, "{cmp:?} {v:?} integer keys");
-                let mut got = Keys::Float(float_keys.clone()).holding(cmp, v);
-                got.sort();
-                let want: Vec<u32> = (0..floats.len() as u32)
-                    .filter(|&c| holds(cmp, f(v), floats[c as usize]))
-                    .collect();
-                assert_eq!(got, want, "{cmp:?} {v:?} float keys");
-            }
-        }
     }
 
     #[test]
