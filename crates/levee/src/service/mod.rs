@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`clock`]: the service's clock (the wall clock, shifted by `clock.offset`).
 //! - [`config`]: the settings and their layers (`default.toml`, file, env, flags).
+//! - [`duration`]: the settings' lengths of time (`500ms`, `5s`, `400d`).
 //! - [`pipeline`]: consumer thread, per-partition tasks, producer, checkpoints
 //!   (at-least-once commits or exactly-once transactions), rebalances.
 //! - [`reload`]: the rules in force; reload on SIGHUP or file change.
@@ -15,6 +16,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod duration;
 pub mod health;
 pub mod http;
 pub mod metrics;
@@ -48,7 +50,7 @@ pub struct RulesError {
 /// delivers and commits in-flight work, leaves the group and returns.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = *STARTED.get_or_init(std::time::Instant::now);
-    clock::set_offset(settings.clock.offset_secs());
+    clock::set_offset(settings.clock.offset.secs());
     metrics::init();
     let rules = Rules::load(settings.rules.dir.clone()).map_err(|diagnostics| RulesError {
         dir: settings.rules.dir.display().to_string(),
@@ -68,7 +70,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         listener,
         http::router(
             &settings.http,
-            settings.state.max_future_skew_secs(),
+            settings.state.max_future_skew.secs(),
             Arc::clone(&rules),
         ),
         std::future::pending(),
@@ -124,12 +126,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
 
     let watcher = tokio::spawn(reload::watch(
         Arc::clone(&rules),
-        Duration::from_secs(settings.rules.reload_interval_secs),
+        settings.rules.reload_interval.as_duration(),
     ));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = oneshot::channel();
-    let interval = Duration::from_millis(settings.kafka.commit_interval_ms);
+    let interval = settings.kafka.commit_interval.as_duration();
     let thread_stop = Arc::clone(&stop);
     std::thread::Builder::new()
         .name("levee-consumer".to_owned())

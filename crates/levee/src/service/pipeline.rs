@@ -622,7 +622,7 @@ impl Pipeline {
             changed: false,
             failed: None,
             expired_at: i64::MIN,
-            expire_every: expire_every(self.settings.state.ttl_secs()),
+            expire_every: expire_every(self.settings.state.ttl.secs()),
             expired_wall: Instant::now()
                 .checked_sub(EXPIRE_WALL)
                 .unwrap_or_else(Instant::now),
@@ -630,9 +630,9 @@ impl Pipeline {
             now: clock::now_rfc3339(),
             now_secs: clock::now_secs(),
             now_read: Instant::now(),
-            ttl: self.settings.state.ttl_secs(),
-            lateness: self.settings.state.allowed_lateness_secs(),
-            future_skew: self.settings.state.max_future_skew_secs(),
+            ttl: self.settings.state.ttl.secs(),
+            lateness: self.settings.state.allowed_lateness.secs(),
+            future_skew: self.settings.state.max_future_skew.secs(),
         };
         let handle = self.runtime.spawn(worker.run(rx));
         debug!(topic = %tp.0, partition = tp.1, "partition task started");
@@ -1623,7 +1623,7 @@ pub fn consume(
         since_start_ms = super::since_start(),
         "rectifications read"
     );
-    let tick_every = Duration::from_millis(pipeline.settings.state.tick_interval_ms);
+    let tick_every = pipeline.settings.state.tick_interval.as_duration();
     let mut last_tick = Instant::now();
     consumer
         .subscribe(&topics)
