@@ -84,9 +84,11 @@ impl FromStr for Span {
         let per = match UNITS.iter().find(|(u, _)| *u == unit) {
             Some((_, per)) => *per,
             None if unit.is_empty() && n == 0 => 0,
-            None if unit.is_empty() => return Err(format!(
+            None if unit.is_empty() => {
+                return Err(format!(
                 "{s:?} is not a duration: it needs a unit (ms, s, m, h, d or w), such as \"{n}s\""
-            )),
+            ))
+            }
             None => {
                 return Err(format!(
                     "{s:?} is not a duration: unknown unit {unit:?} (use ms, s, m, h, d or w)"

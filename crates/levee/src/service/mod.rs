@@ -19,10 +19,9 @@ pub mod config;
 pub mod duration;
 pub mod health;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
-pub mod pipeline;
 pub mod reload;
-pub mod state;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +34,10 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use self::config::{Delivery, Settings};
-use self::pipeline::{LeveeConsumer, LeveeProducer, Pipeline};
+use self::kafka::clients::{self, ClientLog};
+use self::kafka::delivery::LeveeProducer;
+use self::kafka::pipeline::{self, LeveeConsumer, Pipeline};
+use self::kafka::state;
 use self::reload::Rules;
 
 /// An error in the user's rules: reported as diagnostics, not as a crash.
@@ -77,8 +79,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     ));
 
     debug!(elapsed_ms = ms(started), "start-up: HTTP listener bound");
-    let producer: LeveeProducer = pipeline::producer_config(&settings)
-        .create_with_context(pipeline::KafkaLog)
+    let producer: LeveeProducer = clients::producer_config(&settings)
+        .create_with_context(ClientLog)
         .context("bad [kafka.producer] settings")?;
     let producer = Arc::new(producer);
     let state_producer = if settings.delivery == Delivery::ExactlyOnce {
@@ -86,13 +88,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         Arc::clone(&producer)
     } else {
         // At-least-once: the changelog and profiles on a connection of their own.
-        let mut config = pipeline::producer_config(&settings);
-        config.set(
-            "client.id",
-            format!("levee-{}-state", settings.instance_id()),
-        );
-        let p: LeveeProducer = config
-            .create_with_context(pipeline::KafkaLog)
+        let p: LeveeProducer = clients::state_producer_config(&settings)
+            .create_with_context(ClientLog)
             .context("bad [kafka.producer] settings")?;
         Arc::new(p)
     };
@@ -107,7 +104,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         tokio::runtime::Handle::current(),
         probe,
     );
-    let consumer: LeveeConsumer = pipeline::consumer_config(&settings)
+    let consumer: LeveeConsumer = clients::consumer_config(&settings)
         .create_with_context(context)
         .context("bad [kafka.consumer] settings")?;
 

@@ -34,7 +34,7 @@
 //! every task.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,24 +45,25 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, Rebalance,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::DeliveryResult;
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext, Message, Offset, Statistics, TopicPartitionList};
+use rdkafka::producer::Producer;
+use rdkafka::{ClientContext, Message, Offset, Statistics, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
-use super::clock;
-use super::config::{Delivery, Settings, Topics};
-use super::health::{health, Restoring};
-use super::metrics::{self, KafkaErrorKind};
-use super::reload::Rules;
+use super::clients;
+use super::delivery::{produce, LeveeProducer, OutRecord, PendingDeliveries, Producers};
 use super::state::{
     self as pstate, ChangelogProbe, Meta, RectMessage, RectificationReader, Rectifications,
 };
+use crate::service::clock;
+use crate::service::config::{Delivery, Settings, Topics};
+use crate::service::health::{health, Restoring};
+use crate::service::metrics::{self, KafkaErrorKind};
+use crate::service::reload::Rules;
 
 /// How long one Kafka call made while holding up the pipeline may take
 /// before it is retried.
@@ -70,9 +71,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// At-least-once: how often a partition task writes its state to the
 /// changelog between checkpoints (after the output before it is acknowledged).
 const CUT_INTERVAL: Duration = Duration::from_millis(100);
-/// How long a record waits before it is offered again to a producer whose
-/// queue is full.
-const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
 /// At-least-once: cuts of a partition task waiting for their
 /// acknowledgements at most; a task with as many waits before it evaluates
 /// more, so that evaluation does not run seconds ahead of the broker.
@@ -85,236 +83,7 @@ const PARTITION_QUEUE: usize = 8;
 /// them to their tasks (one channel send and wake-up per partition batch).
 const POLL_BATCH: usize = 256;
 
-/// librdkafka's logs and errors, as tracing events.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct KafkaLog;
-
-impl ClientContext for KafkaLog {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka(level, fac, message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        log_client_error(&error, reason);
-    }
-}
-
-/// Client errors repeat at every reconnect attempt while a broker is away
-/// (librdkafka retries by itself): one line per 10 seconds is enough.
-fn log_client_error(error: &KafkaError, reason: &str) {
-    let kind = KafkaErrorKind::of_client_error(error);
-    metrics::kafka_error(kind);
-    if kind == KafkaErrorKind::AllBrokersDown {
-        health().set_broker_up(false);
-    }
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    let last = LAST.load(Ordering::Relaxed);
-    if now.saturating_sub(last) >= 10
-        && LAST
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        warn!(target: "levee::kafka", %error, "kafka client error (retrying): {reason}");
-    } else {
-        debug!(target: "levee::kafka", %error, "kafka client error (retrying): {reason}");
-    }
-}
-
-fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error
-        | RDKafkaLogLevel::Warning => warn!(target: "levee::kafka", facility = fac, "{message}"),
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            info!(target: "levee::kafka", facility = fac, "{message}")
-        }
-        RDKafkaLogLevel::Debug => debug!(target: "levee::kafka", facility = fac, "{message}"),
-    }
-}
-
-impl ProducerContext for KafkaLog {
-    type DeliveryOpaque = Arc<Acks>;
-
-    /// Counts the delivery against its [`Acks`]; a record the broker did
-    /// not take is kept there to be sent again (at-least-once).
-    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
-        match result {
-            Ok(_) => {
-                if let Some(born) = acks.born_ms {
-                    metrics::alert_acknowledged(born);
-                }
-            }
-            Err((e, m)) => {
-                let group = acks.group();
-                if group.resend {
-                    metrics::kafka_error(KafkaErrorKind::Produce);
-                    warn!(error = %e, topic = %m.topic(), "a record was not delivered; sending it again");
-                    group
-                        .failed
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(m.detach());
-                } else {
-                    // Exactly-once: the transaction fails (or was aborted,
-                    // purging its records) and is redone as a whole.
-                    debug!(error = %e, topic = %m.topic(), "a record of the transaction was not delivered");
-                }
-            }
-        }
-        acks.group().done(1);
-    }
-}
-
-/// The producers' type: deliveries are counted per [`Acks`] in the
-/// delivery callback (no future, channel or task per record).
-pub type LeveeProducer = ThreadedProducer<KafkaLog>;
-
-/// The deliveries of a group of records: how many are not yet acknowledged,
-/// and those the broker did not take. One per batch of output and per
-/// changelog cut (at-least-once); exactly-once, one per partition task that
-/// no one waits for (the transaction commit does). An alert's record gets
-/// one of its own that only carries its event's Kafka timestamp (for
-/// `levee_end_to_end_seconds`) and counts against its group.
-#[derive(Debug, Default)]
-pub struct Acks {
-    remaining: AtomicU64,
-    /// Records not delivered, to send again (only if `resend`).
-    failed: Mutex<Vec<OwnedMessage>>,
-    resend: bool,
-    done: tokio::sync::Notify,
-    born_ms: Option<i64>,
-    of: Option<Arc<Acks>>,
-}
-
-impl Acks {
-    fn new(resend: bool) -> Arc<Acks> {
-        Arc::new(Acks {
-            resend,
-            ..Acks::default()
-        })
-    }
-
-    /// An alert's: counts against `group`.
-    fn alert(group: &Arc<Acks>, born_ms: i64) -> Arc<Acks> {
-        Arc::new(Acks {
-            born_ms: Some(born_ms),
-            of: Some(Arc::clone(group)),
-            ..Acks::default()
-        })
-    }
-
-    fn group(&self) -> &Acks {
-        self.of.as_deref().unwrap_or(self)
-    }
-
-    fn expect(&self, n: u64) {
-        self.remaining.fetch_add(n, Ordering::AcqRel);
-    }
-
-    fn done(&self, n: u64) {
-        if self.remaining.fetch_sub(n, Ordering::AcqRel) == n {
-            self.done.notify_one();
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.remaining.load(Ordering::Acquire) == 0
-            && self
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_empty()
-    }
-
-    /// Waits until every record counted is acknowledged, sending again (to
-    /// the same partition) what the broker did not take.
-    async fn settle(self: &Arc<Acks>, producers: &Producers) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            loop {
-                let notified = self.done.notified();
-                if self.remaining.load(Ordering::Acquire) == 0 {
-                    break;
-                }
-                notified.await;
-            }
-            let failed =
-                std::mem::take(&mut *self.failed.lock().unwrap_or_else(|p| p.into_inner()));
-            if failed.is_empty() {
-                return;
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-            for m in failed {
-                let r = OutRecord {
-                    topic: m.topic().to_owned(),
-                    key: m.key().map(<[u8]>::to_vec),
-                    tombstone: m.payload().is_none(),
-                    payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers: m.headers().cloned(),
-                    partition: Some(m.partition()),
-                };
-                produce(producers.of(&r.topic), &r, self).await;
-            }
-        }
-    }
-}
 pub type LeveeConsumer = BaseConsumer<Pipeline>;
-
-/// The producer configuration: levee's settings, then the passthrough.
-pub fn producer_config(settings: &Settings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &settings.kafka.brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("client.id", format!("levee-{}", settings.instance_id()));
-    if settings.delivery == Delivery::ExactlyOnce {
-        c.set("transactional.id", settings.transactional_id());
-    }
-    for (k, v) in &settings.kafka.producer {
-        c.set(k, v.to_string());
-    }
-    c
-}
-
-/// The consumer configuration: levee's settings, then the passthrough.
-pub fn consumer_config(settings: &Settings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &settings.kafka.brokers)
-        .set("group.id", &settings.kafka.group_id)
-        .set("client.id", format!("levee-{}", settings.instance_id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        // levee_consumer_lag and readiness come from librdkafka's statistics.
-        .set("statistics.interval.ms", "5000");
-    for (k, v) in &settings.kafka.consumer {
-        c.set(k, v.to_string());
-    }
-    c
-}
-
-/// One record to produce. A record the broker did not take is rebuilt from
-/// the message its delivery failure returns and sent again.
-#[derive(Debug)]
-struct OutRecord {
-    topic: String,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    headers: Option<OwnedHeaders>,
-    /// A given partition (the changelog's), else by key.
-    partition: Option<i32>,
-    /// A tombstone (no payload): a forgotten subject in the changelog.
-    tombstone: bool,
-}
 
 enum Work {
     /// Consecutive messages of the partition.
@@ -380,11 +149,11 @@ impl std::fmt::Debug for Pipeline {
 
 impl ClientContext for Pipeline {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        log_librdkafka(level, fac, message);
+        clients::log(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        log_client_error(&error, reason);
+        clients::client_error(&error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
@@ -420,7 +189,7 @@ impl ConsumerContext for Pipeline {
                 let assigned = tp_list(tpl);
                 info!(
                     partitions = %show(&assigned),
-                    since_start_ms = super::since_start(),
+                    since_start_ms = crate::service::since_start(),
                     "partitions assigned"
                 );
                 // Start restoring their state now, not at their first event.
@@ -467,12 +236,11 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             probe,
-            producers: Arc::new(Producers {
-                main: Arc::clone(&producer),
-                state: state_producer,
-                changelog: settings.topics.changelog.clone(),
-                profiles: settings.topics.profiles.clone(),
-            }),
+            producers: Arc::new(Producers::new(
+                Arc::clone(&producer),
+                state_producer,
+                &settings.topics,
+            )),
             rectifications: Arc::new(Rectifications::new(
                 settings.state.max_pending_rectifications,
             )),
@@ -604,7 +372,7 @@ impl Pipeline {
             producers: Arc::clone(&self.producers),
             topics: self.settings.topics.clone(),
             track_deliveries: !self.exactly_once(),
-            pending: Acks::new(!self.exactly_once()),
+            pending: PendingDeliveries::new(!self.exactly_once()),
             settling: None,
             settlers: Vec::new(),
             cuts_in_flight: Arc::new(tokio::sync::Semaphore::new(CUTS_IN_FLIGHT)),
@@ -924,7 +692,7 @@ struct PartitionWorker {
     track_deliveries: bool,
     /// Deliveries of what was produced since the last cut (at-least-once;
     /// exactly-once: of everything, awaited by no one).
-    pending: Arc<Acks>,
+    pending: Arc<PendingDeliveries>,
     /// At-least-once: the background task of the last cut, which the next
     /// one waits for, and every cut's not yet finished (aborted with the task).
     settling: Option<JoinHandle<anyhow::Result<()>>>,
@@ -973,66 +741,6 @@ struct PartitionWorker {
     lateness: i64,
     /// `state.max_future_skew` in seconds.
     future_skew: i64,
-}
-
-/// The producers: at-least-once, the changelog and profiles go through one
-/// of their own, so that a checkpoint's burst of state records does not
-/// queue ahead of alerts on the same connection. Exactly-once: one
-/// transactional producer for everything.
-pub struct Producers {
-    main: Arc<LeveeProducer>,
-    state: Arc<LeveeProducer>,
-    changelog: String,
-    profiles: String,
-}
-
-impl Producers {
-    fn of(&self, topic: &str) -> &LeveeProducer {
-        if topic == self.changelog || topic == self.profiles {
-            &self.state
-        } else {
-            &self.main
-        }
-    }
-}
-
-/// Produces one record, counted against `acks`, retrying while the
-/// producer's queue is full or producing fails.
-async fn produce(producer: &LeveeProducer, r: &OutRecord, acks: &Arc<Acks>) {
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let mut rec: BaseRecord<'_, [u8], [u8], Arc<Acks>> =
-            BaseRecord::with_opaque_to(&r.topic, Arc::clone(acks));
-        if !r.tombstone {
-            rec = rec.payload(r.payload.as_slice());
-        }
-        if let Some(p) = r.partition {
-            rec = rec.partition(p);
-        }
-        if let Some(k) = &r.key {
-            rec = rec.key(k.as_slice());
-        }
-        if let Some(h) = &r.headers {
-            rec = rec.headers(h.clone());
-        }
-        acks.group().expect(1);
-        let sent = producer.send(rec);
-        let Err((e, _)) = sent else {
-            return;
-        };
-        // Not queued: no delivery report will come for it.
-        acks.group().done(1);
-        if let KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) = e {
-            // The queue drains as the broker acknowledges: try again
-            // soon, not after a growing back-off.
-            tokio::time::sleep(QUEUE_FULL_WAIT).await;
-            continue;
-        }
-        metrics::kafka_error(KafkaErrorKind::Produce);
-        warn!(error = %e, topic = %r.topic, "producing failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
 }
 
 impl Drop for PartitionWorker {
@@ -1149,7 +857,7 @@ impl PartitionWorker {
         if records.is_empty() && self.pending.is_empty() && reply.is_none() {
             return;
         }
-        let pending = std::mem::replace(&mut self.pending, Acks::new(true));
+        let pending = std::mem::replace(&mut self.pending, PendingDeliveries::new(true));
         let before = self.settling.take();
         let producers = Arc::clone(&self.producers);
         let next = self.next_offset;
@@ -1161,15 +869,15 @@ impl PartitionWorker {
                     h.await.map_err(|e| anyhow!("{e}"))??;
                 }
                 let t1 = Instant::now();
-                pending.settle(&producers).await;
+                pending.wait_delivered(&*producers).await;
                 let t2 = Instant::now();
-                let written = Acks::new(true);
+                let written = PendingDeliveries::new(true);
                 for r in &records {
-                    produce(producers.of(&r.topic), r, &written).await;
+                    produce(&*producers, r, &written).await;
                 }
                 let (count, t3) = (records.len(), Instant::now());
                 drop(records);
-                written.settle(&producers).await;
+                written.wait_delivered(&*producers).await;
                 debug!(
                     topic = %tp.0, partition = tp.1, barrier, records = count,
                     wait_before_ms = (t1 - t0).as_millis() as u64,
@@ -1200,7 +908,7 @@ impl PartitionWorker {
             debug!(
                 topic = %self.tp.0,
                 partition = self.tp.1,
-                since_start_ms = super::since_start(),
+                since_start_ms = crate::service::since_start(),
                 "start-up: first message of the partition"
             );
         }
@@ -1286,7 +994,7 @@ impl PartitionWorker {
             records = restored.records,
             next_offset = meta.next_offset,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            since_start_ms = super::since_start(),
+            since_start_ms = crate::service::since_start(),
             "partition state restored"
         );
     }
@@ -1585,10 +1293,12 @@ impl PartitionWorker {
     }
 
     async fn send(&mut self, r: OutRecord) {
-        let producer = self.producers.of(&r.topic);
+        let sink = &*self.producers;
         match self.born_ms.filter(|_| self.is_alert_topic(&r.topic)) {
-            Some(born) => produce(producer, &r, &Acks::alert(&self.pending, born)).await,
-            None => produce(producer, &r, &self.pending).await,
+            Some(born) => {
+                produce(sink, &r, &PendingDeliveries::for_alert(&self.pending, born)).await
+            }
+            None => produce(sink, &r, &self.pending).await,
         }
     }
 
@@ -1620,7 +1330,7 @@ pub fn consume(
     let known = rectifications.catch_up(&pipeline.rectifications, Duration::from_secs(30));
     info!(
         rectifications = known,
-        since_start_ms = super::since_start(),
+        since_start_ms = crate::service::since_start(),
         "rectifications read"
     );
     let tick_every = pipeline.settings.state.tick_interval.as_duration();
@@ -1629,7 +1339,7 @@ pub fn consume(
         .subscribe(&topics)
         .context("subscribing to the input topics")?;
     debug!(
-        since_start_ms = super::since_start(),
+        since_start_ms = crate::service::since_start(),
         "start-up: subscribed"
     );
     let mut first_message = true;
@@ -1654,7 +1364,7 @@ pub fn consume(
                 if first_message {
                     first_message = false;
                     debug!(
-                        since_start_ms = super::since_start(),
+                        since_start_ms = crate::service::since_start(),
                         "start-up: first message polled"
                     );
                 }

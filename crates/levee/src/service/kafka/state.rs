@@ -51,7 +51,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::config::Settings;
+use crate::service::config::Settings;
 
 /// A topic levee needs is missing or has too few partitions: the operator's
 /// to fix; retrying does not help.
@@ -142,16 +142,7 @@ impl ChangelogProbe {
 /// (they never join the group: librdkafka wants a `group.id` to assign
 /// partitions all the same), and no waiting for more data.
 fn restore_config(settings: &Settings, role: &str) -> rdkafka::ClientConfig {
-    let mut config = super::pipeline::consumer_config(settings);
-    config
-        .remove("statistics.interval.ms")
-        .set("enable.partition.eof", "true")
-        .set("fetch.wait.max.ms", "10")
-        .set(
-            "client.id",
-            format!("levee-{}-{role}", settings.instance_id()),
-        );
-    config
+    super::clients::changelog_reader_config(settings, role)
 }
 
 /// Reads changelog partition `partition` to its end and keeps the records of
@@ -354,11 +345,7 @@ pub enum RectMessage {
 
 impl RectificationReader {
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
-        let mut config = super::pipeline::consumer_config(settings);
-        config.set("enable.partition.eof", "false").set(
-            "client.id",
-            format!("levee-{}-rectification", settings.instance_id()),
-        );
+        let config = super::clients::rectification_reader_config(settings);
         let consumer: BaseConsumer = config
             .create()
             .context("creating the rectification consumer")?;
