@@ -8,13 +8,15 @@
 //! `levee-<instance>-state` (at-least-once: the changelog producer),
 //! `-probe`, `-restore` (changelog reads) and `-rectification`.
 
+use std::time::Duration;
+
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::ConsumerContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, ClientContext};
 use tracing::{debug, info, warn};
 
-use super::error::report;
+use super::error::{report, PipelineError};
 use crate::service::config::{Delivery, Settings};
 use crate::service::health::health;
 use crate::service::metrics::KafkaErrorKind;
@@ -137,6 +139,33 @@ pub fn rectification_reader_config(settings: &Settings) -> ClientConfig {
         format!("levee-{}-rectification", settings.instance_id()),
     );
     config
+}
+
+/// How many partitions `topic` has; a missing topic is the operator's to fix.
+pub fn partition_count<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, PipelineError> {
+    let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        PipelineError::kafka(
+            format!("reading the metadata of {topic}"),
+            KafkaErrorKind::Consume,
+            e,
+        )
+    })?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| PipelineError::NotYet(format!("no metadata for {topic}")))?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Err(PipelineError::Misconfigured(format!(
+            "the topic {topic} does not exist: create it (the changelog and profiles with \
+             cleanup.policy=compact, the changelog with as many partitions as the input topics)"
+        )));
+    }
+    Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
 }
 
 #[cfg(test)]

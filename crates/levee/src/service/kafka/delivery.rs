@@ -364,6 +364,23 @@ pub(crate) mod fake {
                 .collect()
         }
 
+        /// The broker acknowledges the records queued that `pick` picks.
+        pub fn ack_where(&self, pick: impl Fn(&OutRecord) -> bool) -> Vec<OutRecord> {
+            let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());
+            let (acked, kept) = std::mem::take(&mut *queued)
+                .into_iter()
+                .partition::<Vec<_>, _>(|(r, _)| pick(r));
+            *queued = kept;
+            drop(queued);
+            acked
+                .into_iter()
+                .map(|(r, d)| {
+                    d.acknowledged();
+                    r
+                })
+                .collect()
+        }
+
         /// The broker does not take the first record queued.
         pub fn fail_first(&self) -> Option<OutRecord> {
             let mut queued = self.queued.lock().unwrap_or_else(|p| p.into_inner());

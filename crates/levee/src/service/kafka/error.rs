@@ -48,6 +48,10 @@ pub enum PipelineError {
     /// operator's to fix.
     #[error("{0}")]
     Misconfigured(String),
+    /// Something levee waits for is not there yet (the metadata of a topic
+    /// just created).
+    #[error("{0}")]
+    NotYet(String),
     /// A partition task ended before it answered (stopped, or it panicked).
     #[error("the task of partition {0} has stopped")]
     TaskStopped(TopicPartition),
@@ -83,7 +87,7 @@ impl PipelineError {
         match self {
             PipelineError::Kafka { retry, .. } => *retry,
             PipelineError::Misconfigured(_) => Retry::Fatal,
-            PipelineError::TaskStopped(_) => Retry::Retriable,
+            PipelineError::NotYet(_) | PipelineError::TaskStopped(_) => Retry::Retriable,
             PipelineError::Partition { error, .. } => error.retry(),
             PipelineError::BadInput(_) => Retry::BadInput,
         }

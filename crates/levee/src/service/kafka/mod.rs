@@ -1,10 +1,14 @@
 //! The Kafka pipeline of `levee run`.
 
+pub mod changelog;
 pub mod clients;
 pub mod delivery;
 pub mod error;
 pub mod pipeline;
+pub mod rectify;
+pub mod restore;
 pub mod state;
+pub mod work;
 
 use std::fmt;
 
