@@ -1,6 +1,7 @@
 //! The Kafka pipeline of `levee run`.
 
 pub mod changelog;
+pub mod checkpoint;
 pub mod clients;
 pub mod delivery;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod records;
 pub mod rectify;
 pub mod restore;
 pub mod state;
+pub mod transaction;
 pub mod work;
 
 use std::fmt;
