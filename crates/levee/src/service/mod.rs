@@ -4,11 +4,11 @@
 //! - [`clock`]: the service's clock (the wall clock, shifted by `clock.offset`).
 //! - [`config`]: the settings and their layers (`default.toml`, file, env, flags).
 //! - [`duration`]: the settings' lengths of time (`500ms`, `5s`, `400d`).
-//! - [`pipeline`]: consumer thread, per-partition tasks, producer, checkpoints
-//!   (at-least-once commits or exactly-once transactions), rebalances.
+//! - [`kafka`]: the Kafka pipeline: consumer thread, partition tasks,
+//!   deliveries, checkpoints (at-least-once commits or exactly-once
+//!   transactions), rebalances, the state changelog and its restore,
+//!   rectifications (its module doc has a table of its modules).
 //! - [`reload`]: the rules in force; reload on SIGHUP or file change.
-//! - [`state`]: the state changelog (restore on assignment) and the
-//!   rectification table every instance reads.
 //! - [`metrics`]: every Prometheus metric (names, labels, help) and its helpers.
 //! - [`health`]: readiness flags the pipeline sets and `/readyz` reads.
 //! - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/v1/evaluate`, `/v1/subjects/{id}`.
@@ -36,8 +36,8 @@ use tracing::{debug, info, warn};
 use self::config::{Delivery, Settings};
 use self::kafka::clients::{self, ClientLog};
 use self::kafka::delivery::LeveeProducer;
-use self::kafka::pipeline::{self, LeveeConsumer, Pipeline};
-use self::kafka::state;
+use self::kafka::restore::ChangelogReader;
+use self::kafka::{Coordinator, LeveeConsumer};
 use self::reload::Rules;
 
 /// An error in the user's rules: reported as diagnostics, not as a crash.
@@ -84,7 +84,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         .context("bad [kafka.producer] settings")?;
     let producer = Arc::new(producer);
     let state_producer = if settings.delivery == Delivery::ExactlyOnce {
-        init_transactions(&producer).await?;
+        kafka::transaction::init(&producer).await?;
         Arc::clone(&producer)
     } else {
         // At-least-once: the changelog and profiles on a connection of their own.
@@ -95,14 +95,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     };
 
     debug!(elapsed_ms = ms(started), "start-up: producers created");
-    let probe = Arc::new(state::ChangelogProbe::new(&settings)?);
-    let context = Pipeline::new(
+    let changelog = Arc::new(ChangelogReader::new(&settings)?);
+    let context = Coordinator::new(
         settings.clone(),
         Arc::clone(&producer),
         Arc::clone(&state_producer),
         Arc::clone(&rules),
         tokio::runtime::Handle::current(),
-        probe,
+        changelog,
     );
     let consumer: LeveeConsumer = clients::consumer_config(&settings)
         .create_with_context(context)
@@ -133,7 +133,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     std::thread::Builder::new()
         .name("levee-consumer".to_owned())
         .spawn(move || {
-            let result = pipeline::consume(consumer, interval, &thread_stop);
+            let result =
+                kafka::consume(consumer, interval, &thread_stop).map_err(anyhow::Error::from);
             let _ = done_tx.send(result);
         })
         .context("starting the consumer thread")?;
@@ -178,28 +179,4 @@ pub(crate) fn ms(since: std::time::Instant) -> u64 {
 /// Milliseconds since [`run`] started (debug logs of the start-up).
 pub(crate) fn since_start() -> u64 {
     STARTED.get().map_or(0, |s| ms(*s))
-}
-
-/// Registers the transactional id (fencing an earlier instance with the same
-/// id and aborting its open transaction); retries while the broker is away.
-async fn init_transactions(producer: &Arc<LeveeProducer>) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let p = Arc::clone(producer);
-        let r = tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30)))
-            .await
-            .map_err(|e| anyhow!("initialising transactions: {e}"))?;
-        match r {
-            Ok(()) => return Ok(()),
-            Err(rdkafka::error::KafkaError::Transaction(e)) if e.is_retriable() => {
-                warn!(error = %e, "initialising transactions failed; retrying");
-            }
-            Err(e @ rdkafka::error::KafkaError::Transaction(_)) => {
-                return Err(anyhow!(e).context("initialising transactions"))
-            }
-            Err(e) => warn!(error = %e, "initialising transactions failed; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
 }
