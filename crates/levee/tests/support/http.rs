@@ -217,12 +217,14 @@ pub fn http_config(setup: &crate::support::Setup, extra_http: &str) -> PathBuf {
         "[kafka.consumer]\n\"statistics.interval.ms\" = 1000\n",
         1,
     );
-    // The HTTP listener on any free port; `extra_http` adds to [http].
-    let text = match text.find("\n[http]\n") {
-        Some(at) if !text[at + 1..].contains("\n[") => {
-            format!("{}\n{extra_http}\n", text.trim_end())
+    // The HTTP listener on any free port; `extra_http` adds to [http]
+    // (which other tables, such as [clock], may follow).
+    let header = "\n[http]\n";
+    let text = match text.find(header) {
+        Some(at) => {
+            let (head, rest) = text.split_at(at + header.len());
+            format!("{head}{extra_http}\n{rest}")
         }
-        Some(_) => panic!("[http] is not the last table of the settings file:\n{text}"),
         None => format!("{text}\n[http]\nlisten = \"127.0.0.1:0\"\n{extra_http}\n"),
     };
     std::fs::write(&path, text).unwrap();
