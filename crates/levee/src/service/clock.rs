@@ -34,36 +34,9 @@ pub fn now_rfc3339() -> String {
     now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Parses `clock.offset`: `0s`, or a duration with an optional sign
-/// (`400d`, `-2h`).
-pub fn parse_offset(s: &str) -> Result<i64, String> {
-    let t = s.trim();
-    let (sign, body) = match t.strip_prefix('-') {
-        Some(rest) => (-1, rest),
-        None => (1, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let digits = body.len() - body.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let zero = digits > 0 && body[..digits].bytes().all(|b| b == b'0');
-    if zero && matches!(&body[digits..], "" | "s" | "m" | "h" | "d" | "w") {
-        return Ok(0);
-    }
-    levee_rules::parse_duration(body).map(|d| sign * d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn offsets_parse_with_a_sign_and_zero() {
-        assert_eq!(parse_offset("0s"), Ok(0));
-        assert_eq!(parse_offset("0"), Ok(0));
-        assert_eq!(parse_offset("400d"), Ok(400 * 86_400));
-        assert_eq!(parse_offset("+1h"), Ok(3600));
-        assert_eq!(parse_offset("-2h"), Ok(-7200));
-        assert!(parse_offset("soon").is_err());
-        assert!(parse_offset("").is_err());
-    }
 
     #[test]
     fn the_offset_moves_now() {

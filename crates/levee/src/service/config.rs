@@ -1,5 +1,7 @@
 //! Settings of `levee run`, in layers: the embedded `default.toml`, then the
 //! user's file, then `LEVEE__SECTION__KEY` environment variables, then flags.
+//! This table is where each setting is documented; durations are
+//! [`Span`]s (`500ms`, `5s`, `400d`), parsed when the settings load.
 //!
 //! | key | default | meaning |
 //! |---|---|---|
@@ -7,27 +9,31 @@
 //! | `kafka.brokers` | `127.0.0.1:9092` | bootstrap servers |
 //! | `kafka.group_id` | `levee` | consumer group |
 //! | `kafka.instance_id` | host name | this instance; part of the `transactional.id` |
-//! | `kafka.commit_interval_ms` | `1000` | offset commit / transaction interval |
+//! | `kafka.commit_interval` | `1s` | offset commit / transaction interval (at least `1ms`; was `commit_interval_ms`, a number of ms, still read) |
 //! | `[kafka.consumer]`, `[kafka.producer]` | | librdkafka properties, passed through |
 //! | `topics.inputs` | the four `events.*` | input topics (env: comma-separated) |
 //! | `topics.tier1` … `tier3`, `decisions`, `dlq` | docs/contract.md's names | output topics |
-//! | `topics.rectification` | `events.rectification` | rectifications (input; every instance reads all of it) |
+//! | `topics.rectification` | `events.rectification` | rectifications (input, keyed by `alert_id`; every instance reads all of it: keep it, or compact it, for the longest `escalate_after` plus a restart) |
 //! | `topics.profiles` | `profiles` | subject profiles (output, compacted) |
 //! | `topics.changelog` | `levee.state-changelog` | state changelog (compacted; as many partitions as the inputs) |
-//! | `state.ttl` | `400d` | forget a subject idle this long (event time) |
+//! | `state.ttl` | `400d` | forget a subject idle this long (event time; whole seconds) |
 //! | `state.allowed_lateness` | `7d` | events older than the partition's watermark minus this go to the DLQ (`late`) |
 //! | `state.max_future_skew` | `1h` | events stamped further ahead of the clock go to the DLQ (`future`) |
-//! | `state.tick_interval_ms` | `1000` | escalate due alerts by the wall clock this often, also without events (0: only when events arrive) |
-//! | `clock.offset` | `0s` | shift levee's clock (`400d`, `-2h`): drills and tests |
+//! | `state.tick_interval` | `1s` | escalate due alerts by the wall clock this often, also without events (`0s`: only when events arrive; was `tick_interval_ms`, still read) |
 //! | `state.max_pending_rectifications` | `1000000` | rectifications kept for alerts this instance may yet hold |
+//! | `clock.offset` | `0s` | shift levee's clock (`400d`, `-2h`; an [`Offset`]): drills and tests |
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
-//! | `rules.reload_interval_secs` | `5` | poll the rule files for changes (0: SIGHUP only) |
+//! | `rules.reload_interval` | `5s` | poll the rule files for changes (`0s`: SIGHUP only; was `reload_interval_secs`, still read) |
 //! | `log.format` | `text` | or `json` |
 //! | `log.level` | `info` | a tracing filter (`RUST_LOG` wins) |
 //! | `http.listen` | `127.0.0.1:9464` | `/metrics`, `/healthz`, `/readyz`, `/v1/*` (`0.0.0.0:9464` in containers; port 0: any free port) |
 //! | `http.token` | empty | bearer token `/v1/*` requires; empty: none (masked by `--print-config`) |
 //! | `http.max_body_bytes` | `1048576` | larger request bodies get 413 |
 //! | `http.max_batch` | `1000` | most events in one `POST /v1/evaluate` array; more get 413 |
+//!
+//! A renamed key (`kafka.commit_interval_ms`, `state.tick_interval_ms`,
+//! `rules.reload_interval_secs`) set in the file or the environment wins
+//! over the built-in default of its new name; setting both names is an error.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,6 +41,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+
+pub use super::duration::{Offset, Span};
 
 /// The embedded defaults.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -79,65 +87,113 @@ pub struct Settings {
     pub http: HttpSettings,
 }
 
-/// The service's clock: see [`super::clock`].
+/// `[clock]`: see [`super::clock`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClockSettings {
-    /// Shifts the wall clock: `0s`, `400d`, `-2h`.
-    pub offset: String,
+    pub offset: Offset,
 }
 
-impl ClockSettings {
-    /// `clock.offset` in seconds (validated by [`Settings::validate`]).
-    pub fn offset_secs(&self) -> i64 {
-        super::clock::parse_offset(&self.offset).unwrap_or(0)
-    }
-}
-
-/// Stateful control points: see [`super::state`].
+/// `[state]`: see [`super::kafka`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "StateLayers")]
 pub struct StateSettings {
-    /// A duration (`400d`): subjects idle this long in event time are forgotten.
-    pub ttl: String,
-    /// A duration (`7d`): how far behind its partition's watermark an event may be.
-    pub allowed_lateness: String,
-    /// A duration (`1h`): how far ahead of the clock an event may be stamped.
-    pub max_future_skew: String,
-    /// Wall-clock escalation tick; 0 turns it off.
-    pub tick_interval_ms: u64,
+    pub ttl: Span,
+    pub allowed_lateness: Span,
+    pub max_future_skew: Span,
+    pub tick_interval: Span,
     pub max_pending_rectifications: usize,
 }
 
-impl StateSettings {
-    /// `state.ttl` in seconds (validated by [`Settings::validate`]).
-    pub fn ttl_secs(&self) -> i64 {
-        levee_rules::compile::parse_duration(&self.ttl).unwrap_or(400 * 86_400)
-    }
+/// `[state]` as the layers write it (with the renamed `tick_interval_ms`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateLayers {
+    ttl: Span,
+    allowed_lateness: Span,
+    max_future_skew: Span,
+    tick_interval: Option<Span>,
+    tick_interval_ms: Option<u64>,
+    max_pending_rectifications: usize,
+}
 
-    /// `state.allowed_lateness` in seconds.
-    pub fn allowed_lateness_secs(&self) -> i64 {
-        levee_rules::compile::parse_duration(&self.allowed_lateness).unwrap_or(7 * 86_400)
-    }
+impl TryFrom<StateLayers> for StateSettings {
+    type Error = String;
 
-    /// `state.max_future_skew` in seconds.
-    pub fn max_future_skew_secs(&self) -> i64 {
-        levee_rules::compile::parse_duration(&self.max_future_skew).unwrap_or(3600)
+    fn try_from(s: StateLayers) -> Result<Self, String> {
+        Ok(StateSettings {
+            ttl: s.ttl,
+            allowed_lateness: s.allowed_lateness,
+            max_future_skew: s.max_future_skew,
+            tick_interval: renamed(
+                "state.tick_interval",
+                s.tick_interval,
+                s.tick_interval_ms.map(Span::from_millis),
+            )?,
+            max_pending_rectifications: s.max_pending_rectifications,
+        })
     }
 }
 
+/// `[kafka]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "KafkaLayers")]
 pub struct KafkaSettings {
     pub brokers: String,
     pub group_id: String,
     pub instance_id: String,
-    pub commit_interval_ms: u64,
-    #[serde(default)]
+    pub commit_interval: Span,
     pub consumer: BTreeMap<String, Property>,
-    #[serde(default)]
     pub producer: BTreeMap<String, Property>,
 }
+
+/// `[kafka]` as the layers write it (with the renamed `commit_interval_ms`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaLayers {
+    brokers: String,
+    group_id: String,
+    instance_id: String,
+    commit_interval: Option<Span>,
+    commit_interval_ms: Option<u64>,
+    #[serde(default)]
+    consumer: BTreeMap<String, Property>,
+    #[serde(default)]
+    producer: BTreeMap<String, Property>,
+}
+
+impl TryFrom<KafkaLayers> for KafkaSettings {
+    type Error = String;
+
+    fn try_from(k: KafkaLayers) -> Result<Self, String> {
+        Ok(KafkaSettings {
+            commit_interval: renamed(
+                "kafka.commit_interval",
+                k.commit_interval,
+                k.commit_interval_ms.map(Span::from_millis),
+            )?,
+            brokers: k.brokers,
+            group_id: k.group_id,
+            instance_id: k.instance_id,
+            consumer: k.consumer,
+            producer: k.producer,
+        })
+    }
+}
+
+/// A setting renamed when it became a duration: the old name, if set, wins
+/// (the defaults only set the new one; [`load`] refuses both in the layers
+/// above the defaults).
+fn renamed(key: &str, new: Option<Span>, old: Option<Span>) -> Result<Span, String> {
+    old.or(new).ok_or_else(|| format!("{key} is missing"))
+}
+
+/// Settings renamed when they became durations: (new key, old key).
+const RENAMED: &[(&str, &str)] = &[
+    ("kafka.commit_interval", "kafka.commit_interval_ms"),
+    ("state.tick_interval", "state.tick_interval_ms"),
+    ("rules.reload_interval", "rules.reload_interval_secs"),
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,11 +220,36 @@ impl Topics {
     }
 }
 
+/// `[rules]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RulesLayers")]
 pub struct RulesSettings {
     pub dir: PathBuf,
-    pub reload_interval_secs: u64,
+    pub reload_interval: Span,
+}
+
+/// `[rules]` as the layers write it (with the renamed `reload_interval_secs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesLayers {
+    dir: PathBuf,
+    reload_interval: Option<Span>,
+    reload_interval_secs: Option<u64>,
+}
+
+impl TryFrom<RulesLayers> for RulesSettings {
+    type Error = String;
+
+    fn try_from(r: RulesLayers) -> Result<Self, String> {
+        Ok(RulesSettings {
+            reload_interval: renamed(
+                "rules.reload_interval",
+                r.reload_interval,
+                r.reload_interval_secs.map(Span::from_secs),
+            )?,
+            dir: r.dir,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -242,19 +323,65 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     flags: &Overrides,
 ) -> anyhow::Result<Settings> {
-    use config::{Config, Environment, File, FileFormat};
+    use config::Config;
 
-    let mut builder = Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
     if let Some(path) = file {
         if !path.is_file() {
             bail!("the config file {} does not exist", path.display());
         }
-        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
     }
     let vars: config::Map<String, String> = env
         .into_iter()
         .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
         .collect();
+    let context = || match file {
+        Some(p) => format!(
+            "reading the settings ({} and LEVEE__* variables)",
+            p.display()
+        ),
+        None => "reading the settings (LEVEE__* variables)".to_owned(),
+    };
+    let settings: Settings = layers(true, file, &vars, flags)?
+        .build()
+        .and_then(Config::try_deserialize)
+        .map_err(|e| anyhow::anyhow!("bad setting: {e}"))
+        .with_context(context)?;
+    // A renamed key and its new name both set above the defaults: which one
+    // was meant is anyone's guess.
+    let user = layers(false, file, &vars, flags)?
+        .build()
+        .map_err(|e| anyhow::anyhow!("bad setting: {e}"))
+        .with_context(context)?;
+    for (new, old) in RENAMED {
+        let set = |key: &str| user.get::<config::Value>(key).is_ok();
+        if set(new) && set(old) {
+            return Err(anyhow::anyhow!(
+                "bad setting: both {new} and {old} (its old name) are set: keep {new}"
+            ))
+            .with_context(context);
+        }
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The layers over one another: the defaults (if `defaults`), the file,
+/// the environment, the flags.
+fn layers(
+    defaults: bool,
+    file: Option<&Path>,
+    vars: &config::Map<String, String>,
+    flags: &Overrides,
+) -> anyhow::Result<config::ConfigBuilder<config::builder::DefaultState>> {
+    use config::{Config, Environment, File, FileFormat};
+
+    let mut builder = Config::builder();
+    if defaults {
+        builder = builder.add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+    }
+    if let Some(path) = file {
+        builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+    }
     builder = builder.add_source(
         Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
@@ -262,7 +389,7 @@ pub fn load(
             .list_separator(",")
             .with_list_parse_key("topics.inputs")
             .try_parsing(true)
-            .source(Some(vars)),
+            .source(Some(vars.clone())),
     );
     let flag_values = [
         ("kafka.brokers", flags.brokers.clone()),
@@ -278,19 +405,7 @@ pub fn load(
     for (key, value) in flag_values {
         builder = builder.set_override_option(key, value)?;
     }
-    let settings: Settings = builder
-        .build()
-        .and_then(Config::try_deserialize)
-        .map_err(|e| anyhow::anyhow!("bad setting: {e}"))
-        .with_context(|| match file {
-            Some(p) => format!(
-                "reading the settings ({} and LEVEE__* variables)",
-                p.display()
-            ),
-            None => "reading the settings (LEVEE__* variables)".to_owned(),
-        })?;
-    settings.validate()?;
-    Ok(settings)
+    Ok(builder)
 }
 
 impl Settings {
@@ -303,8 +418,8 @@ impl Settings {
         if self.kafka.group_id.trim().is_empty() {
             errors.push("kafka.group_id is empty".to_owned());
         }
-        if self.kafka.commit_interval_ms == 0 {
-            errors.push("kafka.commit_interval_ms must be at least 1".to_owned());
+        if self.kafka.commit_interval.is_zero() {
+            errors.push("kafka.commit_interval must be at least 1ms".to_owned());
         }
         if self.topics.inputs.is_empty() {
             errors.push("topics.inputs is empty: name at least one input topic".to_owned());
@@ -339,19 +454,16 @@ impl Settings {
             }
         }
         for (key, value) in [
-            ("state.ttl", &self.state.ttl),
-            ("state.allowed_lateness", &self.state.allowed_lateness),
-            ("state.max_future_skew", &self.state.max_future_skew),
+            ("state.ttl", self.state.ttl),
+            ("state.allowed_lateness", self.state.allowed_lateness),
+            ("state.max_future_skew", self.state.max_future_skew),
         ] {
-            if let Err(e) = levee_rules::compile::parse_duration(value) {
-                errors.push(format!("{key}: {value:?} is not a duration: {e}"));
+            // Event time counts in seconds.
+            if value.is_zero() || !value.is_whole_secs() {
+                errors.push(format!(
+                    "{key}: {value} must be a positive whole number of seconds (such as \"90s\" or \"7d\")"
+                ));
             }
-        }
-        if let Err(e) = super::clock::parse_offset(&self.clock.offset) {
-            errors.push(format!(
-                "clock.offset: {:?} is not an offset such as \"0s\", \"400d\" or \"-2h\": {e}",
-                self.clock.offset
-            ));
         }
         for (section, props, reserved) in [
             ("kafka.consumer", &self.kafka.consumer, RESERVED_CONSUMER),
@@ -430,110 +542,5 @@ pub fn is_secret(key: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use super::*;
-
-    fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
-        vars.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    #[test]
-    fn defaults_alone_are_valid() {
-        let s = load(None, env(&[]), &Overrides::default()).unwrap();
-        assert_eq!(s.delivery, Delivery::AtLeastOnce);
-        assert_eq!(s.topics.inputs.len(), 4);
-        assert_eq!(s.topics.tier(2), "alerts.tier2");
-        assert_eq!(s.rules.dir, PathBuf::from("rules"));
-    }
-
-    #[test]
-    fn layers_file_then_env_then_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("levee.toml");
-        std::fs::write(
-            &path,
-            r#"
-delivery = "exactly_once"
-[kafka]
-brokers = "file:1"
-group_id = "from-file"
-[kafka.consumer]
-"session.timeout.ms" = 6000
-"sasl.password" = "hunter2"
-[topics]
-inputs = ["a", "b"]
-"#,
-        )
-        .unwrap();
-        let s = load(
-            Some(&path),
-            env(&[
-                ("LEVEE__KAFKA__GROUP_ID", "from-env"),
-                ("LEVEE__KAFKA__BROKERS", "env:1"),
-                ("LEVEE__TOPICS__INPUTS", "x,y,z"),
-                ("OTHER", "ignored"),
-            ]),
-            &Overrides {
-                brokers: Some("flag:1".into()),
-                ..Overrides::default()
-            },
-        )
-        .unwrap();
-        assert_eq!(s.delivery, Delivery::ExactlyOnce);
-        assert_eq!(s.kafka.group_id, "from-env");
-        assert_eq!(s.kafka.brokers, "flag:1");
-        assert_eq!(s.topics.inputs, ["x", "y", "z"]);
-        assert_eq!(
-            s.kafka
-                .consumer
-                .get("session.timeout.ms")
-                .unwrap()
-                .to_string(),
-            "6000"
-        );
-        let shown = s.to_masked_toml().unwrap();
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("********"), "{shown}");
-        assert!(shown.contains("6000"), "{shown}");
-    }
-
-    #[test]
-    fn the_shipped_example_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/levee.toml");
-        let s = load(Some(&path), env(&[]), &Overrides::default()).unwrap();
-        assert_eq!(s.topics.inputs.len(), 4);
-        assert_eq!(s.log.format, LogFormat::Json);
-    }
-
-    #[test]
-    fn unknown_keys_and_bad_values_are_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("levee.toml");
-        std::fs::write(&path, "[kafka]\nbrokerz = \"x\"\n").unwrap();
-        let err = load(Some(&path), env(&[]), &Overrides::default()).unwrap_err();
-        assert!(format!("{err:#}").contains("brokerz"), "{err:#}");
-
-        let err = load(
-            None,
-            env(&[("LEVEE__DELIVERY", "twice")]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("twice"), "{err:#}");
-
-        std::fs::write(&path, "[kafka.consumer]\n\"group.id\" = \"x\"\n").unwrap();
-        let err = load(Some(&path), env(&[]), &Overrides::default()).unwrap_err();
-        assert!(format!("{err:#}").contains("kafka.group_id"), "{err:#}");
-
-        let err = load(
-            Some(&dir.path().join("missing.toml")),
-            env(&[]),
-            &Overrides::default(),
-        )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("does not exist"), "{err:#}");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

@@ -3,11 +3,12 @@
 //! # Layout
 //! - [`clock`]: the service's clock (the wall clock, shifted by `clock.offset`).
 //! - [`config`]: the settings and their layers (`default.toml`, file, env, flags).
-//! - [`pipeline`]: consumer thread, per-partition tasks, producer, checkpoints
-//!   (at-least-once commits or exactly-once transactions), rebalances.
+//! - [`duration`]: the settings' lengths of time (`500ms`, `5s`, `400d`).
+//! - [`kafka`]: the Kafka pipeline: consumer thread, partition tasks,
+//!   deliveries, checkpoints (at-least-once commits or exactly-once
+//!   transactions), rebalances, the state changelog and its restore,
+//!   rectifications (its module doc has a table of its modules).
 //! - [`reload`]: the rules in force; reload on SIGHUP or file change.
-//! - [`state`]: the state changelog (restore on assignment) and the
-//!   rectification table every instance reads.
 //! - [`metrics`]: every Prometheus metric (names, labels, help) and its helpers.
 //! - [`health`]: readiness flags the pipeline sets and `/readyz` reads.
 //! - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/v1/evaluate`, `/v1/subjects/{id}`.
@@ -15,12 +16,12 @@
 
 pub mod clock;
 pub mod config;
+pub mod duration;
 pub mod health;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
-pub mod pipeline;
 pub mod reload;
-pub mod state;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +34,10 @@ use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use self::config::{Delivery, Settings};
-use self::pipeline::{LeveeConsumer, LeveeProducer, Pipeline};
+use self::kafka::clients::{self, ClientLog};
+use self::kafka::delivery::LeveeProducer;
+use self::kafka::restore::ChangelogReader;
+use self::kafka::{Coordinator, LeveeConsumer};
 use self::reload::Rules;
 
 /// An error in the user's rules: reported as diagnostics, not as a crash.
@@ -48,7 +52,7 @@ pub struct RulesError {
 /// delivers and commits in-flight work, leaves the group and returns.
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let started = *STARTED.get_or_init(std::time::Instant::now);
-    clock::set_offset(settings.clock.offset_secs());
+    clock::set_offset(settings.clock.offset.secs());
     metrics::init();
     let rules = Rules::load(settings.rules.dir.clone()).map_err(|diagnostics| RulesError {
         dir: settings.rules.dir.display().to_string(),
@@ -68,44 +72,39 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         listener,
         http::router(
             &settings.http,
-            settings.state.max_future_skew_secs(),
+            settings.state.max_future_skew.secs(),
             Arc::clone(&rules),
         ),
         std::future::pending(),
     ));
 
     debug!(elapsed_ms = ms(started), "start-up: HTTP listener bound");
-    let producer: LeveeProducer = pipeline::producer_config(&settings)
-        .create_with_context(pipeline::KafkaLog)
+    let producer: LeveeProducer = clients::producer_config(&settings)
+        .create_with_context(ClientLog)
         .context("bad [kafka.producer] settings")?;
     let producer = Arc::new(producer);
     let state_producer = if settings.delivery == Delivery::ExactlyOnce {
-        init_transactions(&producer).await?;
+        kafka::transaction::init(&producer).await?;
         Arc::clone(&producer)
     } else {
         // At-least-once: the changelog and profiles on a connection of their own.
-        let mut config = pipeline::producer_config(&settings);
-        config.set(
-            "client.id",
-            format!("levee-{}-state", settings.instance_id()),
-        );
-        let p: LeveeProducer = config
-            .create_with_context(pipeline::KafkaLog)
+        let p: LeveeProducer = clients::state_producer_config(&settings)
+            .create_with_context(ClientLog)
             .context("bad [kafka.producer] settings")?;
         Arc::new(p)
     };
 
     debug!(elapsed_ms = ms(started), "start-up: producers created");
-    let probe = Arc::new(state::ChangelogProbe::new(&settings)?);
-    let context = Pipeline::new(
+    let changelog = Arc::new(ChangelogReader::new(&settings)?);
+    let context = Coordinator::new(
         settings.clone(),
         Arc::clone(&producer),
         Arc::clone(&state_producer),
         Arc::clone(&rules),
         tokio::runtime::Handle::current(),
-        probe,
+        changelog,
     );
-    let consumer: LeveeConsumer = pipeline::consumer_config(&settings)
+    let consumer: LeveeConsumer = clients::consumer_config(&settings)
         .create_with_context(context)
         .context("bad [kafka.consumer] settings")?;
 
@@ -124,17 +123,18 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
 
     let watcher = tokio::spawn(reload::watch(
         Arc::clone(&rules),
-        Duration::from_secs(settings.rules.reload_interval_secs),
+        settings.rules.reload_interval.as_duration(),
     ));
 
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = oneshot::channel();
-    let interval = Duration::from_millis(settings.kafka.commit_interval_ms);
+    let interval = settings.kafka.commit_interval.as_duration();
     let thread_stop = Arc::clone(&stop);
     std::thread::Builder::new()
         .name("levee-consumer".to_owned())
         .spawn(move || {
-            let result = pipeline::consume(consumer, interval, &thread_stop);
+            let result =
+                kafka::consume(consumer, interval, &thread_stop).map_err(anyhow::Error::from);
             let _ = done_tx.send(result);
         })
         .context("starting the consumer thread")?;
@@ -179,28 +179,4 @@ pub(crate) fn ms(since: std::time::Instant) -> u64 {
 /// Milliseconds since [`run`] started (debug logs of the start-up).
 pub(crate) fn since_start() -> u64 {
     STARTED.get().map_or(0, |s| ms(*s))
-}
-
-/// Registers the transactional id (fencing an earlier instance with the same
-/// id and aborting its open transaction); retries while the broker is away.
-async fn init_transactions(producer: &Arc<LeveeProducer>) -> anyhow::Result<()> {
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let p = Arc::clone(producer);
-        let r = tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30)))
-            .await
-            .map_err(|e| anyhow!("initialising transactions: {e}"))?;
-        match r {
-            Ok(()) => return Ok(()),
-            Err(rdkafka::error::KafkaError::Transaction(e)) if e.is_retriable() => {
-                warn!(error = %e, "initialising transactions failed; retrying");
-            }
-            Err(e @ rdkafka::error::KafkaError::Transaction(_)) => {
-                return Err(anyhow!(e).context("initialising transactions"))
-            }
-            Err(e) => warn!(error = %e, "initialising transactions failed; retrying"),
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
 }

@@ -1,0 +1,495 @@
+//! Where a partition's state is written: the changelog.
+//!
+//! Each input partition's engine keeps the state of its subjects (windows,
+//! `for:`, suppression), its open alerts and its subjects' profiles. Its
+//! task writes one record per subject that changed since the last write,
+//! then the partition record, to the compacted `topics.changelog` topic, in
+//! the partition of the same number as its input partition:
+//!
+//! | key | value |
+//! |---|---|
+//! | `<input topic>/<partition>/<subject>` | the subject's [`SubjectSnapshot`] as JSON; a tombstone once nothing is left |
+//! | `<input topic>/<partition>` | [`Meta`]: the input offset the state has consumed up to, and the watermark |
+//!
+//! [`Staging`] serializes subjects as they change and hands out the records
+//! of a *cut*: the changed subjects, then the partition record, so the
+//! changelog never holds state ahead of its partition record.
+//!
+//! At-least-once, [`Cuts`] writes a cut every 100 ms and at every barrier,
+//! in a background task that first waits until the output produced before
+//! the cut is acknowledged (and the cut before is written): the changelog
+//! never holds the effect of an event whose output is not delivered. A
+//! barrier's answer waits for its cut's records too. Exactly-once, the
+//! records go at once into the open transaction, which commits them with
+//! the output and the offsets.
+//!
+//! Operators create the changelog topic with `cleanup.policy=compact` and as
+//! many partitions as the input topics have. `restore.rs` reads it back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use levee_engine::SubjectSnapshot;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, Semaphore};
+use tokio::task::{AbortHandle, JoinHandle};
+use tracing::{debug, error};
+
+use super::delivery::{produce, OutRecord, PendingDeliveries, Sink};
+use super::error::PipelineError;
+use super::work::BarrierReply;
+use super::TopicPartition;
+use crate::service::config::Topics;
+
+/// At-least-once: how often a partition task writes its state between
+/// checkpoints.
+pub const CUT_INTERVAL: Duration = Duration::from_millis(100);
+/// At-least-once: cuts of a partition task waiting for their
+/// acknowledgements at most; a task with as many waits before it evaluates
+/// more, so that evaluation does not run seconds ahead of the broker.
+pub const CUTS_IN_FLIGHT: usize = 4;
+
+/// The partition-level record of the changelog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    /// The next input offset to evaluate: everything before is in the state.
+    pub next_offset: i64,
+    /// The partition's watermark (event time, seconds).
+    pub watermark: i64,
+}
+
+/// The changelog key of a subject of an input partition.
+pub fn subject_key(topic: &str, partition: i32, subject: &str) -> String {
+    format!("{topic}/{partition}/{subject}")
+}
+
+/// The changelog key of an input partition's [`Meta`].
+pub fn meta_key(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// The changelog (and profile) records of one input partition's changed
+/// subjects, between two cuts.
+#[derive(Debug)]
+pub struct Staging {
+    tp: TopicPartition,
+    changelog: String,
+    profiles: String,
+    /// Exactly-once: records are handed out as subjects change.
+    send_now: bool,
+    /// At-least-once: per subject, its record and its profile's, until the cut.
+    staged: HashMap<String, (OutRecord, Option<OutRecord>)>,
+    /// Subjects changed since the last cut.
+    changed: bool,
+    /// The partition record last written (or restored).
+    written: Option<Meta>,
+}
+
+impl Staging {
+    pub fn new(tp: TopicPartition, topics: &Topics, send_now: bool) -> Self {
+        Staging {
+            tp,
+            changelog: topics.changelog.clone(),
+            profiles: topics.profiles.clone(),
+            send_now,
+            staged: HashMap::new(),
+            changed: false,
+            written: None,
+        }
+    }
+
+    /// The partition record read back at the restore.
+    pub fn restored(&mut self, meta: Option<Meta>) {
+        self.written = meta;
+    }
+
+    /// Serializes changed subjects: staged until the next cut, or
+    /// (exactly-once) returned to be sent now.
+    pub fn stage(&mut self, snapshots: Vec<(String, SubjectSnapshot)>) -> Vec<OutRecord> {
+        if snapshots.is_empty() {
+            return Vec::new();
+        }
+        self.changed = true;
+        let mut out = Vec::new();
+        for (subject, snap) in snapshots {
+            let profile = snap.profile.as_ref().and_then(|profile| {
+                let payload = serde_json::to_vec(profile).ok()?;
+                Some(OutRecord::keyed(&self.profiles, subject.clone(), payload))
+            });
+            let (payload, tombstone) = if snap.is_empty() {
+                (Vec::new(), true)
+            } else {
+                match serde_json::to_vec(&snap) {
+                    Ok(p) => (p, false),
+                    Err(e) => {
+                        error!(error = %e, "a subject's state could not be serialized");
+                        continue;
+                    }
+                }
+            };
+            let key = subject_key(&self.tp.topic, self.tp.partition, &subject);
+            let record = OutRecord {
+                partition: Some(self.tp.partition),
+                tombstone,
+                ..OutRecord::keyed(&self.changelog, key, payload)
+            };
+            if self.send_now {
+                out.extend(profile);
+                out.push(record);
+            } else {
+                self.staged.insert(subject, (record, profile));
+            }
+        }
+        out
+    }
+
+    /// A cut: the staged records (each profile before its subject) and the
+    /// partition record `meta`, unless nothing changed since the last cut.
+    /// `evaluated`: anything was evaluated since the restore (if not, and
+    /// nothing changed, there is nothing to write, and exactly-once no
+    /// transaction open to write in).
+    pub fn cut(&mut self, meta: Meta, evaluated: bool) -> Vec<OutRecord> {
+        if !self.changed && (!evaluated || self.written == Some(meta)) {
+            return Vec::new();
+        }
+        self.changed = false;
+        let mut out = Vec::with_capacity(2 * self.staged.len() + 1);
+        for (_, (record, profile)) in self.staged.drain() {
+            out.extend(profile);
+            out.push(record);
+        }
+        if let Ok(payload) = serde_json::to_vec(&meta) {
+            let key = meta_key(&self.tp.topic, self.tp.partition);
+            out.push(OutRecord {
+                partition: Some(self.tp.partition),
+                ..OutRecord::keyed(&self.changelog, key, payload)
+            });
+        }
+        self.written = Some(meta);
+        out
+    }
+}
+
+/// At-least-once: a partition task's cuts under way, and the deliveries of
+/// what it produced since the last cut. Exactly-once, only the latter
+/// (never waited for: the transaction commit does).
+pub struct Cuts {
+    tp: TopicPartition,
+    sink: Arc<dyn Sink>,
+    /// Deliveries of what was produced since the last cut.
+    pending: Arc<PendingDeliveries>,
+    /// The background task of the last cut, which the next one waits for.
+    last: Option<JoinHandle<Result<(), PipelineError>>>,
+    /// Every cut not yet finished: aborted when the task stops.
+    unfinished: Vec<AbortHandle>,
+    /// Permits for cuts under way (see [`CUTS_IN_FLIGHT`]).
+    permits: Arc<Semaphore>,
+    last_cut: Instant,
+}
+
+impl std::fmt::Debug for Cuts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cuts")
+            .field("tp", &self.tp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cuts {
+    /// `resend`: at-least-once (what the broker does not take is sent again).
+    pub fn new(tp: TopicPartition, sink: Arc<dyn Sink>, resend: bool) -> Self {
+        Cuts {
+            tp,
+            sink,
+            pending: PendingDeliveries::new(resend),
+            last: None,
+            unfinished: Vec::new(),
+            permits: Arc::new(Semaphore::new(CUTS_IN_FLIGHT)),
+            last_cut: Instant::now(),
+        }
+    }
+
+    /// What the task produces now counts against.
+    pub fn pending(&self) -> &Arc<PendingDeliveries> {
+        &self.pending
+    }
+
+    /// [`CUT_INTERVAL`] has passed since the last cut.
+    pub fn due(&self) -> bool {
+        self.last_cut.elapsed() >= CUT_INTERVAL
+    }
+
+    /// Hands what was produced since the last cut, and `records` (a cut of
+    /// the state at this point), to a background task that waits for the
+    /// former (and for the cut before), only then writes the latter and
+    /// waits for them, then answers `reply` (a barrier) with `next_offset`.
+    /// Waits first while [`CUTS_IN_FLIGHT`] cuts are under way.
+    pub async fn cut(
+        &mut self,
+        records: Vec<OutRecord>,
+        next_offset: Option<i64>,
+        reply: Option<oneshot::Sender<BarrierReply>>,
+    ) {
+        // Back-pressure: this task waits before evaluating more (and its
+        // queue, then the consumer thread, wait in turn).
+        let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
+        };
+        self.last_cut = Instant::now();
+        if records.is_empty() && self.pending.is_empty() && reply.is_none() {
+            return;
+        }
+        let pending = std::mem::replace(&mut self.pending, PendingDeliveries::new(true));
+        let before = self.last.take();
+        let sink = Arc::clone(&self.sink);
+        let (tp, barrier) = (self.tp.clone(), reply.is_some());
+        let handle = tokio::spawn(async move {
+            let r = async {
+                let t0 = Instant::now();
+                if let Some(h) = before {
+                    h.await
+                        .map_err(|_| PipelineError::TaskStopped(tp.clone()))??;
+                }
+                let t1 = Instant::now();
+                pending.wait_delivered(sink.as_ref()).await;
+                let t2 = Instant::now();
+                let written = PendingDeliveries::new(true);
+                for r in &records {
+                    produce(sink.as_ref(), r, &written).await;
+                }
+                let (count, t3) = (records.len(), Instant::now());
+                drop(records);
+                written.wait_delivered(sink.as_ref()).await;
+                debug!(
+                    topic = %tp.topic, partition = tp.partition, barrier, records = count,
+                    wait_before_ms = ms(t1 - t0),
+                    wait_outputs_ms = ms(t2 - t1),
+                    produce_ms = ms(t3 - t2),
+                    wait_written_ms = ms(t3.elapsed()),
+                    "cut written"
+                );
+                Ok(())
+            }
+            .await;
+            drop(permit);
+            if let Some(reply) = reply {
+                let _ = reply.send(r.clone().map(|()| next_offset));
+            }
+            r
+        });
+        self.unfinished.retain(|h| !h.is_finished());
+        self.unfinished.push(handle.abort_handle());
+        self.last = Some(handle);
+    }
+}
+
+impl Drop for Cuts {
+    /// A stopped task's cuts still under way are dropped with it: the
+    /// partition is redone from its last commit (by this instance or the
+    /// new owner), and a late write must not land after the new owner's.
+    fn drop(&mut self) {
+        for h in &self.unfinished {
+            h.abort();
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use levee_engine::Profile;
+
+    use super::super::delivery::fake::FakeSink;
+    use super::*;
+    use crate::service::config::{load, Overrides};
+
+    const CHANGELOG: &str = "levee.state-changelog";
+
+    fn topics() -> Topics {
+        load(None, Vec::new(), &Overrides::default())
+            .unwrap()
+            .topics
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("events.a", 1)
+    }
+
+    fn with_profile() -> SubjectSnapshot {
+        SubjectSnapshot {
+            profile: Some(Profile::default()),
+            ..SubjectSnapshot::default()
+        }
+    }
+
+    fn keys(records: &[OutRecord]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| {
+                let key = String::from_utf8(r.key.clone().unwrap()).unwrap();
+                format!("{} {key}{}", r.topic, if r.tombstone { " †" } else { "" })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_cut_writes_the_changed_subjects_then_the_partition_record() {
+        let mut s = Staging::new(tp(), &topics(), false);
+        let staged = s.stage(vec![
+            ("s1".into(), with_profile()),
+            ("s2".into(), SubjectSnapshot::default()),
+        ]);
+        assert!(staged.is_empty(), "at-least-once: held until the cut");
+        // A subject changed twice before the cut is written once.
+        assert!(s.stage(vec![("s1".into(), with_profile())]).is_empty());
+        let meta = Meta {
+            next_offset: 7,
+            watermark: 100,
+        };
+        let mut cut = keys(&s.cut(meta, true));
+        let last = cut.pop().unwrap();
+        assert_eq!(last, format!("{CHANGELOG} events.a/1"));
+        cut.sort();
+        assert_eq!(
+            cut,
+            [
+                format!("{CHANGELOG} events.a/1/s1"),
+                format!("{CHANGELOG} events.a/1/s2 †"),
+                "profiles s1".to_owned(),
+            ]
+        );
+        // Every changelog record in the input partition's partition.
+        let records = s.cut(
+            Meta {
+                next_offset: 8,
+                watermark: 100,
+            },
+            true,
+        );
+        assert_eq!(records.len(), 1, "only the partition record moved");
+        assert_eq!(records[0].partition, Some(1));
+        let written: Meta = serde_json::from_slice(&records[0].payload).unwrap();
+        assert_eq!(written.next_offset, 8);
+    }
+
+    #[test]
+    fn nothing_changed_nothing_written() {
+        let mut s = Staging::new(tp(), &topics(), false);
+        let meta = Meta {
+            next_offset: 3,
+            watermark: 9,
+        };
+        assert!(
+            s.cut(meta, false).is_empty(),
+            "nothing evaluated since the restore"
+        );
+        s.restored(Some(meta));
+        assert!(s.cut(meta, true).is_empty(), "the restored record stands");
+        assert_eq!(
+            s.cut(
+                Meta {
+                    next_offset: 4,
+                    ..meta
+                },
+                true
+            )
+            .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn exactly_once_hands_records_out_as_they_change() {
+        let mut s = Staging::new(tp(), &topics(), true);
+        let now = keys(&s.stage(vec![("s1".into(), with_profile())]));
+        assert_eq!(now, ["profiles s1", &format!("{CHANGELOG} events.a/1/s1")]);
+        let cut = keys(&s.cut(Meta::default(), true));
+        assert_eq!(cut, [format!("{CHANGELOG} events.a/1")]);
+    }
+
+    async fn settle() {
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cut_writes_only_after_the_output_before_it_is_acknowledged() {
+        let sink = Arc::new(FakeSink::default());
+        let mut cuts = Cuts::new(tp(), sink.clone(), true);
+        let alert = OutRecord::keyed("alerts.tier1", "s1", b"{}".to_vec());
+        produce(sink.as_ref(), &alert, cuts.pending()).await;
+        let mut s = Staging::new(tp(), &topics(), false);
+        s.stage(vec![("s1".into(), with_profile())]);
+        let records = s.cut(Meta::default(), true);
+        let (reply, mut answer) = oneshot::channel();
+        cuts.cut(records, Some(5), Some(reply)).await;
+        settle().await;
+        assert!(
+            sink.sent_to(CHANGELOG).is_empty(),
+            "the alert is not acknowledged"
+        );
+        assert!(answer.try_recv().is_err());
+
+        assert_eq!(sink.ack_all().len(), 1, "the alert");
+        settle().await;
+        assert_eq!(sink.sent_to(CHANGELOG).len(), 2, "then the state");
+        assert!(answer.try_recv().is_err(), "not acknowledged yet");
+        sink.ack_all();
+        settle().await;
+        assert_eq!(answer.try_recv().unwrap().unwrap(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_cut_waits_for_the_cut_before() {
+        let sink = Arc::new(FakeSink::default());
+        let mut cuts = Cuts::new(tp(), sink.clone(), true);
+        let out = |n: u8| OutRecord::keyed("alerts.tier1", vec![n], vec![n]);
+        produce(sink.as_ref(), &out(1), cuts.pending()).await;
+        cuts.cut(Vec::new(), Some(1), None).await;
+        produce(sink.as_ref(), &out(2), cuts.pending()).await;
+        let (reply, mut answer) = oneshot::channel();
+        cuts.cut(Vec::new(), Some(2), Some(reply)).await;
+        // The broker takes the second output only: the first cut sends the
+        // first again and waits, and the second waits for the first.
+        assert_eq!(sink.in_flight().len(), 2);
+        sink.fail_first();
+        sink.ack_all();
+        settle().await;
+        assert!(
+            answer.try_recv().is_err(),
+            "the first cut sends again first"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sink.in_flight().is_empty() {
+            assert!(Instant::now() < deadline, "never sent again");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        sink.ack_all();
+        settle().await;
+        assert_eq!(answer.try_recv().unwrap().unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_stopped_task_drops_its_cuts_under_way() {
+        let sink = Arc::new(FakeSink::default());
+        let mut cuts = Cuts::new(tp(), sink.clone(), true);
+        let alert = OutRecord::keyed("alerts.tier1", "s1", b"{}".to_vec());
+        produce(sink.as_ref(), &alert, cuts.pending()).await;
+        let mut s = Staging::new(tp(), &topics(), false);
+        s.stage(vec![("s1".into(), with_profile())]);
+        let (reply, answer) = oneshot::channel();
+        cuts.cut(s.cut(Meta::default(), true), Some(1), Some(reply))
+            .await;
+        drop(cuts);
+        sink.ack_all();
+        settle().await;
+        assert!(sink.sent_to(CHANGELOG).is_empty(), "no late write");
+        assert!(answer.await.is_err(), "no answer: the checkpoint fails");
+    }
+}

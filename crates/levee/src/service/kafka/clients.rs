@@ -1,0 +1,240 @@
+//! The Kafka clients' configurations, and librdkafka's logs and errors as
+//! tracing events.
+//!
+//! levee's own properties come first, then the `[kafka.consumer]` /
+//! `[kafka.producer]` passthrough (which may not override those that
+//! `config.rs` reserves). Every client has its own `client.id`:
+//! `levee-<instance>` (the group consumer and the main producer),
+//! `levee-<instance>-state` (at-least-once: the changelog producer),
+//! `-probe`, `-restore` (changelog reads) and `-rectification`.
+
+use std::time::Duration;
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, ClientContext};
+use tracing::{debug, info, warn};
+
+use super::error::{report, PipelineError};
+use crate::service::config::{Delivery, Settings};
+use crate::service::health::health;
+use crate::service::metrics::KafkaErrorKind;
+
+/// The producers' context: librdkafka's logs and errors as tracing
+/// events; its delivery reports go to `delivery.rs`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClientLog;
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&error, reason);
+    }
+}
+
+impl ConsumerContext for ClientLog {}
+
+/// A log line of librdkafka, at its level.
+pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error
+        | RDKafkaLogLevel::Warning => warn!(target: "levee::kafka", facility = fac, "{message}"),
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            info!(target: "levee::kafka", facility = fac, "{message}")
+        }
+        RDKafkaLogLevel::Debug => debug!(target: "levee::kafka", facility = fac, "{message}"),
+    }
+}
+
+/// An error librdkafka reports through a client callback. It retries by
+/// itself (these repeat at every reconnect attempt while a broker is away).
+pub fn client_error(error: &KafkaError, reason: &str) {
+    let kind = KafkaErrorKind::of_client_error(error);
+    if kind == KafkaErrorKind::AllBrokersDown {
+        health().set_broker_up(false);
+    }
+    report(
+        kind,
+        error,
+        &format!("kafka client error (retrying): {reason}"),
+    );
+}
+
+/// The producer configuration: levee's settings, then the passthrough.
+pub fn producer_config(settings: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("client.id", format!("levee-{}", settings.instance_id()));
+    if settings.delivery == Delivery::ExactlyOnce {
+        c.set("transactional.id", settings.transactional_id());
+    }
+    for (k, v) in &settings.kafka.producer {
+        c.set(k, v.to_string());
+    }
+    c
+}
+
+/// At-least-once: the producer of the changelog and profiles, on a
+/// connection of its own.
+pub fn state_producer_config(settings: &Settings) -> ClientConfig {
+    let mut c = producer_config(settings);
+    c.set(
+        "client.id",
+        format!("levee-{}-state", settings.instance_id()),
+    );
+    c
+}
+
+/// The group consumer's configuration: levee's settings, then the passthrough.
+pub fn consumer_config(settings: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", &settings.kafka.group_id)
+        .set("client.id", format!("levee-{}", settings.instance_id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        // levee_consumer_lag and readiness come from librdkafka's statistics.
+        .set("statistics.interval.ms", "5000");
+    for (k, v) in &settings.kafka.consumer {
+        c.set(k, v.to_string());
+    }
+    c
+}
+
+/// The changelog readers' configuration (`role`: `probe`, `restore`): the
+/// consumer settings (they never join the group: librdkafka wants a
+/// `group.id` to assign partitions all the same), and no waiting for more
+/// data at the end.
+pub fn changelog_reader_config(settings: &Settings, role: &str) -> ClientConfig {
+    let mut config = consumer_config(settings);
+    config
+        .remove("statistics.interval.ms")
+        .set("enable.partition.eof", "true")
+        .set("fetch.wait.max.ms", "10")
+        .set(
+            "client.id",
+            format!("levee-{}-{role}", settings.instance_id()),
+        );
+    config
+}
+
+/// The rectification reader's configuration: the consumer settings, all
+/// partitions assigned (no group).
+pub fn rectification_reader_config(settings: &Settings) -> ClientConfig {
+    let mut config = consumer_config(settings);
+    config.set("enable.partition.eof", "false").set(
+        "client.id",
+        format!("levee-{}-rectification", settings.instance_id()),
+    );
+    config
+}
+
+/// How many partitions `topic` has; a missing topic is the operator's to fix.
+pub fn partition_count<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, PipelineError> {
+    let md = consumer.fetch_metadata(Some(topic), timeout).map_err(|e| {
+        PipelineError::kafka(
+            format!("reading the metadata of {topic}"),
+            KafkaErrorKind::Consume,
+            e,
+        )
+    })?;
+    let t = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .ok_or_else(|| PipelineError::NotYet(format!("no metadata for {topic}")))?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Err(PipelineError::Misconfigured(format!(
+            "the topic {topic} does not exist: create it (the changelog and profiles with \
+             cleanup.policy=compact, the changelog with as many partitions as the input topics)"
+        )));
+    }
+    Ok(i32::try_from(t.partitions().len()).unwrap_or(i32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::service::config::{load, Overrides, Property};
+
+    fn settings(vars: &[(&str, &str)]) -> Settings {
+        let env = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+        load(None, env, &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn transactions_only_exactly_once() {
+        let s = settings(&[("LEVEE__KAFKA__INSTANCE_ID", "i1")]);
+        assert_eq!(producer_config(&s).get("transactional.id"), None);
+        let s = settings(&[
+            ("LEVEE__KAFKA__INSTANCE_ID", "i1"),
+            ("LEVEE__DELIVERY", "exactly_once"),
+        ]);
+        assert_eq!(
+            producer_config(&s).get("transactional.id"),
+            Some("levee-i1")
+        );
+    }
+
+    #[test]
+    fn the_passthrough_comes_last() {
+        let mut s = settings(&[("LEVEE__KAFKA__INSTANCE_ID", "i1")]);
+        s.kafka
+            .producer
+            .insert("linger.ms".into(), Property::Int(50));
+        s.kafka
+            .consumer
+            .insert("statistics.interval.ms".into(), Property::Int(500));
+        assert_eq!(producer_config(&s).get("linger.ms"), Some("50"));
+        assert_eq!(producer_config(&s).get("acks"), Some("all"));
+        let c = consumer_config(&s);
+        assert_eq!(c.get("statistics.interval.ms"), Some("500"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+    }
+
+    #[test]
+    fn every_client_has_its_own_id() {
+        let s = settings(&[("LEVEE__KAFKA__INSTANCE_ID", "i1")]);
+        let ids: Vec<String> = [
+            producer_config(&s),
+            state_producer_config(&s),
+            changelog_reader_config(&s, "probe"),
+            changelog_reader_config(&s, "restore"),
+            rectification_reader_config(&s),
+        ]
+        .iter()
+        .map(|c| c.get("client.id").unwrap().to_owned())
+        .collect();
+        assert_eq!(
+            ids,
+            [
+                "levee-i1",
+                "levee-i1-state",
+                "levee-i1-probe",
+                "levee-i1-restore",
+                "levee-i1-rectification"
+            ]
+        );
+        let reader = changelog_reader_config(&s, "restore");
+        assert_eq!(reader.get("statistics.interval.ms"), None);
+        assert_eq!(reader.get("enable.partition.eof"), Some("true"));
+    }
+}

@@ -1,0 +1,208 @@
+//! The records an evaluated event writes besides state: its alerts, to
+//! their tier's topic, keyed by subject; its verdict, to `decisions`, keyed
+//! by event id; and input levee cannot use, as it came, to the DLQ, with
+//! headers saying why and where from (`levee.error`, `levee.error.kind`,
+//! `levee.source.topic`, `levee.source.partition`, `levee.source.offset`).
+
+use std::fmt;
+
+use chrono::SecondsFormat;
+use levee_engine::{Alert, BadInput, Verdict};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::Message;
+use tracing::error;
+
+use super::delivery::OutRecord;
+use crate::service::config::Topics;
+
+/// Why a message goes to the DLQ: bad input (the engine's kinds, among
+/// them `future`), or too late (`late`). The kind is also the
+/// `levee_dlq_total` reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.reason, self.kind)
+    }
+}
+
+impl From<BadInput> for Rejected {
+    fn from(bad: BadInput) -> Self {
+        Rejected {
+            kind: bad.kind.as_str(),
+            reason: bad.reason,
+        }
+    }
+}
+
+/// An event that occurred at `at` (epoch seconds; `occurred_at` as it
+/// wrote it) is late if it is more than `lateness` seconds (the setting
+/// `lateness_setting`) behind the partition's `watermark`.
+pub fn late(
+    occurred_at: &str,
+    at: i64,
+    watermark: i64,
+    lateness: i64,
+    lateness_setting: &dyn fmt::Display,
+) -> Option<Rejected> {
+    if at >= watermark.saturating_sub(lateness) {
+        return None;
+    }
+    let mark = chrono::DateTime::from_timestamp(watermark, 0)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Some(Rejected {
+        kind: "late",
+        reason: format!(
+            "late event: occurred_at {occurred_at} is more than state.allowed_lateness ({lateness_setting}) behind the partition's watermark {mark}"
+        ),
+    })
+}
+
+/// An alert's record.
+pub fn alert(topics: &Topics, alert: Alert) -> Option<OutRecord> {
+    match serde_json::to_vec(&alert) {
+        Ok(payload) => Some(OutRecord::keyed(
+            topics.tier(alert.tier),
+            alert.subject,
+            payload,
+        )),
+        Err(e) => {
+            error!(error = %e, "an alert could not be serialized");
+            None
+        }
+    }
+}
+
+/// A verdict's record.
+pub fn verdict(topics: &Topics, verdict: Verdict) -> Option<OutRecord> {
+    match serde_json::to_vec(&verdict) {
+        Ok(payload) => Some(OutRecord::keyed(
+            &topics.decisions,
+            verdict.event_id,
+            payload,
+        )),
+        Err(e) => {
+            error!(error = %e, "a verdict could not be serialized");
+            None
+        }
+    }
+}
+
+/// The DLQ record of message `m`: its key and payload as they came.
+pub fn dead_letter(topics: &Topics, m: &OwnedMessage, rejected: &Rejected) -> OutRecord {
+    let partition = m.partition().to_string();
+    let offset = m.offset().to_string();
+    let reason = rejected.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "levee.error",
+            value: Some(reason.as_str()),
+        })
+        .insert(Header {
+            key: "levee.error.kind",
+            value: Some(rejected.kind),
+        })
+        .insert(Header {
+            key: "levee.source.topic",
+            value: Some(m.topic()),
+        })
+        .insert(Header {
+            key: "levee.source.partition",
+            value: Some(partition.as_str()),
+        })
+        .insert(Header {
+            key: "levee.source.offset",
+            value: Some(offset.as_str()),
+        });
+    OutRecord {
+        topic: topics.dlq.clone(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers: Some(headers),
+        partition: None,
+        tombstone: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use rdkafka::message::{Headers, Timestamp};
+
+    use super::*;
+    use crate::service::config::{load, Overrides};
+
+    #[test]
+    fn late_is_measured_from_the_watermark() {
+        let day = 86_400;
+        let watermark = 20 * day;
+        assert_eq!(
+            late("t", watermark - 7 * day, watermark, 7 * day, &"7d"),
+            None
+        );
+        let r = late(
+            "2026-11-01T00:00:00Z",
+            watermark - 7 * day - 1,
+            watermark,
+            7 * day,
+            &"7d",
+        )
+        .unwrap();
+        assert_eq!(r.kind, "late");
+        assert_eq!(
+            r.to_string(),
+            "late event: occurred_at 2026-11-01T00:00:00Z is more than state.allowed_lateness (7d) \
+             behind the partition's watermark 1970-01-21T00:00:00Z (late)"
+        );
+    }
+
+    #[test]
+    fn a_dead_letter_says_why_and_where_from() {
+        let topics = load(None, Vec::new(), &Overrides::default())
+            .unwrap()
+            .topics;
+        let m = OwnedMessage::new(
+            Some(b"{oops".to_vec()),
+            Some(b"k1".to_vec()),
+            "events.vehicle_fuel".into(),
+            Timestamp::NotAvailable,
+            2,
+            17,
+            None,
+        );
+        let rejected = Rejected {
+            kind: "not_json",
+            reason: "not JSON".into(),
+        };
+        let r = dead_letter(&topics, &m, &rejected);
+        assert_eq!(r.topic, "events.dlq");
+        assert_eq!(r.key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(r.payload, b"{oops");
+        let headers: Vec<(String, String)> = r
+            .headers
+            .unwrap()
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8(h.value.unwrap().to_vec()).unwrap();
+                (h.key.to_owned(), value)
+            })
+            .collect();
+        let want = [
+            ("levee.error", "not JSON (not_json)"),
+            ("levee.error.kind", "not_json"),
+            ("levee.source.topic", "events.vehicle_fuel"),
+            ("levee.source.partition", "2"),
+            ("levee.source.offset", "17"),
+        ];
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(headers, want);
+    }
+}

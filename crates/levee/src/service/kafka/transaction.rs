@@ -1,0 +1,354 @@
+//! Exactly-once: the Kafka transaction that holds one checkpoint interval's
+//! output, changelog records and input offsets.
+//!
+//! [`Transaction::ensure_open`] begins one before work is handed to the
+//! partition tasks; at the checkpoint, [`Transaction::finish`] sends the
+//! offsets and commits it, or aborts it (a partition failed, or the commit
+//! did): the one place a transaction commits or aborts. After an abort the
+//! partitions are redone from their last commit. A producer that failed
+//! fatally (fenced by a newer instance with the same `transactional.id`)
+//! stops the service. [`init`] registers the transactional id at start-up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use rdkafka::TopicPartitionList;
+
+use super::delivery::LeveeProducer;
+use super::error::{report, PipelineError, Retry};
+use crate::service::metrics::KafkaErrorKind;
+
+/// How long one transactional call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The transactional calls: the producer in the service, a fake in tests.
+pub trait Transactional: Send + Sync {
+    fn begin(&self) -> Result<(), PipelineError>;
+    /// Sends `offsets` (if any) to the transaction, then commits it.
+    fn commit(
+        &self,
+        offsets: &TopicPartitionList,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<(), PipelineError>;
+    fn abort(&self) -> Result<(), PipelineError>;
+}
+
+fn failed(doing: &str) -> impl FnOnce(KafkaError) -> PipelineError + '_ {
+    move |e| PipelineError::kafka(doing, KafkaErrorKind::Transaction, e)
+}
+
+impl Transactional for LeveeProducer {
+    fn begin(&self) -> Result<(), PipelineError> {
+        self.begin_transaction()
+            .map_err(failed("beginning a transaction"))
+    }
+
+    fn commit(
+        &self,
+        offsets: &TopicPartitionList,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<(), PipelineError> {
+        if offsets.count() > 0 {
+            let group = group.ok_or_else(|| {
+                PipelineError::NotYet("the consumer has no group metadata".to_owned())
+            })?;
+            self.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT)
+                .map_err(failed("sending the offsets to the transaction"))?;
+        }
+        self.commit_transaction(CALL_TIMEOUT)
+            .map_err(failed("committing the transaction"))
+    }
+
+    fn abort(&self) -> Result<(), PipelineError> {
+        self.abort_transaction(CALL_TIMEOUT)
+            .map_err(failed("aborting the transaction"))
+    }
+}
+
+/// How a transaction ended at a checkpoint.
+#[derive(Debug)]
+pub enum Ended {
+    /// None was open: nothing was handed out since the last checkpoint.
+    NoneOpen,
+    Committed,
+    /// Aborted (why): redo the partitions from their last commit.
+    Aborted(PipelineError),
+}
+
+/// Whether a transaction is open.
+#[derive(Debug, Default)]
+pub struct Transaction {
+    open: bool,
+}
+
+impl Transaction {
+    /// Begins one unless one is open.
+    pub fn ensure_open(&mut self, producer: &dyn Transactional) -> Result<(), PipelineError> {
+        if !self.open {
+            producer.begin()?;
+            self.open = true;
+        }
+        Ok(())
+    }
+
+    /// Commits the open transaction with `offsets`, or aborts it if a
+    /// partition's part failed (`failure`) or the commit fails. `Err`: a
+    /// fatal error; the service stops.
+    pub fn finish(
+        &mut self,
+        producer: &dyn Transactional,
+        offsets: &TopicPartitionList,
+        group: Option<&ConsumerGroupMetadata>,
+        failure: Option<PipelineError>,
+    ) -> Result<Ended, PipelineError> {
+        if !self.open {
+            return Ok(Ended::NoneOpen);
+        }
+        let producer_failed = failure.is_none();
+        let result = match failure {
+            Some(e) => Err(e),
+            None => producer.commit(offsets, group),
+        };
+        let e = match result {
+            Ok(()) => {
+                self.open = false;
+                return Ok(Ended::Committed);
+            }
+            Err(e) => e,
+        };
+        if producer_failed && e.retry() == Retry::Fatal {
+            // The producer is unusable: nothing more to ask of it.
+            self.open = false;
+            return Err(e);
+        }
+        self.abort(producer)?;
+        match e.retry() {
+            Retry::Fatal => Err(e),
+            _ => Ok(Ended::Aborted(e)),
+        }
+    }
+
+    /// Aborts the open transaction, if any. `Err`: the producer failed fatally.
+    pub fn abort(&mut self, producer: &dyn Transactional) -> Result<(), PipelineError> {
+        if !self.open {
+            return Ok(());
+        }
+        self.open = false;
+        match producer.abort() {
+            Ok(()) => Ok(()),
+            Err(e) if e.retry() == Retry::Fatal => Err(e),
+            Err(e) => {
+                report(
+                    KafkaErrorKind::Transaction,
+                    &e,
+                    "aborting the transaction failed",
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Registers the transactional id (fencing an earlier instance with the
+/// same id and aborting its open transaction); retries while the broker is
+/// away, gives up on an error retrying cannot fix.
+pub async fn init(producer: &Arc<LeveeProducer>) -> Result<(), PipelineError> {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let p = Arc::clone(producer);
+        let r = tokio::task::spawn_blocking(move || p.init_transactions(CALL_TIMEOUT))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled));
+        let error = match r {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let retry = match &error {
+            KafkaError::Transaction(t) if !t.is_retriable() => Retry::Fatal,
+            _ => Retry::Retriable,
+        };
+        let e = PipelineError::Kafka {
+            doing: "initialising transactions".to_owned(),
+            kind: KafkaErrorKind::Transaction,
+            retry,
+            error,
+        };
+        if e.retry() == Retry::Fatal {
+            return Err(e);
+        }
+        report(
+            KafkaErrorKind::Transaction,
+            &e,
+            "initialising transactions failed; retrying",
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake {
+    //! A [`Transactional`] that records its calls and fails as told.
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct FakeProducer {
+        pub calls: Mutex<Vec<&'static str>>,
+        /// The next commit's error.
+        pub commit_fails: Mutex<Option<PipelineError>>,
+        /// The next abort's error.
+        pub abort_fails: Mutex<Option<PipelineError>>,
+    }
+
+    impl FakeProducer {
+        pub fn calls(&self) -> Vec<&'static str> {
+            self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        }
+
+        fn call(&self, name: &'static str) {
+            self.calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(name);
+        }
+    }
+
+    /// A Kafka error with the given hint.
+    pub fn kafka_error(retry: Retry) -> PipelineError {
+        PipelineError::Kafka {
+            doing: "committing the transaction".to_owned(),
+            kind: KafkaErrorKind::Transaction,
+            retry,
+            error: KafkaError::Canceled,
+        }
+    }
+
+    impl Transactional for FakeProducer {
+        fn begin(&self) -> Result<(), PipelineError> {
+            self.call("begin");
+            Ok(())
+        }
+
+        fn commit(
+            &self,
+            _: &TopicPartitionList,
+            _: Option<&ConsumerGroupMetadata>,
+        ) -> Result<(), PipelineError> {
+            self.call("commit");
+            match self
+                .commit_fails
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+
+        fn abort(&self) -> Result<(), PipelineError> {
+            self.call("abort");
+            match self
+                .abort_fails
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+            {
+                Some(e) => Err(e),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::fake::{kafka_error, FakeProducer};
+    use super::*;
+    use crate::service::kafka::TopicPartition;
+
+    fn finish(
+        t: &mut Transaction,
+        p: &FakeProducer,
+        failure: Option<PipelineError>,
+    ) -> Result<Ended, PipelineError> {
+        t.finish(p, &TopicPartitionList::new(), None, failure)
+    }
+
+    #[test]
+    fn one_transaction_per_interval() {
+        let (p, mut t) = (FakeProducer::default(), Transaction::default());
+        t.ensure_open(&p).unwrap();
+        t.ensure_open(&p).unwrap();
+        assert!(matches!(finish(&mut t, &p, None), Ok(Ended::Committed)));
+        assert!(matches!(finish(&mut t, &p, None), Ok(Ended::NoneOpen)));
+        t.ensure_open(&p).unwrap();
+        assert_eq!(p.calls(), ["begin", "commit", "begin"]);
+    }
+
+    #[test]
+    fn a_commit_that_fails_aborts_the_transaction() {
+        let (p, mut t) = (FakeProducer::default(), Transaction::default());
+        *p.commit_fails.lock().unwrap() = Some(kafka_error(Retry::Retriable));
+        t.ensure_open(&p).unwrap();
+        let ended = finish(&mut t, &p, None).unwrap();
+        assert!(matches!(ended, Ended::Aborted(_)), "{ended:?}");
+        assert_eq!(p.calls(), ["begin", "commit", "abort"]);
+        // The next interval gets a new one.
+        t.ensure_open(&p).unwrap();
+        assert_eq!(p.calls().last(), Some(&"begin"));
+    }
+
+    #[test]
+    fn a_failed_partition_aborts_without_committing() {
+        let (p, mut t) = (FakeProducer::default(), Transaction::default());
+        t.ensure_open(&p).unwrap();
+        let stopped = PipelineError::TaskStopped(TopicPartition::new("events.a", 0));
+        let ended = finish(&mut t, &p, Some(stopped)).unwrap();
+        assert!(matches!(
+            ended,
+            Ended::Aborted(PipelineError::TaskStopped(_))
+        ));
+        assert_eq!(p.calls(), ["begin", "abort"]);
+    }
+
+    #[test]
+    fn a_fenced_producer_stops_the_service() {
+        let (p, mut t) = (FakeProducer::default(), Transaction::default());
+        *p.commit_fails.lock().unwrap() = Some(kafka_error(Retry::Fatal));
+        t.ensure_open(&p).unwrap();
+        assert!(finish(&mut t, &p, None).is_err());
+        assert_eq!(
+            p.calls(),
+            ["begin", "commit"],
+            "no call to a broken producer"
+        );
+
+        // A partition that cannot be restored: aborted, then stopped.
+        let (p, mut t) = (FakeProducer::default(), Transaction::default());
+        t.ensure_open(&p).unwrap();
+        let missing = PipelineError::Misconfigured("no changelog".into());
+        assert!(finish(&mut t, &p, Some(missing)).is_err());
+        assert_eq!(p.calls(), ["begin", "abort"]);
+    }
+
+    #[test]
+    fn an_abort_that_fails_is_reported_unless_fatal() {
+        let (p, mut t) = (FakeProducer::default(), Transaction::default());
+        t.abort(&p).unwrap();
+        assert!(p.calls().is_empty(), "none open: nothing to abort");
+        t.ensure_open(&p).unwrap();
+        *p.abort_fails.lock().unwrap() = Some(kafka_error(Retry::Retriable));
+        t.abort(&p).unwrap();
+        t.ensure_open(&p).unwrap();
+        *p.abort_fails.lock().unwrap() = Some(kafka_error(Retry::Fatal));
+        assert!(t.abort(&p).is_err());
+    }
+}
