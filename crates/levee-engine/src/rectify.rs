@@ -1,6 +1,6 @@
 //! Rectification messages (`events.rectification`, docs/contract.md).
 
-use crate::state::Status;
+use crate::ledger::Status;
 use serde::Deserialize;
 
 /// `{"alert_id", "status", "by", "at"}`, keyed by `alert_id`.

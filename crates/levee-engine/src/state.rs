@@ -2,20 +2,20 @@
 //!
 //! - windows of windowed aggregates (`aggregates:`),
 //! - since when a `for:` condition has held,
-//! - when each tier last alerted (`suppress:`),
-//! - the alert ledger: open alerts awaiting rectification or escalation
-//!   (`escalate_after:`), and the subject profiles (一人一档).
+//! - when each tier last alerted (`suppress:`).
 //!
-//! Everything is keyed by the subject's value as a string; the caller keeps
+//! Windows are kept under their aggregate's key, `for:` and suppression
+//! under their control point's ([`StateKeys`]): a reload or a restore
+//! under another catalog keeps each point's history with that point.
+//! The alert ledger is [`crate::ledger`]. Everything is keyed by the subject's value as a string; the caller keeps
 //! one `State` per Kafka partition, so a partition's subjects move with it.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 
 use levee_rules::graph::{Aggregate, EventType};
 use levee_rules::model::AggregateFn;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::Alert;
 use crate::exact::Windows;
 use crate::value::Val;
 
@@ -27,19 +27,58 @@ pub struct SubjectState {
     /// Entries of every window of the subject, in one vector: grouped by
     /// window, in event-time order within each (see [`Entry`]).
     pub windows: Vec<Entry>,
-    /// (control point) → since when its condition has held.
-    pub holds: Vec<(u32, i64)>,
-    /// (control point, tier) → when it last alerted.
-    pub last_alert: Vec<(u32, u8, i64)>,
+    /// (control point key) → since when its condition has held.
+    pub holds: Vec<(u64, i64)>,
+    /// (control point key, tier) → when it last alerted.
+    pub last_alert: Vec<(u64, u8, i64)>,
 }
 
-/// One event in one window, 24 bytes: which window (event type << 16 |
-/// aggregate), when, and the value it counts with — the number's bits for
+/// The keys state is kept under in one ruleset: its aggregates' and its
+/// control points' (see `Aggregate::key`, `ControlPoint::key`). State under
+/// any other key belongs to a definition that no longer exists.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateKeys {
+    windows: HashSet<u64>,
+    points: HashSet<u64>,
+}
+
+impl StateKeys {
+    pub fn of(graph: &levee_rules::RuleGraph) -> StateKeys {
+        StateKeys {
+            windows: graph
+                .event_types
+                .iter()
+                .flat_map(|t| t.aggregates.iter().map(|a| a.key))
+                .collect(),
+            points: graph.control_points.iter().map(|c| c.key).collect(),
+        }
+    }
+
+    /// Whether every key of `self` is also one of `other`'s.
+    pub fn within(&self, other: &StateKeys) -> bool {
+        self.windows.is_subset(&other.windows) && self.points.is_subset(&other.points)
+    }
+}
+
+impl SubjectState {
+    /// Drops the windows and control-point state of definitions not in
+    /// `keys`; whether anything was dropped.
+    pub fn retain_known(&mut self, keys: &StateKeys) -> bool {
+        let before = (self.windows.len(), self.holds.len(), self.last_alert.len());
+        self.windows.retain(|e| keys.windows.contains(&e.window));
+        self.holds.retain(|(k, _)| keys.points.contains(k));
+        self.last_alert.retain(|(k, _, _)| keys.points.contains(k));
+        before != (self.windows.len(), self.holds.len(), self.last_alert.len())
+    }
+}
+
+/// One event in one window, 24 bytes: which window (its aggregate's key),
+/// when, and the value it counts with — the number's bits for
 /// `sum`/`min`/`max`/`avg`, a 64-bit digest of the value for `distinct`,
 /// nothing for `count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    pub window: u32,
+    pub window: u64,
     pub at: i64,
     pub value: u64,
 }
@@ -133,6 +172,22 @@ impl State {
         }
     }
 
+    /// Drops, in every subject, the state of definitions not in `keys` (a
+    /// reload that removed or changed them); the subjects changed become
+    /// dirty. Returns how many changed.
+    pub fn retain_known(&mut self, keys: &StateKeys) -> usize {
+        let mut changed = 0;
+        for (k, s) in self.subjects.iter_mut() {
+            if s.retain_known(keys) {
+                changed += 1;
+                if !self.untracked && !self.dirty.contains(k.as_str()) {
+                    self.dirty.insert(k.as_str().into());
+                }
+            }
+        }
+        changed
+    }
+
     /// Forgets subjects not seen for `ttl` seconds of event time.
     pub fn expire(&mut self, ttl: i64) -> usize {
         let cutoff = self.watermark.saturating_sub(ttl);
@@ -160,7 +215,7 @@ impl SubjectState {
     /// and returns the aggregate over the window ending at `at`.
     pub fn aggregate(
         &mut self,
-        key: u32,
+        key: u64,
         spec: &Aggregate,
         at: i64,
         value: Option<&Val>,
@@ -214,7 +269,7 @@ impl SubjectState {
 
     /// `for:`: whether the condition has held long enough, updating when it
     /// started to hold.
-    pub fn held_for(&mut self, cp: u32, holds: bool, at: i64, needed: i64, record: bool) -> bool {
+    pub fn held_for(&mut self, cp: u64, holds: bool, at: i64, needed: i64, record: bool) -> bool {
         let pos = self.holds.iter().position(|(c, _)| *c == cp);
         if !holds {
             if record {
@@ -238,7 +293,7 @@ impl SubjectState {
     }
 
     /// `suppress:`: whether an alert of this tier is due, recording it if so.
-    pub fn due(&mut self, cp: u32, tier: u8, at: i64, period: i64, record: bool) -> bool {
+    pub fn due(&mut self, cp: u64, tier: u8, at: i64, period: i64, record: bool) -> bool {
         let pos = self
             .last_alert
             .iter()
@@ -261,7 +316,7 @@ impl SubjectState {
 
 /// Whether an entry is in aggregate `key`'s window ending at `at`.
 #[inline]
-fn in_window(e: &Entry, key: u32, spec: &Aggregate, at: i64) -> bool {
+fn in_window(e: &Entry, key: u64, spec: &Aggregate, at: i64) -> bool {
     e.window == key && e.at > at - spec.over && e.at <= at
 }
 
@@ -304,7 +359,7 @@ impl Windows for StateWindows<'_> {
             }
             _ => return None,
         };
-        let window = ev.type_index << 16 | a;
+        let window = spec.key;
         if let Some(s) = self.state.subjects.get(key) {
             s.windows
                 .iter()
@@ -368,323 +423,64 @@ fn fold(func: AggregateFn, stored: impl Iterator<Item = u64> + Clone, extra: Opt
     }
 }
 
-/// What happened to an alert, from `events.rectification`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Acknowledged,
-    Rectified,
-    Dismissed,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// One open alert in the ledger.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OpenAlert {
-    pub subject: String,
-    pub tier: u8,
-    /// The alert as last raised, kept only where it may escalate.
-    pub alert: Option<Alert>,
-    /// Every id in its escalation chain, the first one first.
-    pub chain: Vec<String>,
-    /// When (seconds, on the clock that raised it: the wall clock in the
-    /// service, event time in replay and tests) it escalates, if it does.
-    pub escalate_at: Option<i64>,
-    pub acknowledged: bool,
-}
-
-/// A subject's alert history (一人一档).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Profile {
-    pub subject: String,
-    /// Alerts raised, escalations included.
-    pub alerts: u64,
-    pub open: u64,
-    pub rectified: u64,
-    pub dismissed: u64,
-    pub escalated: u64,
-    /// Open alerts by their current tier (1, 2, 3).
-    pub open_by_tier: [u64; 3],
-    /// Alerts raised by tier (1, 2, 3).
-    pub by_tier: [u64; 3],
-    pub by_control_point: BTreeMap<String, u64>,
-    pub last_alert_at: Option<String>,
-    /// `1 × open tier-1 + 3 × open tier-2 + 9 × open tier-3 + 0.1 × alerts raised`.
-    pub risk_score: f64,
-}
-
-impl Profile {
-    fn rescore(&mut self) {
-        let [a, b, c] = self.open_by_tier;
-        self.risk_score = (a + 3 * b + 9 * c) as f64 + 0.1 * self.alerts as f64;
-        self.risk_score = (self.risk_score * 10.0).round() / 10.0;
-    }
-}
-
-/// Where an escalated alert goes and by when it must be rectified.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Escalation {
-    /// The role the new tier notifies.
-    pub notify: String,
-    /// When it escalates again (seconds), if it does.
-    pub deadline: Option<i64>,
-    /// The deadline as people read it (RFC 3339, business time zone).
-    pub rectify_by: Option<String>,
-}
-
-/// Open alerts and profiles.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Ledger {
-    pub open: BTreeMap<String, OpenAlert>,
-    pub profiles: HashMap<String, Profile>,
-    /// (escalation time, open alert key), earliest first.
-    pub due: std::collections::BTreeSet<(i64, String)>,
-    /// Subjects whose open alerts or profile changed since the last
-    /// [`Ledger::take_dirty`] (changelog).
-    #[serde(skip)]
-    dirty: HashSet<String>,
-}
-
-fn tier_index(t: u8) -> usize {
-    usize::from(t.clamp(1, 3) - 1)
-}
-
-impl Ledger {
-    /// Records a newly raised alert.
-    pub fn raised(&mut self, alert: &Alert, escalate_at: Option<i64>) {
-        self.dirty.insert(alert.subject.clone());
-        let p = self.profile(&alert.subject);
-        p.alerts += 1;
-        p.open += 1;
-        p.open_by_tier[tier_index(alert.tier)] += 1;
-        p.by_tier[tier_index(alert.tier)] += 1;
-        *p.by_control_point
-            .entry(alert.control_point.clone())
-            .or_default() += 1;
-        p.last_alert_at = Some(alert.detected_at.clone());
-        p.rescore();
-        if let Some(t) = escalate_at {
-            self.due.insert((t, alert.alert_id.clone()));
+    fn subject() -> SubjectState {
+        SubjectState {
+            last_seen: 0,
+            windows: vec![
+                Entry {
+                    window: 7,
+                    at: 1,
+                    value: 0,
+                },
+                Entry {
+                    window: 8,
+                    at: 2,
+                    value: 0,
+                },
+            ],
+            holds: vec![(100, 5), (101, 6)],
+            last_alert: vec![(100, 1, 5), (102, 2, 6)],
         }
-        self.open.insert(
-            alert.alert_id.clone(),
-            OpenAlert {
-                subject: alert.subject.clone(),
-                tier: alert.tier,
-                alert: escalate_at.map(|_| alert.clone()),
-                chain: vec![alert.alert_id.clone()],
-                escalate_at,
-                acknowledged: false,
-            },
-        );
     }
 
-    fn profile(&mut self, subject: &str) -> &mut Profile {
-        self.profiles
-            .entry(subject.to_owned())
-            .or_insert_with(|| Profile {
-                subject: subject.to_owned(),
-                ..Profile::default()
-            })
-    }
-
-    /// Applies a rectification; returns false for an alert not open.
-    pub fn rectify(&mut self, alert_id: &str, status: Status) -> bool {
-        // Most rectifications name an alert that has not escalated: its key.
-        let key = if self.open.contains_key(alert_id) {
-            Some(alert_id.to_owned())
-        } else {
-            self.open
-                .iter()
-                .find(|(_, o)| o.chain.iter().any(|c| c == alert_id))
-                .map(|(k, _)| k.clone())
+    #[test]
+    fn only_state_of_known_definitions_is_kept() {
+        let keys = StateKeys {
+            windows: [8].into_iter().collect(),
+            points: [100].into_iter().collect(),
         };
-        let Some(key) = key else { return false };
-        if status == Status::Acknowledged {
-            if let Some(o) = self.open.get_mut(&key) {
-                o.acknowledged = true;
-                self.dirty.insert(o.subject.clone());
-            }
-            return true;
-        }
-        let Some(o) = self.open.remove(&key) else {
-            return false;
-        };
-        if let Some(t) = o.escalate_at {
-            self.due.remove(&(t, key.clone()));
-        }
-        self.dirty.insert(o.subject.clone());
-        let p = self.profile(&o.subject);
-        p.open = p.open.saturating_sub(1);
-        let t = tier_index(o.tier);
-        p.open_by_tier[t] = p.open_by_tier[t].saturating_sub(1);
-        match status {
-            Status::Rectified => p.rectified += 1,
-            _ => p.dismissed += 1,
-        }
-        p.rescore();
-        true
+        let mut s = subject();
+        assert!(s.retain_known(&keys));
+        assert_eq!(s.windows.len(), 1);
+        assert_eq!(s.windows[0].window, 8);
+        assert_eq!(s.holds, vec![(100, 5)]);
+        assert_eq!(s.last_alert, vec![(100, 1, 5)]);
+        assert!(!s.retain_known(&keys), "nothing more to drop");
     }
 
-    /// Escalates every open alert due by `now`: raised again one tier up,
-    /// with `escalated_from` naming the alert it replaces. `next` gives the
-    /// new tier's role and, if it may escalate again, its deadline counted
-    /// from `now` (the new alert is raised now).
-    pub fn escalate(
-        &mut self,
-        now: i64,
-        detected_at: &str,
-        next: impl Fn(&Alert, u8) -> Escalation,
-    ) -> Vec<Alert> {
-        let mut due = Vec::new();
-        while let Some(first) = self.due.first() {
-            if first.0 > now {
-                break;
-            }
-            if let Some((_, key)) = self.due.pop_first() {
-                due.push(key);
-            }
-        }
-        let mut out = Vec::new();
-        for key in due {
-            let Some(mut o) = self.open.remove(&key) else {
-                continue;
-            };
-            let Some(old) = o.alert.clone().filter(|a| a.tier < 3) else {
-                self.open.insert(key, o);
-                continue;
-            };
-            let tier = old.tier + 1;
-            let Escalation {
-                notify,
-                deadline,
-                rectify_by,
-            } = next(&old, tier);
-            let deadline = deadline.filter(|_| tier < 3);
-            let mut next = old.clone();
-            next.tier = tier;
-            next.notify = notify;
-            next.rectify_by = rectify_by.filter(|_| deadline.is_some());
-            next.alert_id = crate::alert::alert_id(&old.alert_id, "escalated", &tier.to_string());
-            next.escalated_from = Some(old.alert_id.clone());
-            next.detected_at = detected_at.to_owned();
-            self.dirty.insert(old.subject.clone());
-            let p = self.profile(&old.subject);
-            p.alerts += 1;
-            p.escalated += 1;
-            p.open_by_tier[tier_index(old.tier)] =
-                p.open_by_tier[tier_index(old.tier)].saturating_sub(1);
-            p.open_by_tier[tier_index(tier)] += 1;
-            p.by_tier[tier_index(tier)] += 1;
-            p.last_alert_at = Some(detected_at.to_owned());
-            p.rescore();
-            o.chain.push(next.alert_id.clone());
-            o.escalate_at = deadline;
-            o.alert = Some(next.clone());
-            o.tier = tier;
-            if let Some(t) = o.escalate_at {
-                self.due.insert((t, next.alert_id.clone()));
-            }
-            self.open.insert(next.alert_id.clone(), o);
-            out.push(next);
-        }
-        out
-    }
-}
-
-impl Ledger {
-    /// The subjects changed since the last call.
-    pub fn take_dirty(&mut self) -> HashSet<String> {
-        std::mem::take(&mut self.dirty)
+    #[test]
+    fn pruning_marks_changed_subjects_for_the_changelog() {
+        let mut state = State::default();
+        state.subjects.insert("V1".to_owned(), subject());
+        let keys = StateKeys::default();
+        assert_eq!(state.retain_known(&keys), 1);
+        assert!(state.take_dirty().contains("V1"));
+        assert!(StateKeys::default().within(&keys));
     }
 
-    /// Every alert id of every open alert (escalation chains included).
-    pub fn open_ids(&self) -> impl Iterator<Item = &str> {
-        self.open
-            .values()
-            .flat_map(|o| o.chain.iter().map(String::as_str))
-    }
-}
-
-/// Everything levee keeps about one subject of one partition: what a
-/// changelog record holds. Empty (all parts absent) means forgotten.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SubjectSnapshot {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<SubjectState>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub profile: Option<Profile>,
-    /// Its open alerts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub open: Vec<OpenAlert>,
-}
-
-impl SubjectSnapshot {
-    pub fn is_empty(&self) -> bool {
-        self.state.is_none() && self.profile.is_none() && self.open.is_empty()
-    }
-}
-
-/// Snapshots of `subjects` (one pass over the open alerts).
-pub fn snapshot(
-    state: &State,
-    ledger: &Ledger,
-    subjects: impl IntoIterator<Item = String>,
-) -> Vec<(String, SubjectSnapshot)> {
-    let mut out: HashMap<String, SubjectSnapshot> = subjects
-        .into_iter()
-        .map(|s| {
-            let snap = SubjectSnapshot {
-                state: state.subjects.get(s.as_str()).cloned(),
-                profile: ledger.profiles.get(&s).cloned(),
-                open: Vec::new(),
-            };
-            (s, snap)
-        })
-        .collect();
-    if !out.is_empty() {
-        for o in ledger.open.values() {
-            if let Some(snap) = out.get_mut(&o.subject) {
-                snap.open.push(o.clone());
-            }
-        }
-    }
-    let mut v: Vec<_> = out.into_iter().collect();
-    v.sort_by(|a, b| a.0.cmp(&b.0));
-    v
-}
-
-/// Puts one subject's snapshot back (restoring a partition), into a ledger
-/// that holds no open alerts of the subject yet: sets its state and
-/// profile, adds its open alerts.
-pub fn restore_subject(
-    state: &mut State,
-    ledger: &mut Ledger,
-    subject: &str,
-    snap: SubjectSnapshot,
-) {
-    match snap.state {
-        Some(s) => {
-            state.subjects.insert(subject.into(), s);
-        }
-        None => {
-            state.subjects.remove(subject);
-        }
-    }
-    match snap.profile {
-        Some(p) => {
-            ledger.profiles.insert(subject.to_owned(), p);
-        }
-        None => {
-            ledger.profiles.remove(subject);
-        }
-    }
-    for o in snap.open {
-        let Some(key) = o.chain.last().cloned() else {
-            continue;
-        };
-        if let Some(t) = o.escalate_at {
-            ledger.due.insert((t, key.clone()));
-        }
-        ledger.open.insert(key, o);
+    #[test]
+    fn held_for_and_suppression_are_per_point_key() {
+        let mut s = SubjectState::default();
+        assert!(!s.held_for(9, true, 100, 60, true));
+        assert!(s.held_for(9, true, 160, 60, true));
+        assert!(!s.held_for(10, true, 160, 60, true), "another point's hold");
+        assert!(s.due(9, 1, 100, 50, true));
+        assert!(!s.due(9, 1, 120, 50, true));
+        assert!(s.due(9, 2, 120, 50, true), "another tier");
+        assert!(s.due(10, 1, 120, 50, true), "another point");
     }
 }

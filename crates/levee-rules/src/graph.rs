@@ -204,6 +204,11 @@ pub struct Node {
 /// A windowed aggregate of one event type, per subject.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Aggregate {
+    /// What state is kept under: a digest of the event type and the
+    /// definition (`fn`, `of`, `where`, `over`, subject), so a window keeps
+    /// its history across reloads and restores whatever else the catalog
+    /// gains or loses, and a changed definition starts afresh.
+    pub key: u64,
     pub func: crate::model::AggregateFn,
     /// The aggregated value (none for `count`).
     pub of: Option<Slot>,
@@ -365,6 +370,9 @@ pub enum MessagePart {
 #[derive(Debug, Clone)]
 pub struct ControlPoint {
     pub id: String,
+    /// What its `for:` and `suppress:` state is kept under: a digest of
+    /// its id, stable across reloads and restores.
+    pub key: u64,
     pub domain: String,
     pub title: String,
     pub title_zh: Option<String>,

@@ -238,6 +238,7 @@ pub(crate) fn compile_cp(
     }
     Some(ControlPoint {
         id: cp.id.clone(),
+        key: state_key(&["control point", &cp.id]),
         domain: cp.domain.clone(),
         title: cp.title.clone(),
         title_zh: cp.title_zh.clone(),
@@ -313,7 +314,26 @@ fn compile_aggregate(
         }
     };
     b.warnings.clear();
+    // Spaces do not change what a definition means.
+    let text = |s: &Option<String>| -> String {
+        s.as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let subject_name = cp.subject.as_deref().unwrap_or("");
+    let key = state_key(&[
+        "aggregate",
+        &cp.event_type,
+        &format!("{:?}", agg.func),
+        &text(&agg.of),
+        &text(&agg.filter),
+        &over.to_string(),
+        subject_name,
+    ]);
     let spec = Aggregate {
+        key,
         func: agg.func,
         of,
         filter,
@@ -321,6 +341,17 @@ fn compile_aggregate(
         subject,
     };
     Ok((b.aggregate(spec, ty, name), ty))
+}
+
+/// FNV-1a over the parts (each ended by a 0x1f byte): a digest that stays
+/// the same across builds and versions, so state keyed by it in a
+/// changelog keeps meaning the same thing.
+pub(crate) fn state_key(parts: &[&str]) -> u64 {
+    parts.iter().fold(0xcbf2_9ce4_8422_2325, |h, part| {
+        part.bytes()
+            .chain(std::iter::once(0x1f))
+            .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    })
 }
 
 enum Part {

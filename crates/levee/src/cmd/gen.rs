@@ -150,7 +150,12 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         if !t.breaches.is_empty() && rng.chance(p_case) {
             let b = &t.breaches[rng.below(t.breaches.len())];
             let base = weeks_before(&b.events, until);
-            let weeks = Duration::weeks(days.nearest_keeping(&b.events, base, wanted, span));
+            // A case no move back keeps whole (a holiday weekday and a
+            // make-up Sunday in one case) is not drawn.
+            let Some(weeks) = days.nearest_keeping(&b.events, base, wanted, span) else {
+                continue;
+            };
+            let weeks = Duration::weeks(weeks);
             injected += 1;
             let mut ids = Vec::new();
             for (i, ev) in b.events.iter().enumerate() {
@@ -169,7 +174,10 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             let c = &t.clean[ti];
             let one = std::slice::from_ref(&c.event);
             let base = weeks_before(one, until);
-            let weeks = Duration::weeks(days.nearest_keeping(one, base, wanted, span));
+            let Some(weeks) = days.nearest_keeping(one, base, wanted, span) else {
+                continue;
+            };
+            let weeks = Duration::weeks(weeks);
             n_clean += 1;
             let id = format!("c{n_clean}");
             let pooled = rng.below(args.subjects);
@@ -479,8 +487,8 @@ impl<'g> DayKinds<'g> {
     /// The move back (in weeks: `-(base + w)`, `w` within `0..span`, the
     /// nearest to `wanted` first, then further back) that keeps every
     /// event's kind of day. `base` weeks back put the events before
-    /// `--until`.
-    fn nearest_keeping(&self, events: &[Value], base: i64, wanted: i64, span: i64) -> i64 {
+    /// `--until`. `None` if no move within ten years keeps them all.
+    fn nearest_keeping(&self, events: &[Value], base: i64, wanted: i64, span: i64) -> Option<i64> {
         let within = (0..span)
             .flat_map(|d| [wanted - d, wanted + d])
             .filter(|w| (0..span).contains(w));
@@ -488,6 +496,5 @@ impl<'g> DayKinds<'g> {
             .chain(span..span + 520)
             .map(|w| -(base + w))
             .find(|&m| self.keeps(events, m))
-            .unwrap_or(-(base + wanted))
     }
 }
