@@ -1,0 +1,156 @@
+//! Unit tests of [`super`]: names, labels, help texts, the dashboard and
+//! alert rules against them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+use super::*;
+
+#[test]
+fn names_follow_the_conventions() {
+    for name in NAMES {
+        assert!(name.starts_with("levee_"), "{name}");
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+            "{name}"
+        );
+    }
+    for counter in [
+        EVENTS_TOTAL,
+        DLQ_TOTAL,
+        ALERTS_TOTAL,
+        CONTROL_POINT_HITS_TOTAL,
+        CALENDAR_PROVISIONAL_TOTAL,
+        KAFKA_ERRORS_TOTAL,
+        RULESET_RELOADS_TOTAL,
+        HTTP_REQUESTS_TOTAL,
+    ] {
+        assert!(counter.ends_with("_total"), "{counter}");
+    }
+}
+
+#[test]
+fn every_family_is_registered_with_help() {
+    init();
+    // Labelled families show once they have a series.
+    METRICS.events.with_label_values(&["t", "trip", "ok"]);
+    METRICS.alerts.with_label_values(&["d", "1", "alert"]);
+    METRICS.hits.with_label_values(&["VF-001", "1"]);
+    METRICS.lag.with_label_values(&["t", "0"]);
+    METRICS.ruleset_info.with_label_values(&["v"]);
+    http_request("/healthz", 200, Duration::from_micros(5));
+    let families = METRICS.registry.gather();
+    let text = render();
+    for name in NAMES.iter().chain(PROCESS_NAMES) {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} missing from the exposition:\n{text}"
+        );
+    }
+    for f in &families {
+        let name = f.name();
+        assert!(
+            NAMES.contains(&name) || PROCESS_NAMES.contains(&name),
+            "{name} is registered but not listed in NAMES"
+        );
+    }
+}
+
+/// The Grafana dashboard queries only metrics levee exposes.
+#[test]
+fn the_dashboard_queries_existing_metrics() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/grafana/levee.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut exprs = Vec::new();
+    collect_exprs(&dashboard, &mut exprs);
+    assert!(exprs.len() >= 8, "only {} queries", exprs.len());
+    let mut used = std::collections::BTreeSet::new();
+    for expr in &exprs {
+        for name in metric_names(expr) {
+            used.insert(name);
+        }
+    }
+    for name in &used {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|base| NAMES.contains(base))
+            .unwrap_or(name);
+        assert!(
+            NAMES.contains(&family) || PROCESS_NAMES.contains(&family),
+            "the dashboard queries {name}, which levee does not expose"
+        );
+    }
+    for needed in [
+        EVENTS_TOTAL,
+        CONSUMER_LAG,
+        EVALUATE_SECONDS,
+        END_TO_END_SECONDS,
+        ALERTS_TOTAL,
+        CONTROL_POINT_HITS_TOTAL,
+        DLQ_TOTAL,
+        RULESET_RELOADS_TOTAL,
+        RULESET_INFO,
+    ] {
+        assert!(
+            used.iter().any(|u| u.starts_with(needed)),
+            "the dashboard does not show {needed}"
+        );
+    }
+}
+
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                match (k.as_str(), v) {
+                    ("expr" | "query", serde_json::Value::String(s)) => out.push(s.clone()),
+                    _ => collect_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| collect_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// Identifiers in a PromQL expression that look like levee or process
+/// metric names.
+fn metric_names(expr: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let bytes = expr.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            let word = &expr[start..i];
+            let prev = expr[..start].chars().next_back();
+            if (word.starts_with("levee_") || word.starts_with("process_")) && prev != Some('$') {
+                out.push(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn dlq_reasons_cover_the_engines_kinds() {
+    for kind in BadKind::ALL {
+        assert!(DLQ_REASONS.contains(&kind.as_str()), "{}", kind.as_str());
+    }
+}
+
+#[test]
+fn kafka_error_kinds_are_distinct() {
+    let mut seen = std::collections::HashSet::new();
+    for k in KafkaErrorKind::ALL {
+        assert!(seen.insert(k.as_str()));
+    }
+}
