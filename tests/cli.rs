@@ -250,7 +250,7 @@ fn replay_with_fixed_now_matches_the_golden_file_byte_for_byte() {
             format!("{a}\n")
         })
         .collect();
-    let golden = repo().join("crates/levee/tests/golden/replay_examples.jsonl");
+    let golden = repo().join("tests/golden/replay_examples.jsonl");
     if std::env::var_os("LEVEE_BLESS").is_some() {
         std::fs::write(&golden, &got).unwrap();
     }

@@ -10,7 +10,7 @@ use std::process::Command;
 
 #[test]
 fn every_broken_rule_set_gives_its_expected_messages_and_exit_1() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/check_errors");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/check_errors");
     let bless = std::env::var_os("LEVEE_BLESS").is_some();
     let mut cases: Vec<_> = fs::read_dir(&root)
         .expect("fixtures folder")
