@@ -21,6 +21,8 @@
 //! | `state.max_future_skew` | `1h` | events stamped further ahead of the clock go to the DLQ (`future`) |
 //! | `state.tick_interval` | `1s` | escalate due alerts by the wall clock this often, also without events (`0s`: only when events arrive; was `tick_interval_ms`, still read) |
 //! | `state.max_pending_rectifications` | `1000000` | rectifications kept for alerts this instance may yet hold |
+//! | `input.max_event_bytes` | `1048576` | a larger input record goes to the DLQ unparsed (`oversize`) |
+//! | `dlq.max_payload_bytes` | `65536` | a larger dead letter is written truncated to this, with its original size and SHA-256 in headers |
 //! | `clock.offset` | `0s` | shift levee's clock (`400d`, `-2h`; an [`Offset`]): drills and tests |
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
 //! | `rules.reload_interval` | `5s` | poll the rule files for changes (`0s`: SIGHUP only; was `reload_interval_secs`, still read) |
@@ -83,8 +85,24 @@ pub struct Settings {
     pub rules: RulesSettings,
     pub log: LogSettings,
     pub state: StateSettings,
+    pub input: InputSettings,
+    pub dlq: DlqSettings,
     pub clock: ClockSettings,
     pub http: HttpSettings,
+}
+
+/// `[input]`: what levee takes from its input topics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSettings {
+    pub max_event_bytes: usize,
+}
+
+/// `[dlq]`: what levee writes to the dead-letter topic.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DlqSettings {
+    pub max_payload_bytes: usize,
 }
 
 /// `[clock]`: see [`super::clock`].
@@ -482,6 +500,12 @@ impl Settings {
                 "http.listen: {:?} is not an address:port such as 127.0.0.1:9464",
                 self.http.listen
             ));
+        }
+        if self.input.max_event_bytes == 0 || self.dlq.max_payload_bytes < 1024 {
+            errors.push(
+                "input.max_event_bytes must be at least 1 and dlq.max_payload_bytes at least 1024"
+                    .to_owned(),
+            );
         }
         if self.http.max_body_bytes == 0 || self.http.max_batch == 0 {
             errors.push("http.max_body_bytes and http.max_batch must be at least 1".to_owned());

@@ -110,6 +110,7 @@ pub const DLQ_REASONS: &[&str] = &[
     "bom",
     "invalid_unicode",
     "non_finite",
+    "oversize",
     "late",
 ];
 

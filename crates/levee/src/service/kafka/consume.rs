@@ -62,7 +62,10 @@ pub fn consume(
         if stop.load(Ordering::Acquire) {
             break Ok(());
         }
-        if let Some(e) = coordinator.take_fatal() {
+        if let Some(e) = coordinator
+            .take_fatal()
+            .or_else(super::delivery::take_broken)
+        {
             break Err(e);
         }
         if let Err(e) = poll_round(&consumer, &coordinator, &mut first_message) {

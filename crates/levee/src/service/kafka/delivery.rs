@@ -12,19 +12,26 @@
 //!   (to the same partition) after the broker did not take it. Only
 //!   at-least-once: exactly-once, such a record fails its transaction,
 //!   which is aborted and redone as a whole.
+//! - A record the broker will never take as it is is not retried blindly:
+//!   a dead letter too large for its topic is cut to [`DEAD_LETTER_FLOOR`]
+//!   bytes and sent; any other ([`permanent`]: not authorized, no such
+//!   topic, too large) breaks the sink ([`take_broken`]): the service stops
+//!   with that one error, and the record stays unacknowledged, so nothing
+//!   after it is committed.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, DeliveryResult, OwnedHeaders};
+use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use rdkafka::Message;
 use tracing::debug;
 
 use super::clients::ClientLog;
-use super::error::report;
+use super::error::{report, PipelineError};
+pub use super::out::OutRecord;
 use crate::service::config::Topics;
 use crate::service::metrics::{self, KafkaErrorKind};
 
@@ -32,43 +39,57 @@ use crate::service::metrics::{self, KafkaErrorKind};
 /// queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(2);
 
-/// One record to produce.
-#[derive(Debug, Clone)]
-pub struct OutRecord {
-    pub topic: String,
-    pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
-    pub headers: Option<OwnedHeaders>,
-    /// A given partition (the changelog's), else by key.
-    pub partition: Option<i32>,
-    /// A tombstone (no payload): a forgotten subject in the changelog.
-    pub tombstone: bool,
+/// The size a dead letter is cut to when the broker refuses it even at
+/// `dlq.max_payload_bytes`.
+pub const DEAD_LETTER_FLOOR: usize = 1024;
+
+/// Why the broker will never take a record as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permanent {
+    /// Larger than the producer or the topic allows.
+    Size,
+    /// Not allowed, or nowhere to go (no such topic, not authorized).
+    Refused,
 }
 
-impl OutRecord {
-    /// A record with a key and a payload, partitioned by its key.
-    pub fn keyed(topic: &str, key: impl Into<Vec<u8>>, payload: Vec<u8>) -> Self {
-        OutRecord {
-            topic: topic.to_owned(),
-            key: Some(key.into()),
-            payload,
-            headers: None,
-            partition: None,
-            tombstone: false,
-        }
+/// Whether `e` says the record can never be written as it is.
+pub fn permanent(e: &KafkaError) -> Option<Permanent> {
+    use RDKafkaErrorCode as C;
+    let code = match e {
+        KafkaError::MessageProduction(c) => *c,
+        _ => return None,
+    };
+    match code {
+        C::MessageSizeTooLarge | C::InvalidMessageSize => Some(Permanent::Size),
+        C::TopicAuthorizationFailed
+        | C::ClusterAuthorizationFailed
+        | C::TransactionalIdAuthorizationFailed
+        | C::UnknownTopic
+        | C::UnknownTopicOrPartition
+        | C::InvalidTopic
+        | C::InvalidRecord => Some(Permanent::Refused),
+        _ => None,
     }
+}
 
-    /// The record a delivery failure hands back, to send it again.
-    fn of_message(m: &BorrowedMessage<'_>) -> Self {
-        OutRecord {
-            topic: m.topic().to_owned(),
-            key: m.key().map(<[u8]>::to_vec),
-            tombstone: m.payload().is_none(),
-            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            headers: m.headers().map(|h| h.detach()),
-            partition: Some(m.partition()),
-        }
+/// The first record the broker would never take, as the error that stops
+/// the service.
+static BROKEN: Mutex<Option<PipelineError>> = Mutex::new(None);
+
+fn set_broken(topic: &str, error: &KafkaError) {
+    let e = PipelineError::Misconfigured(format!(
+        "a record to {topic} can never be written ({error}): check the topic exists, levee may write to it, and its max.message.bytes; nothing after it is committed"
+    ));
+    let mut broken = BROKEN.lock().unwrap_or_else(|p| p.into_inner());
+    if broken.is_none() {
+        tracing::error!(error = %e, "a record cannot be written; stopping");
+        *broken = Some(e);
     }
+}
+
+/// The error that broke the sink, if one did (taken once).
+pub fn take_broken() -> Option<PipelineError> {
+    BROKEN.lock().unwrap_or_else(|p| p.into_inner()).take()
 }
 
 /// Where records are queued for the broker.
@@ -232,17 +253,33 @@ impl PendingDeliveries {
         record: impl FnOnce() -> OutRecord,
     ) {
         let group = self.group();
+        let record = record();
+        let again = match permanent(error) {
+            None => Some(record),
+            Some(Permanent::Size)
+                if record.is_dead_letter() && record.payload.len() > DEAD_LETTER_FLOOR =>
+            {
+                Some(record.shrunk(DEAD_LETTER_FLOOR))
+            }
+            Some(_) => {
+                // Stays unacknowledged: nothing after it is committed.
+                set_broken(topic, error);
+                return;
+            }
+        };
         if group.resend {
             report(
                 KafkaErrorKind::Produce,
                 error,
                 &format!("a record to {topic} was not delivered; sending it again"),
             );
-            group
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(record());
+            if let Some(r) = again {
+                group
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(r);
+            }
         } else {
             // Exactly-once: the transaction fails (or was aborted, purging
             // its records) and is redone as a whole.
@@ -279,14 +316,41 @@ impl PendingDeliveries {
 }
 
 /// Queues one record, counted against `deliveries`, retrying while the
-/// producer's queue is full or producing fails.
+/// producer's queue is full or producing fails for a while; a dead letter
+/// too large is cut down, and a record that can never be written breaks
+/// the sink (see the module doc) and stays counted.
 pub async fn produce(sink: &dyn Sink, r: &OutRecord, deliveries: &Arc<PendingDeliveries>) {
     let mut backoff = Duration::from_millis(10);
+    let mut cut: Option<OutRecord> = None;
     loop {
+        let record = cut.as_ref().unwrap_or(r);
         deliveries.group().expect(1);
-        let Err(e) = sink.enqueue(r, deliveries) else {
+        let Err(e) = sink.enqueue(record, deliveries) else {
             return;
         };
+        match permanent(&e) {
+            Some(Permanent::Size)
+                if record.is_dead_letter() && record.payload.len() > DEAD_LETTER_FLOOR =>
+            {
+                deliveries.group().done(1);
+                report(
+                    KafkaErrorKind::Produce,
+                    &e,
+                    &format!(
+                        "a dead letter to {} is too large; cut to {DEAD_LETTER_FLOOR} bytes",
+                        record.topic
+                    ),
+                );
+                cut = Some(record.shrunk(DEAD_LETTER_FLOOR));
+                continue;
+            }
+            Some(_) => {
+                // Counted and never acknowledged: nothing after it commits.
+                set_broken(&record.topic, &e);
+                return;
+            }
+            None => {}
+        }
         // Not queued: no delivery report will come for it.
         deliveries.group().done(1);
         if let KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) = e {
@@ -298,7 +362,7 @@ pub async fn produce(sink: &dyn Sink, r: &OutRecord, deliveries: &Arc<PendingDel
         report(
             KafkaErrorKind::Produce,
             &e,
-            &format!("producing to {} failed; retrying", r.topic),
+            &format!("producing to {} failed; retrying", record.topic),
         );
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -321,6 +385,8 @@ pub(crate) mod fake {
         pub log: Mutex<Vec<OutRecord>>,
         /// Refuse this many sends with a full queue.
         pub full: AtomicUsize,
+        /// Refuse payloads larger than this as too large (0: no limit).
+        pub max_size: AtomicUsize,
     }
 
     impl Sink for FakeSink {
@@ -335,6 +401,12 @@ pub(crate) mod fake {
                 .is_ok()
             {
                 return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+            }
+            let max = self.max_size.load(Ordering::Acquire);
+            if max > 0 && record.payload.len() > max {
+                return Err(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageSizeTooLarge,
+                ));
             }
             let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
             log.push(record.clone());
@@ -509,5 +581,59 @@ mod tests {
         assert_eq!(sink.in_flight().len(), 1);
         sink.ack_all();
         assert!(pending.is_empty(), "the refused sends are not counted");
+    }
+
+    fn dead_letter(size: usize) -> OutRecord {
+        OutRecord {
+            headers: Some(
+                rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+                    key: "levee.error",
+                    value: Some("bad"),
+                }),
+            ),
+            ..OutRecord::keyed("dlq", "k", vec![b'x'; size])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_too_large_is_cut_and_anything_else_breaks_the_sink() {
+        let sink = Arc::new(FakeSink::default());
+        sink.max_size.store(4096, Ordering::Release);
+        let pending = PendingDeliveries::new(true);
+        produce(sink.as_ref(), &dead_letter(100_000), &pending).await;
+        let sent = sink.sent_to("dlq");
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].payload.len(), DEAD_LETTER_FLOOR);
+        assert!(take_broken().is_none());
+        sink.ack_all();
+        assert!(pending.is_empty());
+
+        // An alert cannot be cut: the sink is broken, and the record stays
+        // unacknowledged, so no checkpoint after it completes.
+        let alert = OutRecord::keyed("alerts", "k", vec![b'x'; 10_000]);
+        produce(sink.as_ref(), &alert, &pending).await;
+        assert!(sink.sent_to("alerts").is_empty());
+        assert!(!pending.is_empty());
+        let broken = take_broken().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            broken.contains("alerts") && broken.contains("never"),
+            "{broken}"
+        );
+    }
+
+    #[test]
+    fn permanent_errors_are_told_from_passing_ones() {
+        let e = |c| KafkaError::MessageProduction(c);
+        assert_eq!(
+            permanent(&e(RDKafkaErrorCode::MessageSizeTooLarge)),
+            Some(Permanent::Size)
+        );
+        assert_eq!(
+            permanent(&e(RDKafkaErrorCode::TopicAuthorizationFailed)),
+            Some(Permanent::Refused)
+        );
+        assert_eq!(permanent(&e(RDKafkaErrorCode::QueueFull)), None);
+        assert_eq!(permanent(&e(RDKafkaErrorCode::MessageTimedOut)), None);
+        assert_eq!(permanent(&e(RDKafkaErrorCode::AllBrokersDown)), None);
     }
 }

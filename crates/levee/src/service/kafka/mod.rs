@@ -46,6 +46,7 @@ pub mod consume;
 pub mod coordinator;
 pub mod delivery;
 pub mod error;
+pub mod out;
 pub mod partition;
 pub mod records;
 pub mod rectify;

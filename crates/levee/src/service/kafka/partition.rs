@@ -66,6 +66,10 @@ pub struct Shared {
     pub lateness: Span,
     /// `state.max_future_skew` in seconds.
     pub future_skew: i64,
+    /// `input.max_event_bytes`.
+    pub max_event_bytes: usize,
+    /// `dlq.max_payload_bytes`.
+    pub dlq_max_payload: usize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -92,6 +96,8 @@ impl Shared {
             ttl: settings.state.ttl.secs(),
             lateness: settings.state.allowed_lateness,
             future_skew: settings.state.max_future_skew.secs(),
+            max_event_bytes: settings.input.max_event_bytes,
+            dlq_max_payload: settings.dlq.max_payload_bytes,
         }
     }
 
@@ -462,6 +468,13 @@ impl PartitionTask {
     /// Decodes, rejects an event stamped in the future or later than the
     /// allowed lateness (neither touches event time or state), evaluates.
     fn decode_checked(&mut self, payload: &[u8]) -> Result<EvalStats, Rejected> {
+        if payload.len() > self.shared.max_event_bytes {
+            // Not parsed at all: a record this size is a mistake or an attack.
+            return Err(records::oversize(
+                payload.len(),
+                self.shared.max_event_bytes,
+            ));
+        }
         self.refresh_now();
         self.engine
             .decode(payload)
@@ -503,7 +516,12 @@ impl PartitionTask {
         };
         if let Some(bad) = rejected {
             debug!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = %bad, "bad input to the DLQ");
-            return vec![records::dead_letter(&self.shared.topics, m, &bad)];
+            return vec![records::dead_letter(
+                &self.shared.topics,
+                m,
+                &bad,
+                self.shared.dlq_max_payload,
+            )];
         }
         let verdict = self.engine.verdict();
         if self.engine.hits().is_empty() && verdict.is_none() {

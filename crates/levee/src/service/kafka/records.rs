@@ -3,6 +3,10 @@
 //! by event id; and input levee cannot use, as it came, to the DLQ, with
 //! headers saying why and where from (`levee.error`, `levee.error.kind`,
 //! `levee.source.topic`, `levee.source.partition`, `levee.source.offset`).
+//! A dead letter larger than `dlq.max_payload_bytes` is written truncated to
+//! it, with `levee.truncated`, `levee.original.size` and
+//! `levee.original.sha256` saying what it was: a record that cannot be
+//! written as it is costs a dead letter, never the stream.
 
 use std::fmt;
 
@@ -12,7 +16,7 @@ use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::Message;
 use tracing::error;
 
-use super::delivery::OutRecord;
+use super::out::{sha256_hex, truncated, OutRecord};
 use crate::service::config::Topics;
 
 /// Why a message goes to the DLQ: bad input (the engine's kinds, among
@@ -93,12 +97,28 @@ pub fn verdict(topics: &Topics, verdict: Verdict) -> Option<OutRecord> {
     }
 }
 
-/// The DLQ record of message `m`: its key and payload as they came.
-pub fn dead_letter(topics: &Topics, m: &OwnedMessage, rejected: &Rejected) -> OutRecord {
+/// An input record larger than `input.max_event_bytes` (`size` bytes): set
+/// aside unparsed.
+pub fn oversize(size: usize, max: usize) -> Rejected {
+    Rejected {
+        kind: "oversize",
+        reason: format!("the record is {size} bytes; input.max_event_bytes is {max}"),
+    }
+}
+
+/// The DLQ record of message `m`: its key and payload as they came, the
+/// payload cut to `max_payload` bytes if it is longer.
+pub fn dead_letter(
+    topics: &Topics,
+    m: &OwnedMessage,
+    rejected: &Rejected,
+    max_payload: usize,
+) -> OutRecord {
     let partition = m.partition().to_string();
     let offset = m.offset().to_string();
     let reason = rejected.to_string();
-    let headers = OwnedHeaders::new()
+    let payload = m.payload().unwrap_or_default();
+    let mut headers = OwnedHeaders::new()
         .insert(Header {
             key: "levee.error",
             value: Some(reason.as_str()),
@@ -119,10 +139,18 @@ pub fn dead_letter(topics: &Topics, m: &OwnedMessage, rejected: &Rejected) -> Ou
             key: "levee.source.offset",
             value: Some(offset.as_str()),
         });
+    let kept = if payload.len() > max_payload {
+        let size = payload.len().to_string();
+        let digest = sha256_hex(payload);
+        headers = truncated(headers, &size, &digest);
+        &payload[..max_payload]
+    } else {
+        payload
+    };
     OutRecord {
         topic: topics.dlq.clone(),
         key: m.key().map(<[u8]>::to_vec),
-        payload: m.payload().unwrap_or_default().to_vec(),
+        payload: kept.to_vec(),
         headers: Some(headers),
         partition: None,
         tombstone: false,
@@ -179,7 +207,7 @@ mod tests {
             kind: "not_json",
             reason: "not JSON".into(),
         };
-        let r = dead_letter(&topics, &m, &rejected);
+        let r = dead_letter(&topics, &m, &rejected, 65_536);
         assert_eq!(r.topic, "events.dlq");
         assert_eq!(r.key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(r.payload, b"{oops");

@@ -1,0 +1,162 @@
+//! Records built to hurt, over the real broker: an input record larger than
+//! `input.max_event_bytes` and each shape of hostile JSON cost one dead
+//! letter (the large one cut to `dlq.max_payload_bytes`, its size and
+//! SHA-256 in headers), and the ordinary events after them on the same
+//! partition still raise their alerts: the partition is not stalled.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sha2::{Digest, Sha256};
+use support::*;
+
+/// Ten megabytes: what the input topic accepts here, as an operator's might.
+const TEN_MB: &str = "10485760";
+
+fn trip(id: &str, vehicle: &str, extra: &str) -> String {
+    let at = beijing(test_now() - chrono::Duration::hours(2));
+    format!(
+        r#"{{"event_id":"{id}","type":"trip","occurred_at":"{at}","branch":"wuhan","vehicle_id":"{vehicle}","driver_id":"D1","distance_km":200,"fuel_used_l":30,"standard_l_per_100km":10{extra}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_and_hostile_records_cost_a_dead_letter_each_and_the_stream_goes_on() {
+    let setup = Setup::new("hostile").await;
+    let topic = setup.inputs["vehicle_fuel"].clone();
+    let bootstrap = broker().bootstrap_servers();
+    let admin: AdminClient<DefaultClientContext> =
+        levee_testkit::clients::client_config(&bootstrap)
+            .create()
+            .unwrap();
+    let results = admin
+        .alter_configs(
+            &[AlterConfig::new(ResourceSpecifier::Topic(&topic)).set("max.message.bytes", TEN_MB)],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+
+    // One vehicle, so one partition: every record below is in its way.
+    let vehicle = "V-HOSTILE";
+    let big = trip(
+        "big",
+        vehicle,
+        &format!(r#","trip_purpose":"{}""#, "x".repeat(1_500_000)),
+    );
+    let hostile: Vec<(String, &str)> = vec![
+        (
+            trip("dup", vehicle, r#","fuel_used_l":12"#),
+            "duplicate_field",
+        ),
+        (
+            trip(
+                "deep",
+                vehicle,
+                &format!(r#","x":{}1{}"#, "[".repeat(40), "]".repeat(40)),
+            ),
+            "too_deep",
+        ),
+        (
+            trip("range", vehicle, r#","cargo_kg":1e999"#),
+            "number_range",
+        ),
+        (format!("\u{feff}{}", trip("bom", vehicle, "")), "bom"),
+        (
+            trip("uni", vehicle, r#","trip_purpose":"\ud800""#),
+            "invalid_unicode",
+        ),
+        (
+            trip("nan", vehicle, "").replace(r#""fuel_used_l":30"#, r#""fuel_used_l":NaN"#),
+            "non_finite",
+        ),
+    ];
+    let after = trip("after", vehicle, "");
+    let mut payloads: Vec<(String, &str)> = vec![(big.clone(), "oversize")];
+    payloads.extend(hostile.iter().cloned());
+
+    let levee = setup.spawn(&setup.config("at_least_once", 0), "a");
+    let producer: FutureProducer = levee_testkit::clients::client_config(&bootstrap)
+        .set("message.max.bytes", TEN_MB)
+        .create()
+        .unwrap();
+    for (payload, _) in payloads
+        .iter()
+        .chain(std::iter::once(&(after.clone(), "ok")))
+    {
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key(vehicle)
+                    .payload(payload.as_bytes()),
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+
+    // The ordinary trip after them alerts (50% over standard).
+    let expected = replay(&setup, std::slice::from_ref(&after));
+    assert!(!expected.is_empty());
+    setup.wait_for_alerts(&expected).await;
+
+    let deadline = Instant::now() + WAIT;
+    let dlq = loop {
+        let dlq = setup.dlq().await;
+        if dlq.len() >= payloads.len() || Instant::now() > deadline {
+            break dlq;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(dlq.len(), payloads.len(), "one dead letter each");
+    let header = |m: &levee_testkit::ReceivedMessage, n: &str| {
+        m.header(n).map(|v| String::from_utf8(v.to_vec()).unwrap())
+    };
+    let kinds: BTreeMap<String, &levee_testkit::ReceivedMessage> = dlq
+        .iter()
+        .map(|m| (header(m, "levee.error.kind").unwrap(), m))
+        .collect();
+    for (payload, kind) in &payloads {
+        let m = kinds
+            .get(*kind)
+            .unwrap_or_else(|| panic!("no dead letter of kind {kind}: {:?}", kinds.keys()));
+        let got = m.payload.as_deref().unwrap_or_default();
+        if *kind == "oversize" {
+            assert_eq!(got.len(), 65_536, "cut to dlq.max_payload_bytes");
+            assert_eq!(got, &payload.as_bytes()[..65_536]);
+            assert_eq!(header(m, "levee.truncated").as_deref(), Some("true"));
+            assert_eq!(
+                header(m, "levee.original.size"),
+                Some(payload.len().to_string())
+            );
+            let digest: String = Sha256::digest(payload.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(header(m, "levee.original.sha256"), Some(digest));
+        } else {
+            assert_eq!(got, payload.as_bytes(), "{kind}: byte for byte");
+        }
+        assert_eq!(header(m, "levee.source.topic"), Some(topic.clone()));
+    }
+    // Commits go on: a later event alerts too.
+    let later = trip("later", vehicle, "");
+    setup.produce_events(std::slice::from_ref(&later)).await;
+    setup
+        .wait_for_alerts(&replay(&setup, std::slice::from_ref(&later)))
+        .await;
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
+    assert!(
+        !log.contains("MessageSizeTooLarge"),
+        "no retry loop:\n{log}"
+    );
+}
