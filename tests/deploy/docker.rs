@@ -140,3 +140,114 @@ fn image_settings_are_accepted_by_levee() {
     let settings = effective_settings(Some(&config), &env);
     assert_eq!(settings["kafka"]["brokers"].as_str(), Some("kafka:9092"));
 }
+
+/// The packages `apt-get install` adds in a stage's RUN instructions.
+fn apt_installs(stage: &Stage) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for run in stage.all("RUN") {
+        for command in run.split("&&") {
+            let words: Vec<&str> = command.split_whitespace().collect();
+            if let Some(at) = words.windows(2).position(|w| w == ["apt-get", "install"]) {
+                out.extend(
+                    words[at + 2..]
+                        .iter()
+                        .filter(|w| !w.starts_with('-'))
+                        .map(|w| (*w).to_owned()),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The Debian package of a shared library levee may link, and whether
+/// debian:bookworm-slim has it already. A library not listed fails the
+/// test: add it here and its package to the Dockerfile.
+fn package_of(soname: &str) -> Option<(&'static str, bool)> {
+    Some(match soname {
+        "libc.so.6" | "libm.so.6" | "libpthread.so.0" | "libdl.so.2" | "librt.so.1" => {
+            ("libc6", true)
+        }
+        s if s.starts_with("ld-linux") => ("libc6", true),
+        "libgcc_s.so.1" => ("libgcc-s1", true),
+        "libz.so.1" => ("zlib1g", true),
+        "libssl.so.3" | "libcrypto.so.3" => ("libssl3", false),
+        "libsasl2.so.2" => ("libsasl2-2", false),
+        "libcurl.so.4" => ("libcurl4", false),
+        "libzstd.so.1" => ("libzstd1", true),
+        "liblz4.so.1" => ("liblz4-1", true),
+        _ => return None,
+    })
+}
+
+#[test]
+fn dockerfile_installs_what_the_tls_build_needs() {
+    // levee is built with TLS and SASL (SCRAM, PLAIN): rdkafka's `ssl`.
+    let workspace: toml::Table = read(&repo().join("Cargo.toml")).parse().unwrap();
+    let features = workspace["workspace"]["dependencies"]["rdkafka"]["features"]
+        .as_array()
+        .unwrap();
+    assert!(
+        features.iter().any(|f| f.as_str() == Some("ssl")),
+        "rdkafka features: {features:?}"
+    );
+
+    let stages = dockerfile_stages(&dockerfile());
+    let builder = &stages[0];
+    let build_deps = apt_installs(builder);
+    for p in ["libssl-dev", "pkg-config"] {
+        assert!(
+            build_deps.contains(p),
+            "the builder installs {p}: {build_deps:?}"
+        );
+    }
+
+    // What the binary links, as this build made it.
+    let out = Command::new("ldd")
+        .arg(env!("CARGO_BIN_EXE_levee"))
+        .output()
+        .expect("ldd (glibc's libc-bin) is not installed");
+    let linked = success(&out, "ldd levee");
+    let mut needed = BTreeSet::new();
+    for line in linked.lines() {
+        let Some(first) = line.split_whitespace().next() else {
+            continue;
+        };
+        let soname = first.rsplit('/').next().unwrap();
+        if soname.starts_with("linux-vdso") || soname.starts_with("linux-gate") {
+            continue;
+        }
+        let (package, in_base) = package_of(soname).unwrap_or_else(|| {
+            panic!("levee links {soname}: add its Debian package to package_of and the Dockerfile")
+        });
+        if !in_base {
+            needed.insert(package);
+        }
+    }
+    assert!(needed.contains("libssl3"), "levee links OpenSSL: {linked}");
+
+    // Every stage that runs levee installs them.
+    let mut checked = 0;
+    for stage in &stages[1..] {
+        let runs_levee = stage.copies().iter().any(|(from, s, _)| {
+            from.as_deref() == Some("builder") && s == &["/usr/local/bin/levee"]
+        });
+        if !runs_levee {
+            continue;
+        }
+        checked += 1;
+        let installed = apt_installs(stage);
+        for p in &needed {
+            assert!(
+                installed.contains(*p),
+                "stage {:?} runs levee, which needs {p}: it installs {installed:?}",
+                stage.name
+            );
+        }
+    }
+    assert!(checked >= 2, "the runtime and demo stages copy levee");
+    // A broker whose certificate a public CA signed is verified without
+    // ssl.ca.location.
+    let runtime = stages.last().unwrap();
+    assert!(apt_installs(runtime).contains("ca-certificates"));
+}

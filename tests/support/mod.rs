@@ -229,8 +229,19 @@ impl Setup {
     }
 }
 
+/// The broker of this test binary's [`Setup`]s: the shared one, unless
+/// [`use_broker`] chose another.
 pub fn broker() -> &'static KafkaBroker {
-    shared_broker()
+    BROKER.get().copied().unwrap_or_else(shared_broker)
+}
+
+static BROKER: std::sync::OnceLock<&'static KafkaBroker> = std::sync::OnceLock::new();
+
+/// Makes [`broker`] return `broker` from now on in this test binary (the
+/// first call wins): for tests that need a broker started otherwise, such
+/// as one with a SASL_SSL listener.
+pub fn use_broker(broker: &'static KafkaBroker) {
+    let _ = BROKER.set(broker);
 }
 
 /// A running `levee run` child process.

@@ -13,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
 use crate::jars;
+use crate::secure::{SaslSslListener, SaslSslOptions};
 
 /// Environment variable with extra JVM options for the broker, appended after the
 /// defaults (e.g. `-Xmx1g`).
@@ -41,6 +42,8 @@ pub struct BrokerOptions {
     pub server_properties: Vec<(String, String)>,
     /// How long to wait for the broker to answer before giving up.
     pub start_timeout: Duration,
+    /// A SASL_SSL listener beside the PLAINTEXT one (see [`crate::secure`]).
+    pub sasl_ssl: Option<SaslSslOptions>,
 }
 
 impl Default for BrokerOptions {
@@ -48,6 +51,7 @@ impl Default for BrokerOptions {
         Self {
             server_properties: Vec::new(),
             start_timeout: Duration::from_secs(90),
+            sasl_ssl: None,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct KafkaBroker {
     start_timeout: Duration,
     /// Length of `broker.log` when the current run started.
     log_offset: u64,
+    /// The SASL_SSL listener, if asked for.
+    pub(crate) sasl_ssl: Option<SaslSslListener>,
 }
 
 impl KafkaBroker {
@@ -105,11 +111,16 @@ impl KafkaBroker {
         // Ports are picked by binding port 0 and released before java binds them; if
         // another process grabs one in between, try again with new ports.
         for _ in 0..3 {
-            let (port, controller_port) = free_port_pair()?;
+            let ports = free_ports(if options.sasl_ssl.is_some() { 3 } else { 2 })?;
+            let (port, controller_port) = (ports[0], ports[1]);
             let dir = tempfile::Builder::new()
                 .prefix("levee-kafka-")
                 .tempdir()
                 .context("creating the broker's temporary directory")?;
+            let sasl_ssl = match &options.sasl_ssl {
+                Some(secure) => Some(SaslSslListener::prepare(dir.path(), secure, ports[2])?),
+                None => None,
+            };
             let mut broker = KafkaBroker {
                 port,
                 controller_port,
@@ -118,6 +129,7 @@ impl KafkaBroker {
                 running: None,
                 start_timeout: options.start_timeout,
                 log_offset: 0,
+                sasl_ssl,
             };
             broker.write_config(&options)?;
             broker.format()?;
@@ -385,6 +397,9 @@ impl KafkaBroker {
         let dir = self.dir.path();
         let mut props: Vec<(String, String)> =
             server_properties(self.port, self.controller_port, &dir.join("data"));
+        if let Some(secure) = &self.sasl_ssl {
+            secure.apply(&mut props);
+        }
         for (key, value) in &options.server_properties {
             props.retain(|(k, _)| k != key);
             props.push((key.clone(), value.clone()));
@@ -417,6 +432,7 @@ impl KafkaBroker {
             .arg(random_cluster_id()?)
             .arg("--config")
             .arg(dir.join("server.properties"))
+            .args(self.sasl_ssl.iter().flat_map(SaslSslListener::format_args))
             .current_dir(dir)
             .stdin(Stdio::null())
             .output()
@@ -566,11 +582,12 @@ rm -rf -- "$2""#;
         .context("starting the broker watchdog (sh)")
 }
 
-/// Two distinct free ports on 127.0.0.1 (both held while picking, then released).
-fn free_port_pair() -> Result<(u16, u16)> {
-    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a free port")?;
-    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a free port")?;
-    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+/// `n` distinct free ports on 127.0.0.1 (all held while picking, then released).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding a free port"))
+        .collect::<Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// A random KRaft cluster id: 16 random bytes, base64url without padding.

@@ -28,6 +28,8 @@
 //! - [`clients`]: topic creation, producing [`Record`]s, reading back [`ReceivedMessage`]s.
 //! - [`jars`]: fetching and caching the broker jars with Maven.
 //! - [`levee`]: the topics, settings file and child process of a `levee run`.
+//! - [`secure`]: a SASL_SSL listener (a test CA, SCRAM and PLAIN users) beside
+//!   the PLAINTEXT one. Requires the `openssl` command.
 //! - this file: [`shared_broker`] (one broker per test binary) and [`unique_topic_prefix`].
 //!
 //! # Environment
@@ -42,6 +44,7 @@ pub mod broker;
 pub mod clients;
 pub mod jars;
 pub mod levee;
+pub mod secure;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -50,6 +53,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use broker::{BrokerOptions, KafkaBroker};
 pub use clients::{ReceivedMessage, Record, TopicSpec};
 pub use levee::{LeveeProcess, LeveeTopics};
+pub use secure::{SaslSslListener, SaslSslOptions};
 
 /// The broker shared by all tests of this test binary, started on first use.
 ///

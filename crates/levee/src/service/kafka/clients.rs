@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, ClientContext};
 use tracing::{debug, info, warn};
 
@@ -63,8 +63,21 @@ pub fn client_error(error: &KafkaError, reason: &str) {
     report(
         kind,
         error,
-        &format!("kafka client error (retrying): {reason}"),
+        &format!("kafka client error (retrying): {reason}{}", hint(error)),
     );
+}
+
+/// The settings to look at when the broker refuses the client.
+fn hint(error: &KafkaError) -> &'static str {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed) => {
+            "; check sasl.mechanisms, sasl.username and sasl.password in [kafka.consumer] and [kafka.producer]"
+        }
+        Some(RDKafkaErrorCode::SSL) => {
+            "; check security.protocol and ssl.ca.location in [kafka.consumer] and [kafka.producer]"
+        }
+        _ => "",
+    }
 }
 
 /// The producer configuration: levee's settings, then the passthrough.
