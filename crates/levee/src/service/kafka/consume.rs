@@ -40,7 +40,8 @@ pub fn consume(
     // Rectifications first: a starting instance knows those already made
     // before it evaluates (and escalates) anything.
     let mut rectifications = RectificationReader::new(settings)?;
-    let known = rectifications.catch_up(coordinator.rectifications(), Duration::from_secs(30));
+    let known =
+        rectifications.catch_up(coordinator.rectifications(), Duration::from_secs(30), stop);
     info!(
         rectifications = known,
         since_start_ms = since_start(),

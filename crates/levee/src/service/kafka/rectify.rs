@@ -13,6 +13,7 @@
 //! changelog was written).
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,12 @@ use super::error::{report, PipelineError};
 use crate::service::config::Settings;
 use crate::service::metrics::KafkaErrorKind;
 
-/// How long a metadata or offsets call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a metadata or offsets call may take: short, since the consumer
+/// thread makes it between polls and must still see a stop (SIGTERM while
+/// the broker is away exits within seconds, not after a 30 s call).
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long to wait before trying again to read a topic that is missing.
-const RETRY_ASSIGN: Duration = Duration::from_secs(30);
+const RETRY_ASSIGN: Duration = Duration::from_secs(10);
 
 /// Rectifications seen on `topics.rectification`, by alert id, oldest
 /// forgotten first once there are more than the bound.
@@ -220,16 +223,30 @@ impl RectificationReader {
     /// Reads what the topic holds now (for at most `limit`) into `table`,
     /// so that a starting instance knows the rectifications before its
     /// first event.
-    pub fn catch_up(&mut self, table: &Rectifications, limit: Duration) -> usize {
+    /// Gives up when `stop` is set.
+    pub fn catch_up(
+        &mut self,
+        table: &Rectifications,
+        limit: Duration,
+        stop: &AtomicBool,
+    ) -> usize {
         let started = Instant::now();
-        self.ensure_assigned();
+        loop {
+            self.ensure_assigned();
+            if self.assigned || started.elapsed() >= limit || stop.load(AtomicOrdering::Acquire) {
+                break;
+            }
+            // The broker may be starting: try again soon, not in 10 s.
+            self.last_try = None;
+            std::thread::sleep(Duration::from_millis(200));
+        }
         if !self.assigned {
             return 0;
         }
         // The end of each partition now: read up to there.
         let mut ends = self.ends();
         let mut n = 0;
-        while !ends.is_empty() && started.elapsed() < limit {
+        while !ends.is_empty() && started.elapsed() < limit && !stop.load(AtomicOrdering::Acquire) {
             let Some(m) = self.consumer.poll(Duration::from_millis(200)) else {
                 continue;
             };
