@@ -15,6 +15,8 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use sha2::{Digest, Sha256};
 use support::*;
+#[path = "support/http.rs"]
+mod http;
 
 /// Ten megabytes: what the input topic accepts here, as an operator's might.
 const TEN_MB: &str = "10485760";
@@ -159,4 +161,70 @@ async fn large_and_hostile_records_cost_a_dead_letter_each_and_the_stream_goes_o
         !log.contains("MessageSizeTooLarge"),
         "no retry loop:\n{log}"
     );
+}
+
+/// A stateful event keyed otherwise than by its subject would split its
+/// subject's windows over partitions: by default it is dead-lettered as
+/// `misrouted`, with the key it should have had, and counted; with
+/// `input.on_misrouted = "process"` it is evaluated, and still counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_not_keyed_by_their_subject_are_set_aside_and_counted() {
+    for (mode, extra) in [
+        ("dlq", ""),
+        ("process", "[input]\non_misrouted = \"process\"\n"),
+    ] {
+        let setup = Setup::new(&format!("misrouted-{mode}")).await;
+        let topic = setup.inputs["vehicle_fuel"].clone();
+        // A refuel: FC-101 counts a vehicle's refuels in 24 hours.
+        let at = rfc3339(test_now() - chrono::Duration::hours(3));
+        let refuel = format!(
+            r#"{{"event_id":"r-{mode}","type":"refuel","occurred_at":"{at}","branch":"wuhan","vehicle_id":"V-MIS","fuel_card_id":"C1","liters":95,"amount_cny":700,"tank_capacity_l":60,"station_id":"ST-1"}}"#
+        );
+        let config = http::http_config(&setup, "");
+        let config_text = std::fs::read_to_string(&config).unwrap() + "\n" + extra;
+        std::fs::write(&config, config_text).unwrap();
+        let mut levee = setup.spawn(&config, mode);
+        let addr = http::http_address(&mut levee).await;
+        broker()
+            .produce(
+                &topic,
+                [
+                    levee_testkit::Record::new(refuel.clone().into_bytes())
+                        .key(format!("r-{mode}")),
+                ],
+            )
+            .await
+            .unwrap();
+        let counted = format!("levee_misrouted_total{{event_type=\"refuel\",topic=\"{topic}\"}} 1");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = http::get(addr, "/metrics").unwrap().text();
+            if text.contains(&counted) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never counted:\n{text}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if mode == "dlq" {
+            let deadline = Instant::now() + WAIT;
+            let dlq = loop {
+                let dlq = setup.dlq().await;
+                if !dlq.is_empty() || Instant::now() > deadline {
+                    break dlq;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            };
+            assert_eq!(dlq.len(), 1);
+            assert_eq!(dlq[0].header("levee.error.kind"), Some(&b"misrouted"[..]));
+            assert_eq!(dlq[0].header("levee.expected.key"), Some(&b"V-MIS"[..]));
+        } else {
+            // Evaluated: FC-001 (95 L into a 60 L tank) alerts.
+            setup
+                .wait_for_alerts(&replay(&setup, std::slice::from_ref(&refuel)))
+                .await;
+            assert!(setup.dlq().await.is_empty());
+        }
+        let (status, log) = levee.terminate().await;
+        assert!(status.success(), "{log}");
+    }
 }

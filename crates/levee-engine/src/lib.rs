@@ -351,6 +351,26 @@ impl Engine {
         ))
     }
 
+    /// Where the last decoded event belongs: the stream of its type, and, if
+    /// its type keeps state per subject (windows, `for:`, suppression,
+    /// escalation), the subject's value, which must be its Kafka key for
+    /// the state to live in one partition.
+    pub fn routing(&self) -> (&str, Option<String>) {
+        let ti = self.env.type_index as usize;
+        let et = &self.graph.event_types[ti];
+        let stateful = !et.aggregates.is_empty()
+            || et
+                .control_points
+                .iter()
+                .any(|&c| self.graph.control_points[c as usize].is_stateful());
+        let subject = stateful.then(|| {
+            let mut key = String::new();
+            self.buffers[ti][et.subject as usize].write_display(&mut key);
+            key
+        });
+        (et.stream.as_str(), subject)
+    }
+
     /// Decodes one event into its type's buffer, without evaluating it.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(), BadInput> {
         let buffers = &mut self.buffers;

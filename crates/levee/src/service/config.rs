@@ -22,6 +22,7 @@
 //! | `state.tick_interval` | `1s` | escalate due alerts by the wall clock this often, also without events (`0s`: only when events arrive; was `tick_interval_ms`, still read) |
 //! | `state.max_pending_rectifications` | `1000000` | rectifications kept for alerts this instance may yet hold |
 //! | `input.max_event_bytes` | `1048576` | a larger input record goes to the DLQ unparsed (`oversize`) |
+//! | `input.on_misrouted` | `dlq` | an event of a stateful type not keyed by its subject, or on another stream's topic: `dlq` (kind `misrouted`) or `process`; counted either way |
 //! | `dlq.max_payload_bytes` | `65536` | a larger dead letter is written truncated to this, with its original size and SHA-256 in headers |
 //! | `clock.offset` | `0s` | shift levee's clock (`400d`, `-2h`; an [`Offset`]): drills and tests |
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
@@ -96,6 +97,17 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 pub struct InputSettings {
     pub max_event_bytes: usize,
+    pub on_misrouted: OnMisrouted,
+}
+
+/// What to do with an event keyed or routed otherwise than its type says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnMisrouted {
+    /// Set it aside (kind `misrouted`, with the key it should have).
+    Dlq,
+    /// Evaluate it anyway: its subject's state may be split.
+    Process,
 }
 
 /// `[dlq]`: what levee writes to the dead-letter topic.

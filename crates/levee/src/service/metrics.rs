@@ -19,6 +19,7 @@
 //! | `levee_consumer_lag` | gauge | `topic`, `partition` |
 //! | `levee_kafka_errors_total` | counter | `kind` ([`KafkaErrorKind`]) |
 //! | `levee_watermark_clamped_total` | counter | |
+//! | `levee_misrouted_total` | counter | `topic`, `event_type` |
 //! | `levee_ruleset_info` | gauge | `version` |
 //! | `levee_ruleset_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `levee_control_points` | gauge | |
@@ -52,6 +53,7 @@ pub const END_TO_END_SECONDS: &str = "levee_end_to_end_seconds";
 pub const CONSUMER_LAG: &str = "levee_consumer_lag";
 pub const KAFKA_ERRORS_TOTAL: &str = "levee_kafka_errors_total";
 pub const WATERMARK_CLAMPED_TOTAL: &str = "levee_watermark_clamped_total";
+pub const MISROUTED_TOTAL: &str = "levee_misrouted_total";
 pub const RULESET_INFO: &str = "levee_ruleset_info";
 pub const RULESET_RELOADS_TOTAL: &str = "levee_ruleset_reloads_total";
 pub const CONTROL_POINTS: &str = "levee_control_points";
@@ -72,6 +74,7 @@ pub const NAMES: &[&str] = &[
     CONSUMER_LAG,
     KAFKA_ERRORS_TOTAL,
     WATERMARK_CLAMPED_TOTAL,
+    MISROUTED_TOTAL,
     RULESET_INFO,
     RULESET_RELOADS_TOTAL,
     CONTROL_POINTS,
@@ -111,6 +114,7 @@ pub const DLQ_REASONS: &[&str] = &[
     "invalid_unicode",
     "non_finite",
     "oversize",
+    "misrouted",
     "late",
 ];
 
@@ -232,6 +236,7 @@ struct Metrics {
     lag: IntGaugeVec,
     kafka_errors: IntCounterVec,
     clamped: prometheus::IntCounter,
+    misrouted: IntCounterVec,
     ruleset_info: IntGaugeVec,
     reloads: IntCounterVec,
     control_points: IntGauge,
@@ -326,6 +331,11 @@ impl Metrics {
                 )
                 .expect("a valid metric definition")
             },
+            misrouted: counter(
+                MISROUTED_TOTAL,
+                "Events of a stateful type whose Kafka key is not their subject, or on another stream's topic (input.on_misrouted says what became of them).",
+                &["topic", "event_type"],
+            ),
             ruleset_info: gauge_vec(
                 RULESET_INFO,
                 "The ruleset in force: 1, labelled with its content hash.",
@@ -372,6 +382,7 @@ impl Metrics {
             Box::new(m.lag.clone()),
             Box::new(m.kafka_errors.clone()),
             Box::new(m.clamped.clone()),
+            Box::new(m.misrouted.clone()),
             Box::new(m.ruleset_info.clone()),
             Box::new(m.reloads.clone()),
             Box::new(m.control_points.clone()),
@@ -412,7 +423,7 @@ pub fn init() {
 pub fn init_events(inputs: &[String], graph: &RuleGraph) {
     for topic in inputs {
         for et in &graph.event_types {
-            if topic == &et.stream || topic.ends_with(&format!(".{}", et.stream)) {
+            if topic_is_stream(topic, &et.stream) {
                 for outcome in ["ok", "invalid"] {
                     METRICS
                         .events
@@ -436,6 +447,23 @@ pub fn render() -> String {
 /// costs more than counting); `event_type` is a type of the rules.
 pub fn events_ok(topic: &str, event_type: &str) -> prometheus::IntCounter {
     METRICS.events.with_label_values(&[topic, event_type, "ok"])
+}
+
+/// Whether `topic` is the stream `stream` (`events.trip`), also under a
+/// prefix (`test-1.events.trip`).
+pub fn topic_is_stream(topic: &str, stream: &str) -> bool {
+    topic == stream
+        || topic
+            .strip_suffix(stream)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
+/// An event keyed or routed otherwise than its type says.
+pub fn misrouted(topic: &str, event_type: &str) {
+    METRICS
+        .misrouted
+        .with_label_values(&[topic, event_type])
+        .inc();
 }
 
 /// A restored watermark was beyond the future bound and clamped.

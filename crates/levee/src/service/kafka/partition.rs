@@ -70,6 +70,8 @@ pub struct Shared {
     pub max_event_bytes: usize,
     /// `dlq.max_payload_bytes`.
     pub dlq_max_payload: usize,
+    /// `input.on_misrouted`: set misrouted events aside (else evaluate them).
+    pub misrouted_to_dlq: bool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -98,6 +100,8 @@ impl Shared {
             future_skew: settings.state.max_future_skew.secs(),
             max_event_bytes: settings.input.max_event_bytes,
             dlq_max_payload: settings.dlq.max_payload_bytes,
+            misrouted_to_dlq: settings.input.on_misrouted
+                == crate::service::config::OnMisrouted::Dlq,
         }
     }
 
@@ -467,7 +471,8 @@ impl PartitionTask {
 
     /// Decodes, rejects an event stamped in the future or later than the
     /// allowed lateness (neither touches event time or state), evaluates.
-    fn decode_checked(&mut self, payload: &[u8]) -> Result<EvalStats, Rejected> {
+    fn decode_checked(&mut self, m: &OwnedMessage) -> Result<EvalStats, Rejected> {
+        let payload = m.payload().unwrap_or_default();
         if payload.len() > self.shared.max_event_bytes {
             // Not parsed at all: a record this size is a mistake or an attack.
             return Err(records::oversize(
@@ -483,6 +488,18 @@ impl PartitionTask {
                     .check_future(self.now.secs, self.shared.future_skew)
             })
             .map_err(Rejected::from)?;
+        // Keyed by its subject, on its stream's topic: else its state
+        // would be split over partitions.
+        let (stream, subject) = self.engine.routing();
+        let event_type = self.engine.envelope().event_type.as_str();
+        if let Some(bad) =
+            records::misrouted(m.topic(), m.key(), event_type, stream, subject.as_deref())
+        {
+            metrics::misrouted(m.topic(), event_type);
+            if self.shared.misrouted_to_dlq {
+                return Err(bad);
+            }
+        }
         let envelope = self.engine.envelope();
         if let Some(at) = envelope.occurred {
             let late = records::late(
@@ -503,7 +520,7 @@ impl PartitionTask {
     fn evaluate(&mut self, m: &OwnedMessage) -> Vec<OutRecord> {
         let payload = m.payload().unwrap_or_default();
         let started = Instant::now();
-        let rejected = match self.decode_checked(payload) {
+        let rejected = match self.decode_checked(m) {
             Ok(_) => {
                 self.count_ok(m.topic());
                 metrics::evaluated(started.elapsed());

@@ -26,6 +26,9 @@ use crate::service::config::Topics;
 pub struct Rejected {
     pub kind: &'static str,
     pub reason: String,
+    /// The key the record should have had (`misrouted`): the
+    /// `levee.expected.key` header.
+    pub expected_key: Option<String>,
 }
 
 impl fmt::Display for Rejected {
@@ -39,6 +42,7 @@ impl From<BadInput> for Rejected {
         Rejected {
             kind: bad.kind.as_str(),
             reason: bad.reason,
+            expected_key: None,
         }
     }
 }
@@ -60,6 +64,7 @@ pub fn late(
         .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_default();
     Some(Rejected {
+        expected_key: None,
         kind: "late",
         reason: format!(
             "late event: occurred_at {occurred_at} is more than state.allowed_lateness ({lateness_setting}) behind the partition's watermark {mark}"
@@ -103,7 +108,41 @@ pub fn oversize(size: usize, max: usize) -> Rejected {
     Rejected {
         kind: "oversize",
         reason: format!("the record is {size} bytes; input.max_event_bytes is {max}"),
+        expected_key: None,
     }
+}
+
+/// An event of `event_type` read from `topic` whose Kafka key is `key`:
+/// misrouted if its type belongs to another stream (`stream`), or if its
+/// type keeps state per subject and the key is not the subject (`subject`).
+pub fn misrouted(
+    topic: &str,
+    key: Option<&[u8]>,
+    event_type: &str,
+    stream: &str,
+    subject: Option<&str>,
+) -> Option<Rejected> {
+    if !crate::service::metrics::topic_is_stream(topic, stream) {
+        return Some(Rejected {
+            kind: "misrouted",
+            reason: format!("a `{event_type}` event belongs on {stream}, not on {topic}"),
+            expected_key: subject.map(str::to_owned),
+        });
+    }
+    let subject = subject?;
+    if key == Some(subject.as_bytes()) {
+        return None;
+    }
+    let shown = key.map_or("none".to_owned(), |k| {
+        format!("{:?}", String::from_utf8_lossy(k))
+    });
+    Some(Rejected {
+        kind: "misrouted",
+        reason: format!(
+            "a `{event_type}` event keeps state per subject and must be keyed by it ({subject:?}); its key is {shown}"
+        ),
+        expected_key: Some(subject.to_owned()),
+    })
 }
 
 /// The DLQ record of message `m`: its key and payload as they came, the
@@ -139,6 +178,12 @@ pub fn dead_letter(
             key: "levee.source.offset",
             value: Some(offset.as_str()),
         });
+    if let Some(expected) = &rejected.expected_key {
+        headers = headers.insert(Header {
+            key: "levee.expected.key",
+            value: Some(expected.as_str()),
+        });
+    }
     let kept = if payload.len() > max_payload {
         let size = payload.len().to_string();
         let digest = sha256_hex(payload);
@@ -206,6 +251,7 @@ mod tests {
         let rejected = Rejected {
             kind: "not_json",
             reason: "not JSON".into(),
+            expected_key: None,
         };
         let r = dead_letter(&topics, &m, &rejected, 65_536);
         assert_eq!(r.topic, "events.dlq");
@@ -232,5 +278,27 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         assert_eq!(headers, want);
+    }
+
+    #[test]
+    fn a_stateful_event_must_be_keyed_by_its_subject_on_its_stream() {
+        let check = |topic: &str, key: Option<&[u8]>, subject: Option<&str>| {
+            misrouted(topic, key, "refuel", "events.vehicle_fuel", subject)
+        };
+        assert_eq!(check("events.vehicle_fuel", Some(b"V1"), Some("V1")), None);
+        assert_eq!(
+            check("t-1.events.vehicle_fuel", Some(b"V1"), Some("V1")),
+            None
+        );
+        // A stateless type may be keyed anyhow.
+        assert_eq!(check("events.vehicle_fuel", Some(b"e-17"), None), None);
+        let keyed = check("events.vehicle_fuel", Some(b"e-17"), Some("V1")).unwrap();
+        assert_eq!(keyed.kind, "misrouted");
+        assert_eq!(keyed.expected_key.as_deref(), Some("V1"));
+        assert!(keyed.reason.contains("\"e-17\""), "{}", keyed.reason);
+        assert!(check("events.vehicle_fuel", None, Some("V1")).is_some());
+        let stream = check("events.procurement", Some(b"V1"), None).unwrap();
+        assert!(stream.reason.contains("belongs on events.vehicle_fuel"));
+        assert!(check("xevents.vehicle_fuel", Some(b"V1"), None).is_some());
     }
 }
