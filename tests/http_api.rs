@@ -79,7 +79,9 @@ async fn start(name: &str) -> (Setup, support::Levee, SocketAddr) {
     let setup = Setup::new(name).await;
     let config = http_config(
         &setup,
-        &format!("token = \"{TOKEN}\"\nmax_body_bytes = {MAX_BODY}\nmax_batch = {MAX_BATCH}"),
+        &format!(
+            "token = \"{TOKEN}\"\nmax_body_bytes = {MAX_BODY}\nmax_batch = {MAX_BATCH}\nread_timeout = \"1s\""
+        ),
     );
     let mut levee = setup.spawn(&config, name);
     let addr = http_address(&mut levee).await;
@@ -273,6 +275,25 @@ async fn bad_requests_get_precise_statuses() {
     for path in ["/metrics", "/healthz", "/readyz"] {
         assert_eq!(http::get(addr, path).unwrap().status, 200, "{path}");
     }
+    // The token is checked before the body is read: a client without it
+    // that announces a large body and sends none is answered at once.
+    let answer = raw_exchange(
+        addr,
+        "POST /v1/evaluate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // A body that does not arrive within http.read_timeout (1 s here): 408.
+    let started = std::time::Instant::now();
+    let answer = raw_exchange(
+        addr,
+        &format!(
+            "POST /v1/evaluate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 100\r\n\r\n{{\"event"
+        ),
+        Duration::from_secs(10),
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 
     // 400 with the engine's reason.
     let mut missing = payment("P2", 1.0);
@@ -677,4 +698,16 @@ async fn evaluate_latency() {
     }
     let (status, log) = levee.terminate().await;
     assert!(status.success(), "{log}");
+}
+
+/// Writes `request` (a head, maybe part of a body) on a fresh connection and
+/// reads what comes back within `wait`.
+fn raw_exchange(addr: SocketAddr, request: &str, wait: Duration) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(wait)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }

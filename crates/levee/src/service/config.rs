@@ -33,6 +33,7 @@
 //! | `http.token` | empty | bearer token `/v1/*` requires; empty: none (masked by `--print-config`) |
 //! | `http.max_body_bytes` | `1048576` | larger request bodies get 413 |
 //! | `http.max_batch` | `1000` | most events in one `POST /v1/evaluate` array; more get 413 |
+//! | `http.read_timeout` | `10s` | a request body not read in this long gets 408 (the token is checked before the body is read) |
 //!
 //! A renamed key (`kafka.commit_interval_ms`, `state.tick_interval_ms`,
 //! `rules.reload_interval_secs`) set in the file or the environment wins
@@ -165,8 +166,8 @@ impl TryFrom<StateLayers> for StateSettings {
     }
 }
 
-/// `[kafka]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[kafka]`. Its `Debug` masks secret librdkafka properties.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "KafkaLayers")]
 pub struct KafkaSettings {
     pub brokers: String,
@@ -289,13 +290,58 @@ pub struct LogSettings {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `[http]`. Its `Debug` masks the token.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: String,
     pub token: String,
     pub max_body_bytes: usize,
     pub max_batch: usize,
+    /// How long a client may take to send a request's body.
+    pub read_timeout: Span,
+}
+
+/// What `Debug` shows of a secret.
+const MASK: &str = "********";
+
+impl fmt::Debug for HttpSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpSettings")
+            .field("listen", &self.listen)
+            .field("token", &if self.token.is_empty() { "" } else { MASK })
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("max_batch", &self.max_batch)
+            .field("read_timeout", &self.read_timeout)
+            .finish()
+    }
+}
+
+/// librdkafka properties with the secret ones masked.
+struct MaskedProperties<'a>(&'a BTreeMap<String, Property>);
+
+impl fmt::Debug for MaskedProperties<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown: &dyn fmt::Debug = if is_secret(k) { &MASK } else { v };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
+impl fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("instance_id", &self.instance_id)
+            .field("commit_interval", &self.commit_interval)
+            .field("consumer", &MaskedProperties(&self.consumer))
+            .field("producer", &MaskedProperties(&self.producer))
+            .finish()
+    }
 }
 
 /// A librdkafka property value: TOML lets people write numbers and booleans

@@ -198,3 +198,30 @@ fn unknown_keys_and_bad_values_are_errors() {
     .unwrap_err();
     assert!(format!("{err:#}").contains("does not exist"), "{err:#}");
 }
+
+#[test]
+fn debug_never_prints_a_secret() {
+    let mut s = load(
+        None,
+        env(&[("LEVEE__HTTP__TOKEN", "tok-123")]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    s.kafka
+        .consumer
+        .insert("sasl.password".into(), Property::Str("pw-456".into()));
+    s.kafka
+        .producer
+        .insert("ssl.key.password".into(), Property::Str("pw-789".into()));
+    s.kafka
+        .producer
+        .insert("linger.ms".into(), Property::Int(5));
+    let shown = format!("{s:?}");
+    for secret in ["tok-123", "pw-456", "pw-789"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(
+        shown.contains("linger.ms") && shown.contains("sasl.password"),
+        "{shown}"
+    );
+}

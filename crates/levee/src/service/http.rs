@@ -26,7 +26,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -51,6 +50,10 @@ struct Api {
     /// `Bearer <token>`, if a token is configured.
     bearer: Option<String>,
     max_batch: usize,
+    /// `http.max_body_bytes`.
+    max_body_bytes: usize,
+    /// `http.read_timeout`: how long a body may take to arrive.
+    read_timeout: std::time::Duration,
     /// `state.max_future_skew` in seconds.
     max_future_skew: i64,
     /// What-if engines, re-used across requests (an engine's buffers are
@@ -81,6 +84,8 @@ pub fn router(settings: &HttpSettings, max_future_skew: i64, rules: Arc<Rules>) 
         max_future_skew,
         bearer: (!settings.token.is_empty()).then(|| format!("Bearer {}", settings.token)),
         max_batch: settings.max_batch,
+        max_body_bytes: settings.max_body_bytes,
+        read_timeout: settings.read_timeout.as_duration(),
         engines: Mutex::new(Vec::new()),
     });
     Router::new()
@@ -235,21 +240,36 @@ struct BatchResult {
 async fn evaluate(
     State(api): State<Arc<Api>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
+    // The token first: nobody without it gets levee to read a body.
     if let Some(r) = refuse(&api, &headers) {
         return r;
     }
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) => {
-            let status = rejection.status();
-            let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                "the request body is larger than http.max_body_bytes".to_owned()
-            } else {
-                format!("the request body could not be read: {rejection}")
-            };
-            return error(status, message);
+    let read = tokio::time::timeout(
+        api.read_timeout,
+        axum::body::to_bytes(body, api.max_body_bytes),
+    )
+    .await;
+    let body: Bytes = match read {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if e.to_string().contains("length limit") => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is larger than http.max_body_bytes",
+            );
+        }
+        Ok(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the request body could not be read: {e}"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within http.read_timeout",
+            );
         }
     };
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
