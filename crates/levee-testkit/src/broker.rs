@@ -7,6 +7,8 @@ use std::io::{Read, Seek, SeekFrom};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -88,10 +90,12 @@ pub struct KafkaBroker {
     controller_port: u16,
     classpath: String,
     dir: TempDir,
-    running: Option<Running>,
+    /// The processes while the broker runs: behind a lock, so that a test
+    /// holding the broker shared (`&'static`) can stop and start it.
+    running: Mutex<Option<Running>>,
     start_timeout: Duration,
     /// Length of `broker.log` when the current run started.
-    log_offset: u64,
+    log_offset: AtomicU64,
     /// The SASL_SSL listener, if asked for.
     pub(crate) sasl_ssl: Option<SaslSslListener>,
 }
@@ -121,14 +125,14 @@ impl KafkaBroker {
                 Some(secure) => Some(SaslSslListener::prepare(dir.path(), secure, ports[2])?),
                 None => None,
             };
-            let mut broker = KafkaBroker {
+            let broker = KafkaBroker {
                 port,
                 controller_port,
                 classpath: classpath.clone(),
                 dir,
-                running: None,
+                running: Mutex::new(None),
                 start_timeout: options.start_timeout,
-                log_offset: 0,
+                log_offset: AtomicU64::new(0),
                 sasl_ssl,
             };
             broker.write_config(&options)?;
@@ -193,7 +197,7 @@ impl KafkaBroker {
 
     /// The error lines and the last lines that the latest run of the broker logged.
     pub fn log_summary(&self) -> String {
-        let log = self.log_since(self.log_offset);
+        let log = self.log_since(self.log_offset.load(Ordering::Acquire));
         let errors: Vec<&str> = log
             .lines()
             .filter(|l| {
@@ -230,14 +234,18 @@ impl KafkaBroker {
         String::from_utf8_lossy(&buf).into_owned()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Running>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The pid of the `java` process, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.running.as_ref().map(|r| r.java.id())
+        self.lock().as_ref().map(|r| r.java.id())
     }
 
     /// Whether the `java` process is alive (a paused broker counts as alive).
-    pub fn is_running(&mut self) -> bool {
-        match self.running.as_mut() {
+    pub fn is_running(&self) -> bool {
+        match self.lock().as_mut() {
             Some(running) => matches!(running.java.try_wait(), Ok(None)),
             None => false,
         }
@@ -245,19 +253,19 @@ impl KafkaBroker {
 
     /// Stops the broker gracefully (SIGTERM, then SIGKILL after 30 s), keeping its
     /// directory and ports so that [`KafkaBroker::start_again`] can bring it back.
-    pub fn stop(&mut self) -> Result<()> {
+    pub fn stop(&self) -> Result<()> {
         self.shut_down(Some(Duration::from_secs(30)))
     }
 
     /// Kills the broker at once (SIGKILL), as a crash would; the directory is kept.
-    pub fn kill(&mut self) -> Result<()> {
+    pub fn kill(&self) -> Result<()> {
         self.shut_down(None)
     }
 
     /// Starts the broker again on the same directory and ports after
     /// [`KafkaBroker::stop`] or [`KafkaBroker::kill`]; returns once it accepts clients.
     /// Does nothing if it is running.
-    pub fn start_again(&mut self) -> Result<()> {
+    pub fn start_again(&self) -> Result<()> {
         if self.is_running() {
             return Ok(());
         }
@@ -270,7 +278,10 @@ impl KafkaBroker {
             .open(self.log_file())
             .with_context(|| format!("opening {}", self.log_file().display()))?;
         let log_err = log.try_clone().context("duplicating the log file handle")?;
-        self.log_offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+        self.log_offset.store(
+            log.metadata().map(|m| m.len()).unwrap_or(0),
+            Ordering::Release,
+        );
         let mut cmd = Command::new(java_binary());
         cmd.args(DEFAULT_JVM_OPTS)
             .args(extra_jvm_opts())
@@ -303,7 +314,7 @@ impl KafkaBroker {
                 return Err(err);
             }
         };
-        self.running = Some(Running {
+        *self.lock() = Some(Running {
             java,
             watchdog,
             _watchdog_pipe: pipe,
@@ -320,7 +331,7 @@ impl KafkaBroker {
     }
 
     /// [`KafkaBroker::stop`] followed by [`KafkaBroker::start_again`].
-    pub fn restart(&mut self) -> Result<()> {
+    pub fn restart(&self) -> Result<()> {
         self.stop()?;
         self.start_again()
     }
@@ -352,8 +363,8 @@ impl KafkaBroker {
     }
 
     /// Ends the processes; `grace` = time allowed after SIGTERM, `None` = SIGKILL now.
-    fn shut_down(&mut self, grace: Option<Duration>) -> Result<()> {
-        let Some(mut running) = self.running.take() else {
+    fn shut_down(&self, grace: Option<Duration>) -> Result<()> {
+        let Some(mut running) = self.lock().take() else {
             return Ok(());
         };
         // The watchdog goes first, so that it never kills a pid that has been reused.
@@ -456,24 +467,28 @@ impl KafkaBroker {
         Ok(())
     }
 
-    fn wait_until_ready(&mut self) -> Result<()> {
+    fn wait_until_ready(&self) -> Result<()> {
         let deadline = Instant::now() + self.start_timeout;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         let mut logged_start = false;
         loop {
-            let running = self
-                .running
-                .as_mut()
-                .ok_or_else(|| anyhow!("the broker is not running"))?;
-            if let Some(status) = running
-                .java
-                .try_wait()
-                .context("polling the broker process")?
-            {
+            let exited = {
+                let mut running = self.lock();
+                let running = running
+                    .as_mut()
+                    .ok_or_else(|| anyhow!("the broker is not running"))?;
+                running
+                    .java
+                    .try_wait()
+                    .context("polling the broker process")?
+            };
+            if let Some(status) = exited {
                 bail!("the broker exited during start-up with {status}");
             }
             if !logged_start {
-                logged_start = self.log_since(self.log_offset).contains(STARTED_MARKER);
+                logged_start = self
+                    .log_since(self.log_offset.load(Ordering::Acquire))
+                    .contains(STARTED_MARKER);
             }
             if logged_start && TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
             {

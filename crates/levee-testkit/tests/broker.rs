@@ -126,7 +126,7 @@ async fn consume_stops_at_timeout_with_what_arrived() {
 
 #[tokio::test]
 async fn own_broker_survives_restart_kill_and_pause() {
-    let mut broker = KafkaBroker::start().unwrap();
+    let broker = KafkaBroker::start().unwrap();
     let bootstrap = broker.bootstrap_servers();
     let dir = broker.dir().to_path_buf();
     let topic = format!("{}.durable", unique_topic_prefix("restart"));

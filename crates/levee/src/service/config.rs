@@ -6,6 +6,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `delivery` | `at_least_once` | or `exactly_once` (Kafka transactions) |
+//! | `shutdown_timeout` | `30s` | after SIGTERM, finish and commit for at most this long, then exit (what was not committed is redone) |
 //! | `kafka.brokers` | `127.0.0.1:9092` | bootstrap servers |
 //! | `kafka.group_id` | `levee` | consumer group |
 //! | `kafka.instance_id` | host name | this instance; part of the `transactional.id` |
@@ -82,6 +83,9 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     pub delivery: Delivery,
+    /// How long a stop (SIGTERM) may take to finish in-flight work and
+    /// commit before levee exits anyway.
+    pub shutdown_timeout: Span,
     pub kafka: KafkaSettings,
     pub topics: Topics,
     pub rules: RulesSettings,

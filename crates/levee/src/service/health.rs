@@ -1,10 +1,14 @@
 //! Liveness and readiness of `levee run`, shared by the pipeline (which
 //! sets the flags) and the HTTP listener (which answers `/readyz`).
 //!
-//! Ready means: the rules compiled, the consumer has its partition
-//! assignment (possibly empty: more instances than partitions), a broker
-//! connection is up, and no partition's state is being restored. The
-//! `levee_ready` gauge follows the same value.
+//! Ready means what a caller of the HTTP API can get: the rules compiled,
+//! the consumer has had its partition assignment (possibly empty: more
+//! instances than partitions), and no partition's state is being restored.
+//! A broker outage once running does not make an instance unready: every
+//! instance would leave its Service while interception could still answer
+//! (it evaluates without the broker); the stream's own state is
+//! `levee_stream_up`, logged once per change. The `levee_ready` gauge
+//! follows `/readyz`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -83,7 +87,7 @@ impl Health {
         let broker = self.broker.load(Ordering::Acquire);
         let restoring = self.restoring.load(Ordering::Acquire);
         Status {
-            ready: rules && assigned && broker && restoring == 0,
+            ready: rules && assigned && restoring == 0,
             rules,
             assigned,
             broker,
@@ -110,9 +114,18 @@ impl Health {
         self.publish();
     }
 
-    /// Whether any broker connection is up.
+    /// Whether any broker connection is up: `levee_stream_up`, and one log
+    /// line when it changes.
     pub fn set_broker_up(&self, up: bool) {
+        metrics::set_stream_up(up);
         if self.broker.swap(up, Ordering::AcqRel) != up {
+            if up {
+                tracing::info!("a broker is reachable again; the stream goes on");
+            } else {
+                tracing::warn!(
+                    "no broker is reachable; the stream waits (HTTP evaluation still answers)"
+                );
+            }
             self.publish();
         }
     }
@@ -217,5 +230,38 @@ impl Health {
             merged.risk_score = ((merged.risk_score + p.risk_score) * 10.0).round() / 10.0;
         }
         Some(merged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> Health {
+        Health {
+            rules: AtomicBool::new(false),
+            assigned: AtomicBool::new(false),
+            broker: AtomicBool::new(true),
+            restoring: AtomicUsize::new(0),
+            profiles: RwLock::new(HashMap::new()),
+        }
+    }
+
+    #[test]
+    fn ready_is_rules_assignment_and_no_restore_not_the_broker() {
+        let h = fresh();
+        assert!(!h.is_ready());
+        h.rules.store(true, Ordering::Release);
+        h.assigned.store(true, Ordering::Release);
+        assert!(h.is_ready());
+        // A broker outage once running: the stream waits, the API answers.
+        h.broker.store(false, Ordering::Release);
+        let s = h.status();
+        assert!(s.ready && !s.broker, "{s:?}");
+        h.restoring.store(1, Ordering::Release);
+        assert!(!h.is_ready(), "state being restored");
+        h.restoring.store(0, Ordering::Release);
+        h.assigned.store(false, Ordering::Release);
+        assert!(!h.is_ready(), "never assigned: no broker was ever reached");
     }
 }

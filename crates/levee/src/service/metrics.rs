@@ -24,6 +24,7 @@
 //! | `levee_ruleset_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `levee_control_points` | gauge | |
 //! | `levee_ready` | gauge | |
+//! | `levee_stream_up` | gauge | |
 //! | `levee_http_requests_total` | counter | `route`, `code` |
 //! | `levee_http_request_seconds` | histogram | `route` |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
@@ -58,6 +59,7 @@ pub const RULESET_INFO: &str = "levee_ruleset_info";
 pub const RULESET_RELOADS_TOTAL: &str = "levee_ruleset_reloads_total";
 pub const CONTROL_POINTS: &str = "levee_control_points";
 pub const READY: &str = "levee_ready";
+pub const STREAM_UP: &str = "levee_stream_up";
 pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
 
@@ -79,6 +81,7 @@ pub const NAMES: &[&str] = &[
     RULESET_RELOADS_TOTAL,
     CONTROL_POINTS,
     READY,
+    STREAM_UP,
     HTTP_REQUESTS_TOTAL,
     HTTP_REQUEST_SECONDS,
 ];
@@ -241,6 +244,7 @@ struct Metrics {
     reloads: IntCounterVec,
     control_points: IntGauge,
     ready: IntGauge,
+    stream_up: IntGauge,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
 }
@@ -347,6 +351,10 @@ impl Metrics {
                 &["outcome"],
             ),
             control_points: gauge(CONTROL_POINTS, "Control points in the ruleset in force."),
+            stream_up: gauge(
+                STREAM_UP,
+                "1 while a broker connection is up and the stream flows, 0 while no broker is reachable.",
+            ),
             ready: gauge(
                 READY,
                 "1 when the instance is ready (rules compiled, partitions assigned, broker reachable, no state being restored), else 0.",
@@ -387,6 +395,7 @@ impl Metrics {
             Box::new(m.reloads.clone()),
             Box::new(m.control_points.clone()),
             Box::new(m.ready.clone()),
+            Box::new(m.stream_up.clone()),
             Box::new(m.http_requests.clone()),
             Box::new(m.http_seconds.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
@@ -555,6 +564,11 @@ pub fn set_ready(ready: bool) {
     METRICS.ready.set(i64::from(ready));
 }
 
+/// Whether a broker connection is up (`levee_stream_up`).
+pub fn set_stream_up(up: bool) {
+    METRICS.stream_up.set(i64::from(up));
+}
+
 /// One HTTP request answered; `route` is one of [`HTTP_ROUTES`].
 pub fn http_request(route: &'static str, code: u16, took: Duration) {
     let code = code.to_string();
@@ -587,7 +601,12 @@ pub fn consumer_statistics(stats: &Statistics) -> bool {
                 .set(p.consumer_lag);
         }
     }
-    stats.brokers.values().any(|b| b.state == "UP")
+    // The brokers learned from the cluster, not the logical ones
+    // (GroupCoordinator, the bootstrap entries).
+    stats
+        .brokers
+        .values()
+        .any(|b| b.nodeid >= 0 && b.state == "UP")
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     debug!(elapsed_ms = ms(started), "start-up: rules compiled");
     metrics::init_events(&settings.topics.inputs, &graph);
     health::health().set_rules_compiled();
+    health::health().set_broker_up(true);
     let listener = http::bind(&settings.http).await?;
     if let Ok(address) = listener.local_addr() {
         // Tests listen on port 0 and read the port from this line.
@@ -141,19 +142,40 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
 
     tokio::pin!(shutdown);
     tokio::pin!(done_rx);
+    // After a stop, what is left of `shutdown_timeout`.
+    let mut deadline: Option<tokio::time::Instant> = None;
     let result = tokio::select! {
         () = &mut shutdown => {
             info!("shutting down: stop fetching, finish in-flight work, commit, leave the group");
             stop.store(true, Ordering::Release);
-            (&mut done_rx).await.unwrap_or_else(|_| Err(anyhow!("the consumer thread died")))
+            let limit = settings.shutdown_timeout.as_duration();
+            let until = tokio::time::Instant::now() + limit;
+            deadline = Some(until);
+            match tokio::time::timeout_at(until, &mut done_rx).await {
+                Ok(r) => r.unwrap_or_else(|_| Err(anyhow!("the consumer thread died"))),
+                Err(_) => {
+                    // The broker is away, most likely: what was not
+                    // committed is redone by whoever takes the partitions.
+                    warn!(
+                        shutdown_timeout = %settings.shutdown_timeout,
+                        "in-flight work not finished within shutdown_timeout; exiting with what was committed"
+                    );
+                    Ok(())
+                }
+            }
         }
         r = &mut done_rx => r.unwrap_or_else(|_| Err(anyhow!("the consumer thread died"))),
     };
     watcher.abort();
+    let flush_for = deadline.map_or(Duration::from_secs(30), |d| {
+        d.saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_millis(100))
+    });
     let flushed = tokio::task::spawn_blocking(move || {
+        // Two producers (one in exactly-once): half the time each.
         state_producer
-            .flush(Duration::from_secs(30))
-            .and(producer.flush(Duration::from_secs(30)))
+            .flush(flush_for / 2)
+            .and(producer.flush(flush_for / 2))
     })
     .await
     .map_err(|e| anyhow!("flushing the producer: {e}"))?;

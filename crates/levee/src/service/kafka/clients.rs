@@ -32,8 +32,12 @@ impl ClientContext for ClientLog {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason);
+        client_error(&error, reason, false);
     }
+
+    /// Statistics are read from the group consumer (lag, broker state);
+    /// other clients' are dropped, not logged once a second.
+    fn stats(&self, _: rdkafka::Statistics) {}
 }
 
 impl ConsumerContext for ClientLog {}
@@ -55,9 +59,12 @@ pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
 
 /// An error librdkafka reports through a client callback. It retries by
 /// itself (these repeat at every reconnect attempt while a broker is away).
-pub fn client_error(error: &KafkaError, reason: &str) {
+/// Only the group consumer's (`stream`) say whether the stream is up: the
+/// other clients connect on their own schedule, and a stale error of one
+/// would flap `levee_stream_up` against the consumer's statistics.
+pub fn client_error(error: &KafkaError, reason: &str, stream: bool) {
     let kind = KafkaErrorKind::of_client_error(error);
-    if kind == KafkaErrorKind::AllBrokersDown {
+    if stream && kind == KafkaErrorKind::AllBrokersDown {
         health().set_broker_up(false);
     }
     report(
