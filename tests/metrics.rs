@@ -375,7 +375,7 @@ fn readyz(addr: SocketAddr) -> (u16, Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_follows_assignment_and_broker() {
-    let mut broker = KafkaBroker::start().unwrap();
+    let broker = KafkaBroker::start().unwrap();
     let prefix = levee_testkit::unique_topic_prefix("readyz");
     let topics = LeveeTopics::named(&prefix);
     topics.create(&broker, 2, true, &[]).await.unwrap();
