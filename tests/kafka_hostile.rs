@@ -93,16 +93,26 @@ async fn large_and_hostile_records_cost_a_dead_letter_each_and_the_stream_goes_o
         .iter()
         .chain(std::iter::once(&(after.clone(), "ok")))
     {
-        producer
-            .send(
-                FutureRecord::to(&topic)
-                    .key(vehicle)
-                    .payload(payload.as_bytes()),
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|(e, _)| e)
-            .unwrap();
+        // The topic's new max.message.bytes may take a moment to apply.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let sent = producer
+                .send(
+                    FutureRecord::to(&topic)
+                        .key(vehicle)
+                        .payload(payload.as_bytes()),
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|(e, _)| e);
+            match sent {
+                Ok(_) => break,
+                Err(e) if Instant::now() < deadline && e.to_string().contains("too large") => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => panic!("producing: {e}"),
+            }
+        }
     }
 
     // The ordinary trip after them alerts (50% over standard).

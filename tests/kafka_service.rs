@@ -380,10 +380,16 @@ async fn reload_keeps_old_rules_on_error_and_switches_on_success() {
             .map(|a| a["ruleset_version"].clone())
             .collect()
     };
+    // Each batch its own trips and vehicles: keyed by subject, a vehicle's
+    // state (suppression) would otherwise carry from one batch to the next,
+    // which the replay of one batch cannot know.
     let batch = |tag: &str| -> Vec<String> {
         trips
             .iter()
-            .map(|l| l.replace("trip-r-", &format!("trip-{tag}-")))
+            .map(|l| {
+                l.replace("trip-r-", &format!("trip-{tag}-"))
+                    .replace("V-r-", &format!("V-{tag}-"))
+            })
             .collect()
     };
 

@@ -37,6 +37,7 @@ fn every_family_is_registered_with_help() {
     METRICS.hits.with_label_values(&["VF-001", "1"]);
     METRICS.lag.with_label_values(&["t", "0"]);
     METRICS.ruleset_info.with_label_values(&["v"]);
+    METRICS.misrouted.with_label_values(&["t", "refuel"]);
     http_request("/healthz", 200, Duration::from_micros(5));
     let families = METRICS.registry.gather();
     let text = render();

@@ -18,7 +18,6 @@ use tracing::{debug, info, warn};
 
 use super::error::{report, PipelineError};
 use crate::service::config::{Delivery, Settings};
-use crate::service::health::health;
 use crate::service::metrics::KafkaErrorKind;
 
 /// The producers' context: librdkafka's logs and errors as tracing
@@ -32,7 +31,7 @@ impl ClientContext for ClientLog {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        client_error(&error, reason, false);
+        client_error(&error, reason);
     }
 
     /// Statistics are read from the group consumer (lag, broker state);
@@ -59,14 +58,12 @@ pub fn log(level: RDKafkaLogLevel, fac: &str, message: &str) {
 
 /// An error librdkafka reports through a client callback. It retries by
 /// itself (these repeat at every reconnect attempt while a broker is away).
-/// Only the group consumer's (`stream`) say whether the stream is up: the
-/// other clients connect on their own schedule, and a stale error of one
-/// would flap `levee_stream_up` against the consumer's statistics.
-pub fn client_error(error: &KafkaError, reason: &str, stream: bool) {
+/// Whether the stream is up is read from the group consumer's statistics
+/// alone (see `Coordinator::stats`): librdkafka repeats "all brokers down"
+/// for a while after a broker is back, which made `levee_stream_up` flap
+/// against the statistics every second.
+pub fn client_error(error: &KafkaError, reason: &str) {
     let kind = KafkaErrorKind::of_client_error(error);
-    if stream && kind == KafkaErrorKind::AllBrokersDown {
-        health().set_broker_up(false);
-    }
     report(
         kind,
         error,

@@ -442,7 +442,7 @@ impl ClientContext for Coordinator {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        clients::client_error(&error, reason, true);
+        clients::client_error(&error, reason);
     }
 
     fn stats(&self, statistics: Statistics) {
