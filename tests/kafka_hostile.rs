@@ -120,14 +120,7 @@ async fn large_and_hostile_records_cost_a_dead_letter_each_and_the_stream_goes_o
     assert!(!expected.is_empty());
     setup.wait_for_alerts(&expected).await;
 
-    let deadline = Instant::now() + WAIT;
-    let dlq = loop {
-        let dlq = setup.dlq().await;
-        if dlq.len() >= payloads.len() || Instant::now() > deadline {
-            break dlq;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let dlq = setup.wait_dlq(payloads.len()).await;
     assert_eq!(dlq.len(), payloads.len(), "one dead letter each");
     let header = |m: &levee_testkit::ReceivedMessage, n: &str| {
         m.header(n).map(|v| String::from_utf8(v.to_vec()).unwrap())
@@ -216,14 +209,7 @@ async fn events_not_keyed_by_their_subject_are_set_aside_and_counted() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         if mode == "dlq" {
-            let deadline = Instant::now() + WAIT;
-            let dlq = loop {
-                let dlq = setup.dlq().await;
-                if !dlq.is_empty() || Instant::now() > deadline {
-                    break dlq;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            };
+            let dlq = setup.wait_dlq(1).await;
             assert_eq!(dlq.len(), 1);
             assert_eq!(dlq[0].header("levee.error.kind"), Some(&b"misrouted"[..]));
             assert_eq!(dlq[0].header("levee.expected.key"), Some(&b"V-MIS"[..]));

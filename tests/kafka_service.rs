@@ -174,14 +174,7 @@ async fn malformed_messages_go_to_the_dlq_and_the_stream_goes_on() {
     assert!(!expected.is_empty());
     setup.wait_for_alerts(&expected).await;
 
-    let deadline = Instant::now() + WAIT;
-    let dlq = loop {
-        let dlq = setup.dlq().await;
-        if dlq.len() >= payloads.len() || Instant::now() > deadline {
-            break dlq;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let dlq = setup.wait_dlq(payloads.len()).await;
     assert_eq!(dlq.len(), payloads.len());
     let mut kinds = BTreeSet::new();
     for (i, m) in dlq.iter().enumerate() {

@@ -266,15 +266,7 @@ async fn an_event_from_the_future_is_dead_lettered_and_changes_nothing() {
     stream.extend(phases[1].iter().cloned());
 
     // Replay: the same alerts, the line reported as `future`.
-    let file = setup.dir.path().join("future.jsonl");
-    std::fs::write(&file, stream.join("\n") + "\n").unwrap();
-    let out = std::process::Command::new(LEVEE)
-        .arg("--rules")
-        .arg(&setup.rules)
-        .args(["replay", "--now", &rfc3339(test_now())])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = replay_output(&setup, &stream);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("(future)"), "{stderr}");
     let replayed: Vec<Value> = String::from_utf8(out.stdout)
@@ -290,14 +282,7 @@ async fn an_event_from_the_future_is_dead_lettered_and_changes_nothing() {
     produce_keyed(&setup, &stream, Some(0)).await;
     let got = wait_all(&setup, &expected).await;
     assert_same(&got, &expected);
-    let deadline = Instant::now() + WAIT;
-    let dead = loop {
-        let dlq = setup.dlq().await;
-        if !dlq.is_empty() || Instant::now() > deadline {
-            break dlq;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    };
+    let dead = setup.wait_dlq(1).await;
     assert_eq!(dead.len(), 1, "only the 2099 event is dead-lettered");
     assert_eq!(dead[0].payload.as_deref(), Some(from_2099.as_bytes()));
     assert_eq!(dead[0].header("levee.error.kind"), Some(&b"future"[..]));

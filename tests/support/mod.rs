@@ -227,6 +227,18 @@ impl Setup {
     pub async fn dlq(&self) -> Vec<ReceivedMessage> {
         broker().consume_all(&self.dlq, WAIT).await.unwrap()
     }
+
+    /// The DLQ once it holds at least `n` records (or after [`WAIT`]).
+    pub async fn wait_dlq(&self, n: usize) -> Vec<ReceivedMessage> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let dlq = self.dlq().await;
+            if dlq.len() >= n || Instant::now() > deadline {
+                return dlq;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
 }
 
 /// The broker of this test binary's [`Setup`]s: the shared one, unless
@@ -351,17 +363,7 @@ pub fn alert_keys(alerts: &[Value]) -> AlertSet {
 /// spanning more than a period escalates in one and not (yet) in the other.
 /// The escalation tests (kafka_state.rs) check those on their own.
 pub fn replay(setup: &Setup, lines: &[String]) -> AlertSet {
-    static REPLAYS: AtomicUsize = AtomicUsize::new(0);
-    let n = REPLAYS.fetch_add(1, Ordering::Relaxed);
-    let file = setup.dir.path().join(format!("replay-{n}.jsonl"));
-    fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(LEVEE)
-        .arg("--rules")
-        .arg(&setup.rules)
-        .args(["replay", "--now", &rfc3339(test_now())])
-        .arg(&file)
-        .output()
-        .unwrap();
+    let out = replay_output(setup, lines);
     assert!(
         out.status.success(),
         "{}",
@@ -374,6 +376,22 @@ pub fn replay(setup: &Setup, lines: &[String]) -> AlertSet {
         .filter(|a| a["escalated_from"].is_null())
         .collect();
     alert_keys(&alerts)
+}
+
+/// `levee replay` of these lines with the setup's rules on the tests' clock,
+/// as it ran (stdout: alerts; stderr: bad lines and the summary).
+pub fn replay_output(setup: &Setup, lines: &[String]) -> std::process::Output {
+    static REPLAYS: AtomicUsize = AtomicUsize::new(0);
+    let n = REPLAYS.fetch_add(1, Ordering::Relaxed);
+    let file = setup.dir.path().join(format!("replay-{n}.jsonl"));
+    fs::write(&file, lines.join("\n") + "\n").unwrap();
+    Command::new(LEVEE)
+        .arg("--rules")
+        .arg(&setup.rules)
+        .args(["replay", "--now", &rfc3339(test_now())])
+        .arg(&file)
+        .output()
+        .unwrap()
 }
 
 /// The lines of examples/events.jsonl, split into good and bad ones by the engine.

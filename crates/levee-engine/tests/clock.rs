@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use levee_engine::{Alert, Clock, Engine, Source};
 
+mod common;
+
 fn graph() -> Arc<levee_rules::RuleGraph> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
-    Arc::new(levee_rules::compile_dir(&dir).unwrap().graph)
+    Arc::new(levee_rules::compile_dir(&common::shipped()).unwrap().graph)
 }
 
 fn arrears(id: &str, customer: &str, at: DateTime<Utc>) -> String {
@@ -120,20 +120,8 @@ fn the_same_scenario_gives_the_same_alerts_400_days_on() {
 /// The shipped schemas, lists and calendar with one control point whose
 /// period is ten working days.
 fn working_days_rules() -> (tempfile::TempDir, Arc<levee_rules::RuleGraph>) {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["schemas", "lists", "calendar"] {
-        let to = dir.path().join(sub);
-        std::fs::create_dir_all(&to).unwrap();
-        for f in std::fs::read_dir(shipped.join(sub)).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    std::fs::write(
-        dir.path().join("wd.yaml"),
-        r#"control_points:
-  - id: WD-001
+    common::rules_with(
+        r#"  - id: WD-001
     domain: arrears
     title: Arrears not rectified within ten working days
     title_zh: 欠费10个工作日内未整改
@@ -147,9 +135,6 @@ fn working_days_rules() -> (tempfile::TempDir, Arc<levee_rules::RuleGraph>) {
     message: "{group_customer_id} owes {arrears_cny} CNY"
 "#,
     )
-    .unwrap();
-    let compiled = levee_rules::compile_dir(dir.path()).unwrap();
-    (dir, Arc::new(compiled.graph))
 }
 
 fn beijing(s: &str) -> DateTime<Utc> {

@@ -5,11 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::path::Path;
 use std::sync::Arc;
 
 use levee_engine::{Engine, Source};
-use levee_rules::RuleGraph;
+
+mod common;
 
 /// A point counting refuels in 24 hours, and one whose condition must
 /// hold for an hour.
@@ -53,29 +53,6 @@ const INSERTED: &str = r#"
     message: "{vehicle_id}"
 "#;
 
-/// Rules: the shipped schemas, lists and calendar, and `points`.
-fn rules(points: &str) -> (tempfile::TempDir, Arc<RuleGraph>) {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["schemas", "lists", "calendar"] {
-        let to = dir.path().join(sub);
-        std::fs::create_dir_all(&to).unwrap();
-        for f in std::fs::read_dir(shipped.join(sub)).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-    std::fs::write(
-        dir.path().join("points.yaml"),
-        format!("control_points:\n{points}"),
-    )
-    .unwrap();
-    let graph = levee_rules::compile_dir(dir.path())
-        .unwrap_or_else(|d| panic!("{d:?}"))
-        .graph;
-    (dir, Arc::new(graph))
-}
-
 fn refuel(id: &str, at: &str, liters: u32) -> String {
     format!(
         r#"{{"event_id":"{id}","type":"refuel","occurred_at":"{at}","branch":"wuhan","vehicle_id":"V1","fuel_card_id":"C1","liters":{liters},"amount_cny":300,"tank_capacity_l":80,"station_id":"ST-1"}}"#
@@ -109,8 +86,8 @@ fn third_refuel_after(engine: &mut Engine, swap: impl FnOnce(&mut Engine)) -> Ve
 
 #[test]
 fn a_point_inserted_before_stateful_ones_leaves_their_history_with_them() {
-    let (_a, before) = rules(COUNT_AND_HOLD);
-    let (_b, after) = rules(&format!("{INSERTED}{COUNT_AND_HOLD}"));
+    let (_a, before) = common::rules_with(COUNT_AND_HOLD);
+    let (_b, after) = common::rules_with(&format!("{INSERTED}{COUNT_AND_HOLD}"));
     let mut engine = Engine::new(before);
     let got = third_refuel_after(&mut engine, |e| e.set_graph(after));
     assert_eq!(got, ["T-100", "T-101"]);
@@ -118,8 +95,8 @@ fn a_point_inserted_before_stateful_ones_leaves_their_history_with_them() {
 
 #[test]
 fn a_restore_under_a_changed_catalog_keeps_each_points_history() {
-    let (_a, before) = rules(COUNT_AND_HOLD);
-    let (_b, after) = rules(&format!("{INSERTED}{COUNT_AND_HOLD}"));
+    let (_a, before) = common::rules_with(COUNT_AND_HOLD);
+    let (_b, after) = common::rules_with(&format!("{INSERTED}{COUNT_AND_HOLD}"));
     let mut engine = Engine::new(before);
     let got = third_refuel_after(&mut engine, |e| {
         // What a changelog holds, restored into an engine of the new rules.
@@ -135,9 +112,10 @@ fn a_restore_under_a_changed_catalog_keeps_each_points_history() {
 
 #[test]
 fn state_of_a_removed_or_changed_definition_is_dropped() {
-    let (_a, before) = rules(COUNT_AND_HOLD);
+    let (_a, before) = common::rules_with(COUNT_AND_HOLD);
     // T-100 gone; T-101's condition the same.
-    let (_b, without) = rules(&COUNT_AND_HOLD[COUNT_AND_HOLD.find("  - id: T-101").unwrap()..]);
+    let (_b, without) =
+        common::rules_with(&COUNT_AND_HOLD[COUNT_AND_HOLD.find("  - id: T-101").unwrap()..]);
     let mut engine = Engine::new(Arc::clone(&before));
     let _ = third_refuel_after(&mut engine, |e| e.set_graph(without));
     let kept = &engine.state().subjects["V1"];
@@ -146,7 +124,7 @@ fn state_of_a_removed_or_changed_definition_is_dropped() {
 
     // A window whose definition changes (24h → 48h) starts afresh.
     let changed = COUNT_AND_HOLD.replace("over: 24h", "over: 48h");
-    let (_c, changed) = rules(&changed);
+    let (_c, changed) = common::rules_with(&changed);
     let mut engine = Engine::new(before);
     let got = third_refuel_after(&mut engine, |e| e.set_graph(changed));
     assert_eq!(got, ["T-101"], "a new window has no history");
