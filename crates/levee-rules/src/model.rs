@@ -261,6 +261,14 @@ pub struct TestCase {
     /// (suppression, escalation): `{VF-010: 1}`.
     #[serde(default)]
     pub expect_count: BTreeMap<String, usize>,
+    /// The processing clock of the case (RFC 3339): an event stamped more
+    /// than an hour after it is refused as `future`, as `levee run` and
+    /// `levee replay` refuse it. Without it, time is the events' alone.
+    #[serde(default)]
+    pub now: Option<String>,
+    /// Events (by `event_id`) the case expects refused as `future`.
+    #[serde(default)]
+    pub expect_future: Vec<String>,
 }
 
 /// An alert a test case expects.

@@ -104,6 +104,13 @@ fn run_case(
     let mut engine = Engine::new(graph.clone());
     let mut alerts: Vec<Alert> = Vec::new();
     let detected = "1970-01-01T00:00:00.000Z";
+    // The case's clock, if it sets one: the bound on event time.
+    let now = match case.now.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+        None => None,
+        Some(Ok(t)) => Some(t.timestamp()),
+        Some(Err(e)) => return Err(vec![format!("`now` is not an RFC 3339 time: {e}")]),
+    };
+    let mut refused: Vec<String> = Vec::new();
     for (i, ev) in case.events.iter().enumerate() {
         let step = i + 1;
         if let Some(cp_id) = ev.get("rectify").and_then(|v| v.as_str()) {
@@ -125,12 +132,26 @@ fn run_case(
             file: file.to_owned(),
             line: step as u64,
         };
-        match engine.process(&bytes, &source, detected) {
+        let processed = match now {
+            Some(now) => engine.process_bounded(&bytes, &source, detected, (now, 3600)),
+            None => engine.process(&bytes, &source, detected),
+        };
+        match processed {
             Ok(p) => alerts.extend(p.alerts),
+            Err(bad) if bad.kind == levee_engine::BadKind::Future => {
+                let id = ev.get("event_id").and_then(|v| v.as_str()).unwrap_or("?");
+                refused.push(id.to_owned());
+            }
             Err(bad) => problems.push(format!("event {step} is bad input: {bad}")),
         }
         let wm = engine.watermark();
         alerts.extend(engine.tick(wm, detected));
+    }
+    if refused != case.expect_future {
+        problems.push(format!(
+            "events refused as future: {refused:?}; expected {:?}",
+            case.expect_future
+        ));
     }
     for e in &case.expect {
         if !graph.control_points.iter().any(|c| c.id == e.control_point) {
