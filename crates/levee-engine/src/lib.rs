@@ -5,6 +5,7 @@
 //! Kafka service all evaluate through [`Engine`].
 //!
 //! # Layout
+//! - [`body`]: an evaluate request's body → its events, or why it is refused.
 //! - [`decode`]: bytes → typed fields in an evaluation buffer, or [`BadInput`].
 //! - `hostile`: naming why a message is not JSON (too deep, NaN, …).
 //! - [`eval`]: the flat program interpreter (evalexpr's semantics).
@@ -15,6 +16,7 @@
 //!   alert ledger (escalation, rectification, profiles).
 
 pub mod alert;
+pub mod body;
 pub mod decode;
 pub mod eval;
 mod hostile;
