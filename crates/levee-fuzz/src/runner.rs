@@ -388,9 +388,16 @@ pub fn run(target: &mut dyn Target, config: &Config) -> Report {
             }
         }
         if report.inputs.is_multiple_of(1024) {
+            // Watched as an input is: a hang here is kept with the input
+            // before it.
+            watch.started.store(
+                watch.base.elapsed().as_nanos().max(1) as u64,
+                Ordering::Relaxed,
+            );
             IN_FUZZ.with(|f| f.set(true));
             let r = panic::catch_unwind(AssertUnwindSafe(|| target.housekeeping()));
             IN_FUZZ.with(|f| f.set(false));
+            watch.started.store(0, Ordering::Relaxed);
             if r.is_err() {
                 let (location, message) = LAST_PANIC
                     .with(|p| p.borrow_mut().take())
