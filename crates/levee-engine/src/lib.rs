@@ -5,6 +5,7 @@
 //! Kafka service all evaluate through [`Engine`].
 //!
 //! # Layout
+//! - [`body`]: an evaluate request's body → its events, or why it is refused.
 //! - [`decode`]: bytes → typed fields in an evaluation buffer, or [`BadInput`].
 //! - `hostile`: naming why a message is not JSON (too deep, NaN, …).
 //! - `run`: [`Engine::run`], deciding every control point of one event.
@@ -20,6 +21,7 @@
 //! - [`ledger`]: open alerts (escalation, rectification) and profiles.
 
 pub mod alert;
+pub mod body;
 pub mod decode;
 pub mod eval;
 pub mod exact;

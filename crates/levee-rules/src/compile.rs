@@ -231,6 +231,24 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             }
         }
 
+        // Too deep to lower without running out of stack (see limits).
+        let mut too_deep = false;
+        for (dname, src) in &def.derived {
+            let n = crate::limits::nesting(src, &def.derived);
+            if n > crate::limits::MAX_NESTING {
+                too_deep = true;
+                diags.push(
+                    Diagnostic::error(&f.path, crate::limits::too_deep(n))
+                        .at_line(find_key_line(&f.text, dname))
+                        .item(format!("event type {name}, derived `{dname}`"))
+                        .expression(src.clone()),
+                );
+            }
+        }
+        if too_deep {
+            continue;
+        }
+
         let mut builder = Builder::new(
             name,
             &field_index,
@@ -254,6 +272,10 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
 
         let mut cp_indices = Vec::new();
         for (cf, cp, line) in cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]) {
+            if let Some(d) = too_deep_expression(cf, cp, *line, &def.derived) {
+                diags.push(d);
+                continue;
+            }
             if let Some(compiled) =
                 compile_cp(cf, cp, *line, ti as u32, subject, &mut builder, &mut diags)
             {
@@ -308,6 +330,38 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             calendar,
         },
         warnings: diags,
+    })
+}
+
+/// The error for the first expression of `cp` nested too deeply to lower
+/// (see [`crate::limits`]), if any.
+fn too_deep_expression(
+    f: &SourceFile,
+    cp: &ControlPointDef,
+    line: Option<usize>,
+    derived: &BTreeMap<String, String>,
+) -> Option<Diagnostic> {
+    let mut exprs: Vec<(String, &str)> = vec![("`when`".to_owned(), cp.when.as_str())];
+    for t in &cp.tiers {
+        if let Some(w) = &t.when {
+            exprs.push((format!("tier {} `when`", t.tier), w));
+        }
+    }
+    for (name, a) in &cp.aggregates {
+        for (what, e) in [("where", &a.filter), ("of", &a.of)] {
+            if let Some(e) = e {
+                exprs.push((format!("aggregate `{name}` `{what}`"), e));
+            }
+        }
+    }
+    exprs.into_iter().find_map(|(what, src)| {
+        let n = crate::limits::nesting(src, derived);
+        (n > crate::limits::MAX_NESTING).then(|| {
+            Diagnostic::error(&f.path, format!("{what}: {}", crate::limits::too_deep(n)))
+                .at_line(line)
+                .item(&cp.id)
+                .expression(src)
+        })
     })
 }
 

@@ -5,6 +5,7 @@
 //! # Layout
 //! - [`model`]: the rule file format (serde types, unknown keys rejected).
 //! - [`calendar`]: the business time zone and the working calendar.
+//! - [`limits`]: how deeply an expression may nest (the compiler recurses).
 //! - [`load`]: reading a rules directory; the ruleset version (content hash).
 //! - [`compile`]: rule files → [`RuleGraph`], reporting every error at once.
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
@@ -20,6 +21,7 @@ pub mod compile;
 pub mod diag;
 pub mod duration;
 pub mod graph;
+pub mod limits;
 pub mod load;
 mod lower;
 pub mod model;

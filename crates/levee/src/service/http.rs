@@ -32,10 +32,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use levee_engine::body::Events;
 use levee_engine::{Alert, Engine, Source};
 use levee_rules::RuleGraph;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -272,70 +272,52 @@ async fn evaluate(
             );
         }
     };
-    let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let (graph, mut engine) = api.engine();
     let now = super::clock::now_rfc3339();
     let bound = (super::clock::now_secs(), api.max_future_skew);
     // Deadlines as the stream would set them, from now.
     engine.set_clock(levee_engine::Clock::Wall(bound.0));
-    let response = if first == Some(b'[') {
-        match serde_json::from_slice::<Vec<&RawValue>>(&body) {
-            Err(e) => error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a JSON array of events: {e}"),
-            ),
-            Ok(events) if events.is_empty() => error(
-                StatusCode::BAD_REQUEST,
-                "the array is empty: send at least one event",
-            ),
-            Ok(events) if events.len() > api.max_batch => error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "{} events in one request; http.max_batch is {}",
-                    events.len(),
-                    api.max_batch
-                ),
-            ),
-            Ok(events) => {
-                let mut batch = BatchEvaluation {
-                    verdict: "allow",
-                    control_points: Vec::new(),
-                    alerts: Vec::new(),
-                    ruleset_version: graph.version.clone(),
-                    results: Vec::with_capacity(events.len()),
-                };
-                let mut failed = None;
-                for (i, raw) in events.iter().enumerate() {
-                    match evaluate_one(&mut engine, &graph, raw.get().as_bytes(), &now, bound) {
-                        Ok(e) => {
-                            if e.verdict == "block" {
-                                batch.verdict = "block";
-                            }
-                            for cp in &e.control_points {
-                                if !batch.control_points.contains(cp) {
-                                    batch.control_points.push(cp.clone());
-                                }
-                            }
-                            batch.alerts.extend(e.alerts);
-                            batch.results.push(BatchResult {
-                                event_id: e.event_id,
-                                verdict: e.verdict,
-                                control_points: e.control_points,
-                            });
-                        }
-                        Err(r) => {
-                            failed = Some(bad_input(Some(i), r));
-                            break;
-                        }
-                    }
-                }
-                failed.unwrap_or_else(|| Json(batch).into_response())
-            }
-        }
-    } else {
-        match evaluate_one(&mut engine, &graph, &body, &now, bound) {
+    let response = match levee_engine::body::split(&body, api.max_batch) {
+        Err(e) if e.too_large() => error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Events::One(body)) => match evaluate_one(&mut engine, &graph, body, &now, bound) {
             Ok(e) => Json(e).into_response(),
             Err(r) => bad_input(None, r),
+        },
+        Ok(Events::Many(events)) => {
+            let mut batch = BatchEvaluation {
+                verdict: "allow",
+                control_points: Vec::new(),
+                alerts: Vec::new(),
+                ruleset_version: graph.version.clone(),
+                results: Vec::with_capacity(events.len()),
+            };
+            let mut failed = None;
+            for (i, raw) in events.iter().enumerate() {
+                match evaluate_one(&mut engine, &graph, raw, &now, bound) {
+                    Ok(e) => {
+                        if e.verdict == "block" {
+                            batch.verdict = "block";
+                        }
+                        for cp in &e.control_points {
+                            if !batch.control_points.contains(cp) {
+                                batch.control_points.push(cp.clone());
+                            }
+                        }
+                        batch.alerts.extend(e.alerts);
+                        batch.results.push(BatchResult {
+                            event_id: e.event_id,
+                            verdict: e.verdict,
+                            control_points: e.control_points,
+                        });
+                    }
+                    Err(r) => {
+                        failed = Some(bad_input(Some(i), r));
+                        break;
+                    }
+                }
+            }
+            failed.unwrap_or_else(|| Json(batch).into_response())
         }
     };
     api.give_back(engine);
