@@ -5,7 +5,7 @@
 //! - hostile messages: the shapes the DLQ has a kind for (as the replay
 //!   test of hostile JSON sends them);
 //! - rule files: the shipped `rules/**/*.yaml` (not the tests), and each
-//!   check-error fixture (`crates/levee/tests/check_errors/*/rules/**`) as
+//!   check-error fixture (`tests/check_errors/*/rules/**`) as
 //!   a rule set of its own.
 
 use std::fs;
@@ -140,7 +140,7 @@ impl Corpus {
             return Err(format!("no rule files under {}", rules_dir.display()));
         }
         let mut fixtures = Vec::new();
-        let fixture_dir = root.join("crates/levee/tests/check_errors");
+        let fixture_dir = root.join("tests/check_errors");
         if let Ok(entries) = fs::read_dir(&fixture_dir) {
             let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
             dirs.sort();
