@@ -8,6 +8,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+
+/// Prints a line to stdout; a closed pipe (`| head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 use levee_fuzz::corpus::{self, Corpus};
 use levee_fuzz::runner::{self, Config, Report};
 
@@ -161,7 +169,7 @@ fn replay(args: &Args, names: &[&str], corpus: &Corpus) -> ExitCode {
         };
         let started = std::time::Instant::now();
         match runner::run_one(target.as_mut(), &input) {
-            Ok(o) => println!(
+            Ok(o) => out!(
                 "{}: {} ({}) in {:?}",
                 path.display(),
                 if o.deep { "deep" } else { "shallow" },
@@ -170,7 +178,7 @@ fn replay(args: &Args, names: &[&str], corpus: &Corpus) -> ExitCode {
             ),
             Err((location, message)) => {
                 failed = true;
-                println!("{}: PANIC at {location}: {message}", path.display());
+                out!("{}: PANIC at {location}: {message}", path.display());
                 target.reset();
             }
         }
@@ -187,10 +195,9 @@ fn print_report(r: &Report) {
     classes.sort_by(|a, b| b.1.cmp(a.1));
     let shown: Vec<String> = classes
         .iter()
-        .take(8)
         .map(|(c, n)| format!("{c} {:.1}%", 100.0 * **n as f64 / r.inputs.max(1) as f64))
         .collect();
-    println!(
+    out!(
         "{}: {} inputs in {:.1} s ({:.0}/s), depth {:.1}% ({} deep), {} crashes, slowest {:?} ({} bytes), {} signatures, peak RSS {} MiB",
         r.target,
         r.inputs,
@@ -204,9 +211,9 @@ fn print_report(r: &Report) {
         r.signatures,
         r.peak_rss_kib / 1024
     );
-    println!("  outcomes: {}", shown.join(", "));
+    out!("  outcomes: {}", shown.join(", "));
     for c in &r.crashes {
-        println!(
+        out!(
             "  CRASH x{} at {}: {} (input {}; {})",
             c.count,
             c.location,
@@ -220,11 +227,11 @@ fn print_report(r: &Report) {
 }
 
 fn print_summary(reports: &[Report], crash_dir: &std::path::Path) {
-    println!();
-    println!("| target | inputs | inputs/s | depth | crashes | slowest input |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    out!("");
+    out!("| target | inputs | inputs/s | depth | crashes | slowest input |");
+    out!("|---|---:|---:|---:|---:|---:|");
     for r in reports {
-        println!(
+        out!(
             "| {} | {} | {:.0} | {:.1} % | {} | {:.1} ms |",
             r.target,
             r.inputs,
@@ -235,10 +242,10 @@ fn print_summary(reports: &[Report], crash_dir: &std::path::Path) {
         );
     }
     let crashes: usize = reports.iter().map(|r| r.crashes.len()).sum();
-    println!();
+    out!("");
     if crashes == 0 {
-        println!("crashes: 0");
+        out!("crashes: 0");
     } else {
-        println!("crashes: {crashes} (inputs in {})", crash_dir.display());
+        out!("crashes: {crashes} (inputs in {})", crash_dir.display());
     }
 }
