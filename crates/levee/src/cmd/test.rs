@@ -105,7 +105,11 @@ fn run_case(
     let mut alerts: Vec<Alert> = Vec::new();
     let detected = "1970-01-01T00:00:00.000Z";
     // The case's clock, if it sets one: the bound on event time.
-    let now = match case.now.as_deref().map(chrono::DateTime::parse_from_rfc3339) {
+    let now = match case
+        .now
+        .as_deref()
+        .map(chrono::DateTime::parse_from_rfc3339)
+    {
         None => None,
         Some(Ok(t)) => Some(t.timestamp()),
         Some(Err(e)) => return Err(vec![format!("`now` is not an RFC 3339 time: {e}")]),
