@@ -22,6 +22,7 @@
 
 pub mod alert;
 pub mod body;
+pub mod codec;
 pub mod decode;
 pub mod eval;
 pub mod exact;
@@ -227,13 +228,22 @@ impl Engine {
     /// The subjects whose state, open alerts or profile changed since the
     /// last call (what a changelog must write), sorted.
     pub fn take_dirty_subjects(&mut self) -> Vec<String> {
-        let mut dirty: std::collections::BTreeSet<String> = self
+        self.take_changes().into_iter().map(|(s, _)| s).collect()
+    }
+
+    /// As [`Engine::take_dirty_subjects`], each with whether its open
+    /// alerts or profile changed (not only its windows, holds or
+    /// suppression).
+    pub fn take_changes(&mut self) -> Vec<(String, bool)> {
+        let mut dirty: std::collections::BTreeMap<String, bool> = self
             .state
             .take_dirty()
             .into_iter()
-            .map(String::from)
+            .map(|s| (String::from(s), false))
             .collect();
-        dirty.extend(self.ledger.get_mut().take_dirty());
+        for s in self.ledger.get_mut().take_dirty() {
+            dirty.insert(s, true);
+        }
         dirty.into_iter().collect()
     }
 

@@ -268,6 +268,11 @@ impl Engine {
                 tier: t.tier,
             });
         }
+        if record {
+            // What the event changed goes to the changelog; subjects with
+            // nothing to keep go.
+            state.settle();
+        }
         stats
     }
 }

@@ -31,7 +31,26 @@ pub struct SubjectState {
     pub holds: Vec<(u64, i64)>,
     /// (control point key, tier) → when it last alerted.
     pub last_alert: Vec<(u64, u8, i64)>,
+    /// What changed during the current event (see [`State::settle`]).
+    #[serde(skip)]
+    pub(crate) changed: Changed,
 }
+
+/// What an event changed in a subject's state: whether the changelog must
+/// write it again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Changed {
+    /// Windows, holds or suppression.
+    content: bool,
+    /// `last_seen` moved to a later day ([`SEEN_GRAIN`]).
+    seen: bool,
+}
+
+/// `last_seen` is written to the changelog when it moves to a later day of
+/// event time, not at every event: a restored subject's `last_seen` is at
+/// most this much behind, and idle subjects are forgotten (`state.ttl`,
+/// 400 days by default) no more than that much early after a restore.
+pub const SEEN_GRAIN: i64 = 86_400;
 
 /// The keys state is kept under in one ruleset: its aggregates' and its
 /// control points' (see `Aggregate::key`, `ControlPoint::key`). State under
@@ -61,6 +80,11 @@ impl StateKeys {
 }
 
 impl SubjectState {
+    /// Nothing kept: no window entry, no hold, no suppression.
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty() && self.holds.is_empty() && self.last_alert.is_empty()
+    }
+
     /// Drops the windows and control-point state of definitions not in
     /// `keys`; whether anything was dropped.
     pub fn retain_known(&mut self, keys: &StateKeys) -> bool {
@@ -68,7 +92,9 @@ impl SubjectState {
         self.windows.retain(|e| keys.windows.contains(&e.window));
         self.holds.retain(|(k, _)| keys.points.contains(k));
         self.last_alert.retain(|(k, _, _)| keys.points.contains(k));
-        before != (self.windows.len(), self.holds.len(), self.last_alert.len())
+        let dropped = before != (self.windows.len(), self.holds.len(), self.last_alert.len());
+        self.changed.content |= dropped;
+        dropped
     }
 }
 
@@ -134,6 +160,12 @@ pub struct State {
     /// nothing ever takes them (replay), so they do not pile up.
     #[serde(skip)]
     untracked: bool,
+    /// The subjects the current event looked up to record in (the first
+    /// `n_touched`; the strings are reused from event to event).
+    #[serde(skip)]
+    touched: Vec<String>,
+    #[serde(skip)]
+    n_touched: usize,
 }
 
 impl State {
@@ -145,13 +177,50 @@ impl State {
         }
     }
 
+    /// A subject's state to record in, created empty if new. What the
+    /// event changes in it is settled by [`State::settle`] once the event
+    /// is evaluated.
     pub fn subject_mut(&mut self, key: &str, at: i64) -> &mut SubjectState {
-        if !self.untracked && !self.dirty.contains(key) {
-            self.dirty.insert(key.into());
+        let touched = &self.touched[..self.n_touched];
+        if !touched.iter().any(|k| k == key) {
+            if self.n_touched == self.touched.len() {
+                self.touched.push(String::new());
+            }
+            let slot = &mut self.touched[self.n_touched];
+            slot.clear();
+            slot.push_str(key);
+            self.n_touched += 1;
         }
         let s = self.subjects.entry_ref(key).or_default();
+        if at.div_euclid(SEEN_GRAIN) > s.last_seen.div_euclid(SEEN_GRAIN) {
+            s.changed.seen = true;
+        }
         s.last_seen = s.last_seen.max(at);
         s
+    }
+
+    /// After an event: each subject it recorded in is remembered for the
+    /// changelog if its state changed (a window entry added or pruned, a
+    /// hold, a suppression, `last_seen` on a later day); a subject left
+    /// with nothing to keep is dropped (and written as gone if it had
+    /// something before). A stateless event of a new subject leaves no
+    /// trace.
+    pub fn settle(&mut self) {
+        for k in &self.touched[..self.n_touched] {
+            let Some(s) = self.subjects.get_mut(k.as_str()) else {
+                continue;
+            };
+            let changed = std::mem::take(&mut s.changed);
+            let empty = s.is_empty();
+            if empty {
+                self.subjects.remove(k.as_str());
+            }
+            let write = changed.content || (changed.seen && !empty);
+            if write && !self.untracked && !self.dirty.contains(k.as_str()) {
+                self.dirty.insert(k.as_str().into());
+            }
+        }
+        self.n_touched = 0;
     }
 
     /// Runs `f` on a subject's state. Without `record`, a subject not seen
@@ -177,14 +246,17 @@ impl State {
     /// dirty. Returns how many changed.
     pub fn retain_known(&mut self, keys: &StateKeys) -> usize {
         let mut changed = 0;
-        for (k, s) in self.subjects.iter_mut() {
+        let (dirty, untracked) = (&mut self.dirty, self.untracked);
+        self.subjects.retain(|k, s| {
             if s.retain_known(keys) {
+                s.changed = Changed::default();
                 changed += 1;
-                if !self.untracked && !self.dirty.contains(k.as_str()) {
-                    self.dirty.insert(k.as_str().into());
+                if !untracked && !dirty.contains(k.as_str()) {
+                    dirty.insert(k.as_str().into());
                 }
             }
-        }
+            !s.is_empty()
+        });
         changed
     }
 
@@ -234,6 +306,7 @@ impl SubjectState {
                     .or_else(|| self.windows.iter().position(|e| e.window == key))
                     .unwrap_or(self.windows.len());
                 self.windows.reserve_exact(1);
+                self.changed.content = true;
                 self.windows.insert(
                     idx,
                     Entry {
@@ -250,8 +323,10 @@ impl SubjectState {
                 .map(|e| e.at)
                 .max()
                 .unwrap_or(at);
+            let before = self.windows.len();
             self.windows
                 .retain(|e| e.window != key || e.at > newest - spec.over);
+            self.changed.content |= self.windows.len() != before;
             if self.windows.capacity() > self.windows.len() * 2 {
                 self.windows.shrink_to_fit();
             }
@@ -275,6 +350,7 @@ impl SubjectState {
             if record {
                 if let Some(p) = pos {
                     self.holds.swap_remove(p);
+                    self.changed.content = true;
                 }
             }
             return false;
@@ -285,8 +361,15 @@ impl SubjectState {
         };
         if record {
             match pos {
-                Some(p) => self.holds[p].1 = since,
-                None => self.holds.push((cp, since)),
+                Some(p) if self.holds[p].1 == since => {}
+                Some(p) => {
+                    self.holds[p].1 = since;
+                    self.changed.content = true;
+                }
+                None => {
+                    self.holds.push((cp, since));
+                    self.changed.content = true;
+                }
             }
         }
         at - since >= needed
@@ -305,6 +388,7 @@ impl SubjectState {
             }
         }
         if record {
+            self.changed.content = true;
             match pos {
                 Some(p) => self.last_alert[p].2 = at,
                 None => self.last_alert.push((cp, tier, at)),
@@ -444,6 +528,7 @@ mod tests {
             ],
             holds: vec![(100, 5), (101, 6)],
             last_alert: vec![(100, 1, 5), (102, 2, 6)],
+            changed: Changed::default(),
         }
     }
 
@@ -470,6 +555,52 @@ mod tests {
         assert_eq!(state.retain_known(&keys), 1);
         assert!(state.take_dirty().contains("V1"));
         assert!(StateKeys::default().within(&keys));
+    }
+
+    /// What one recorded event leaves: the subject as `Engine::run` looks
+    /// it up, `f` as its control points change it, then the settling.
+    fn event(state: &mut State, key: &str, at: i64, f: impl FnOnce(&mut SubjectState)) {
+        f(state.subject_mut(key, at));
+        state.settle();
+    }
+
+    #[test]
+    fn only_what_changed_and_matters_is_written() {
+        let mut state = State::default();
+        // A stateless event of a new subject: nothing kept, nothing written.
+        event(&mut state, "V1", 1_000, |_| {});
+        assert!(state.subjects.is_empty());
+        assert!(state.take_dirty().is_empty());
+        // A hold starts: kept and written.
+        event(&mut state, "V1", 2_000, |s| {
+            s.held_for(9, true, 2_000, 60, true);
+        });
+        assert!(state.take_dirty().contains("V1"));
+        // Still holding, the same day: nothing new to write.
+        event(&mut state, "V1", 3_000, |s| {
+            s.held_for(9, true, 3_000, 60, true);
+        });
+        assert!(state.take_dirty().is_empty());
+        assert_eq!(state.subjects["V1"].last_seen, 3_000);
+        // A later day: last_seen is written again.
+        event(&mut state, "V1", 3_000 + SEEN_GRAIN, |s| {
+            s.held_for(9, true, 3_000 + SEEN_GRAIN, 60, true);
+        });
+        assert!(state.take_dirty().contains("V1"));
+        // The hold ends: nothing left, the subject goes and is written as gone.
+        event(&mut state, "V1", 4_000 + SEEN_GRAIN, |s| {
+            s.held_for(9, false, 4_000 + SEEN_GRAIN, 60, true);
+        });
+        assert!(!state.subjects.contains_key("V1"));
+        assert!(state.take_dirty().contains("V1"));
+    }
+
+    #[test]
+    fn a_subject_emptied_by_a_reload_is_dropped() {
+        let mut state = State::default();
+        state.subjects.insert("V1".to_owned(), subject());
+        assert_eq!(state.retain_known(&StateKeys::default()), 1);
+        assert!(state.subjects.is_empty());
     }
 
     #[test]

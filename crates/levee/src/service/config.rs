@@ -22,6 +22,7 @@
 //! | `state.max_future_skew` | `1h` | events stamped further ahead of the clock go to the DLQ (`future`) |
 //! | `state.tick_interval` | `1s` | escalate due alerts by the wall clock this often, also without events (`0s`: only when events arrive; was `tick_interval_ms`, still read) |
 //! | `state.max_pending_rectifications` | `1000000` | rectifications kept for alerts this instance may yet hold |
+//! | `state.changelog_encoding` | `"binary"` | how subjects are written to the changelog: `binary`, or `json` for the first step of a rolling upgrade from a version that wrote JSON; both are read |
 //! | `input.max_event_bytes` | `1048576` | a larger input record goes to the DLQ unparsed (`oversize`) |
 //! | `input.on_misrouted` | `dlq` | an event of a stateful type not keyed by its subject, or on another stream's topic: `dlq` (kind `misrouted`) or `process`; counted either way |
 //! | `dlq.max_payload_bytes` | `65536` | a larger dead letter is written truncated to this, with its original size and SHA-256 in headers |
@@ -138,6 +139,7 @@ pub struct StateSettings {
     pub max_future_skew: Span,
     pub tick_interval: Span,
     pub max_pending_rectifications: usize,
+    pub changelog_encoding: levee_engine::codec::Encoding,
 }
 
 /// `[state]` as the layers write it (with the renamed `tick_interval_ms`).
@@ -150,6 +152,7 @@ struct StateLayers {
     tick_interval: Option<Span>,
     tick_interval_ms: Option<u64>,
     max_pending_rectifications: usize,
+    changelog_encoding: levee_engine::codec::Encoding,
 }
 
 impl TryFrom<StateLayers> for StateSettings {
@@ -166,6 +169,7 @@ impl TryFrom<StateLayers> for StateSettings {
                 s.tick_interval_ms.map(Span::from_millis),
             )?,
             max_pending_rectifications: s.max_pending_rectifications,
+            changelog_encoding: s.changelog_encoding,
         })
     }
 }

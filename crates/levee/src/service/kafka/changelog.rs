@@ -8,8 +8,13 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `<input topic>/<partition>/<subject>` | the subject's [`SubjectSnapshot`] as JSON; a tombstone once nothing is left |
+//! | `<input topic>/<partition>/<subject>` | the subject's [`SubjectSnapshot`] in `state.changelog_encoding` ([`levee_engine::codec`]: binary by default); a tombstone once nothing is left |
 //! | `<input topic>/<partition>` | [`Meta`]: the input offset the state has consumed up to, and the watermark |
+//!
+//! Only what a restore needs is written: a subject whose state, open
+//! alerts or profile changed (an event that adds nothing to any window,
+//! hold or suppression writes nothing); its profile goes to
+//! `topics.profiles` only when the profile itself changed.
 //!
 //! [`Staging`] serializes subjects as they change and hands out the records
 //! of a *cut*: the changed subjects, then the partition record, so the
@@ -30,11 +35,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use levee_engine::codec::{self, Encoding};
 use levee_engine::SubjectSnapshot;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle};
-use tracing::{debug, error};
+use tracing::debug;
 
 use super::delivery::{produce, OutRecord, PendingDeliveries, Sink};
 use super::error::PipelineError;
@@ -69,6 +75,15 @@ pub fn meta_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
+/// One subject that changed, as the engine gives it.
+#[derive(Debug)]
+pub struct Changed {
+    pub subject: String,
+    pub snapshot: SubjectSnapshot,
+    /// Its open alerts or profile changed (not only its windows).
+    pub profile_changed: bool,
+}
+
 /// The changelog (and profile) records of one input partition's changed
 /// subjects, between two cuts.
 #[derive(Debug)]
@@ -76,6 +91,7 @@ pub struct Staging {
     tp: TopicPartition,
     changelog: String,
     profiles: String,
+    encoding: Encoding,
     /// Exactly-once: records are handed out as subjects change.
     send_now: bool,
     /// At-least-once: per subject, its record and its profile's, until the cut.
@@ -87,11 +103,12 @@ pub struct Staging {
 }
 
 impl Staging {
-    pub fn new(tp: TopicPartition, topics: &Topics, send_now: bool) -> Self {
+    pub fn new(tp: TopicPartition, topics: &Topics, encoding: Encoding, send_now: bool) -> Self {
         Staging {
             tp,
             changelog: topics.changelog.clone(),
             profiles: topics.profiles.clone(),
+            encoding,
             send_now,
             staged: HashMap::new(),
             changed: false,
@@ -106,27 +123,36 @@ impl Staging {
 
     /// Serializes changed subjects: staged until the next cut, or
     /// (exactly-once) returned to be sent now.
-    pub fn stage(&mut self, snapshots: Vec<(String, SubjectSnapshot)>) -> Vec<OutRecord> {
-        if snapshots.is_empty() {
+    pub fn stage(&mut self, changes: Vec<Changed>) -> Vec<OutRecord> {
+        if changes.is_empty() {
             return Vec::new();
         }
         self.changed = true;
         let mut out = Vec::new();
-        for (subject, snap) in snapshots {
-            let profile = snap.profile.as_ref().and_then(|profile| {
-                let payload = serde_json::to_vec(profile).ok()?;
-                Some(OutRecord::keyed(&self.profiles, subject.clone(), payload))
-            });
+        for Changed {
+            subject,
+            snapshot: snap,
+            profile_changed,
+        } in changes
+        {
+            // A profile staged before and not written yet is written as it
+            // is now.
+            let profile_changed =
+                profile_changed || self.staged.get(&subject).is_some_and(|(_, p)| p.is_some());
+            let profile = snap
+                .profile
+                .as_ref()
+                .filter(|_| profile_changed)
+                .and_then(|profile| {
+                    let payload = serde_json::to_vec(profile).ok()?;
+                    Some(OutRecord::keyed(&self.profiles, subject.clone(), payload))
+                });
             let (payload, tombstone) = if snap.is_empty() {
                 (Vec::new(), true)
             } else {
-                match serde_json::to_vec(&snap) {
-                    Ok(p) => (p, false),
-                    Err(e) => {
-                        error!(error = %e, "a subject's state could not be serialized");
-                        continue;
-                    }
-                }
+                let mut payload = Vec::new();
+                codec::encode(&snap, self.encoding, &mut payload);
+                (payload, false)
             };
             let key = subject_key(&self.tp.topic, self.tp.partition, &subject);
             let record = OutRecord {
@@ -327,6 +353,23 @@ mod tests {
         }
     }
 
+    fn changed(subject: &str, snapshot: SubjectSnapshot, profile_changed: bool) -> Changed {
+        Changed {
+            subject: subject.into(),
+            snapshot,
+            profile_changed,
+        }
+    }
+
+    /// A subject whose alerts and profile changed.
+    fn alerted(subject: &str) -> Vec<Changed> {
+        vec![changed(subject, with_profile(), true)]
+    }
+
+    fn staging(send_now: bool) -> Staging {
+        Staging::new(tp(), &topics(), Encoding::Binary, send_now)
+    }
+
     fn keys(records: &[OutRecord]) -> Vec<String> {
         records
             .iter()
@@ -339,14 +382,14 @@ mod tests {
 
     #[test]
     fn a_cut_writes_the_changed_subjects_then_the_partition_record() {
-        let mut s = Staging::new(tp(), &topics(), false);
+        let mut s = staging(false);
         let staged = s.stage(vec![
-            ("s1".into(), with_profile()),
-            ("s2".into(), SubjectSnapshot::default()),
+            changed("s1", with_profile(), true),
+            changed("s2", SubjectSnapshot::default(), false),
         ]);
         assert!(staged.is_empty(), "at-least-once: held until the cut");
         // A subject changed twice before the cut is written once.
-        assert!(s.stage(vec![("s1".into(), with_profile())]).is_empty());
+        assert!(s.stage(alerted("s1")).is_empty());
         let meta = Meta {
             next_offset: 7,
             watermark: 100,
@@ -378,8 +421,34 @@ mod tests {
     }
 
     #[test]
+    fn a_profile_is_written_only_when_it_changed() {
+        let mut s = staging(true);
+        let windows_only = s.stage(vec![changed("s1", with_profile(), false)]);
+        assert_eq!(keys(&windows_only), [format!("{CHANGELOG} events.a/1/s1")]);
+        // At-least-once: a profile staged earlier in the cut stays staged
+        // when the subject changes again without it.
+        let mut s = staging(false);
+        s.stage(alerted("s1"));
+        s.stage(vec![changed("s1", with_profile(), false)]);
+        let cut = keys(&s.cut(Meta::default(), true));
+        assert!(cut.contains(&"profiles s1".to_owned()), "{cut:?}");
+    }
+
+    #[test]
+    fn records_are_in_the_configured_encoding() {
+        for encoding in [Encoding::Binary, Encoding::Json] {
+            let mut s = Staging::new(tp(), &topics(), encoding, true);
+            let out = s.stage(vec![changed("s1", with_profile(), false)]);
+            let payload = &out[0].payload;
+            assert_eq!(payload[0] == b'{', encoding == Encoding::Json);
+            let back = codec::decode(payload).unwrap();
+            assert_eq!(back.profile, Some(Profile::default()));
+        }
+    }
+
+    #[test]
     fn nothing_changed_nothing_written() {
-        let mut s = Staging::new(tp(), &topics(), false);
+        let mut s = staging(false);
         let meta = Meta {
             next_offset: 3,
             watermark: 9,
@@ -405,8 +474,8 @@ mod tests {
 
     #[test]
     fn exactly_once_hands_records_out_as_they_change() {
-        let mut s = Staging::new(tp(), &topics(), true);
-        let now = keys(&s.stage(vec![("s1".into(), with_profile())]));
+        let mut s = staging(true);
+        let now = keys(&s.stage(alerted("s1")));
         assert_eq!(now, ["profiles s1", &format!("{CHANGELOG} events.a/1/s1")]);
         let cut = keys(&s.cut(Meta::default(), true));
         assert_eq!(cut, [format!("{CHANGELOG} events.a/1")]);
@@ -424,8 +493,8 @@ mod tests {
         let mut cuts = Cuts::new(tp(), sink.clone(), true);
         let alert = OutRecord::keyed("alerts.tier1", "s1", b"{}".to_vec());
         produce(sink.as_ref(), &alert, cuts.pending()).await;
-        let mut s = Staging::new(tp(), &topics(), false);
-        s.stage(vec![("s1".into(), with_profile())]);
+        let mut s = staging(false);
+        s.stage(alerted("s1"));
         let records = s.cut(Meta::default(), true);
         let (reply, mut answer) = oneshot::channel();
         cuts.cut(records, Some(5), Some(reply)).await;
@@ -481,8 +550,8 @@ mod tests {
         let mut cuts = Cuts::new(tp(), sink.clone(), true);
         let alert = OutRecord::keyed("alerts.tier1", "s1", b"{}".to_vec());
         produce(sink.as_ref(), &alert, cuts.pending()).await;
-        let mut s = Staging::new(tp(), &topics(), false);
-        s.stage(vec![("s1".into(), with_profile())]);
+        let mut s = staging(false);
+        s.stage(alerted("s1"));
         let (reply, answer) = oneshot::channel();
         cuts.cut(s.cut(Meta::default(), true), Some(1), Some(reply))
             .await;

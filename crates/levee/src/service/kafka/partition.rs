@@ -13,7 +13,7 @@
 //! into the open transaction. A barrier is answered with the next offset to
 //! commit once everything before it is done.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,7 @@ use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, error, info, warn};
 
-use super::changelog::{Cuts, Meta, Staging};
+use super::changelog::{Changed, Cuts, Meta, Staging};
 use super::delivery::{produce, OutRecord, PendingDeliveries, Sink};
 use super::error::{report, PipelineError, Retry};
 use super::records::{self, Rejected};
@@ -62,6 +62,8 @@ pub struct Shared {
     pub exactly_once: bool,
     /// `state.ttl` in seconds.
     pub ttl: i64,
+    /// `state.changelog_encoding`.
+    pub encoding: levee_engine::codec::Encoding,
     /// `state.allowed_lateness`.
     pub lateness: Span,
     /// `state.max_future_skew` in seconds.
@@ -96,6 +98,7 @@ impl Shared {
             topics: settings.topics.clone(),
             exactly_once: settings.delivery == crate::service::config::Delivery::ExactlyOnce,
             ttl: settings.state.ttl.secs(),
+            encoding: settings.state.changelog_encoding,
             lateness: settings.state.allowed_lateness,
             future_skew: settings.state.max_future_skew.secs(),
             max_event_bytes: settings.input.max_event_bytes,
@@ -216,7 +219,7 @@ impl PartitionTask {
         engine.set_clock(Clock::Wall(clock::now_secs()));
         let exactly_once = shared.exactly_once;
         PartitionTask {
-            staging: Staging::new(tp.clone(), &shared.topics, exactly_once),
+            staging: Staging::new(tp.clone(), &shared.topics, shared.encoding, exactly_once),
             cuts: Cuts::new(tp.clone(), Arc::clone(&shared.sink), !exactly_once),
             expiry: Expiry::new(shared.ttl),
             tp,
@@ -433,19 +436,35 @@ impl PartitionTask {
     /// The subjects changed since the last call, serialized: staged until
     /// the next cut (at-least-once), or returned to be sent now.
     fn stage(&mut self) -> Vec<OutRecord> {
-        let dirty = self.engine.take_dirty_subjects();
-        if dirty.is_empty() {
+        let changes = self.engine.take_changes();
+        if changes.is_empty() {
             return Vec::new();
         }
-        let snapshots = self.engine.snapshot(dirty);
+        let profiled: HashSet<&str> = changes
+            .iter()
+            .filter(|(_, p)| *p)
+            .map(|(s, _)| s.as_str())
+            .collect();
+        let snapshots = self
+            .engine
+            .snapshot(changes.iter().map(|(s, _)| s.clone()).collect());
         health().put_profiles(
             &self.tp.topic,
             self.tp.partition,
             snapshots
                 .iter()
+                .filter(|(subject, _)| profiled.contains(subject.as_str()))
                 .map(|(subject, snap)| (subject.as_str(), snap.profile.as_ref())),
         );
-        self.staging.stage(snapshots)
+        let changes = snapshots
+            .into_iter()
+            .map(|(subject, snapshot)| Changed {
+                profile_changed: profiled.contains(subject.as_str()),
+                subject,
+                snapshot,
+            })
+            .collect();
+        self.staging.stage(changes)
     }
 
     /// The records of a cut: what changed since the last one (those not

@@ -185,7 +185,8 @@ fn keep(out: &mut Restored, subject: &str, payload: Option<&[u8]>) {
         None => {
             out.subjects.remove(subject);
         }
-        Some(p) => match serde_json::from_slice::<SubjectSnapshot>(p) {
+        // Binary or the JSON of earlier versions: see `levee_engine::codec`.
+        Some(p) => match levee_engine::codec::decode(p) {
             Ok(snap) => {
                 out.subjects.insert(subject.to_owned(), snap);
             }
