@@ -152,7 +152,7 @@ impl PointDiff {
 }
 
 /// Every control point that differs (in status or in alerts), by id.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Diff {
     pub events: u64,
     pub points: Vec<PointDiff>,

@@ -123,10 +123,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let text = match args.format {
         Format::Table => report::table(&report),
         Format::Markdown => report::markdown(&report),
-        Format::Json => format!(
-            "{}\n",
-            serde_json::to_string_pretty(&report::json(&report))?
-        ),
+        Format::Json => report::json(&report),
     };
     io::stdout().lock().write_all(text.as_bytes())?;
     let failed = args.fail_on.iter().any(|&k| report.diff.total(k) > 0);
