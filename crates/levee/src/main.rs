@@ -2,7 +2,7 @@
 //! outside world (files, Kafka, HTTP, signals, the clock).
 //!
 //! # Layout
-//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `graph`, `gen`, `run`).
+//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `diff`, `graph`, `gen`, `run`).
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
 //! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
 
@@ -37,6 +37,10 @@ enum Command {
     Test(cmd::test::Args),
     /// Evaluate JSON-lines events from files or stdin; print alerts as JSON lines.
     Replay(cmd::replay::Args),
+    /// Replay events through two rulesets (directories or git revisions)
+    /// and report, per control point, the alerts added, removed and
+    /// changed in tier.
+    Diff(cmd::diff::Args),
     /// Print the compiled rule graph.
     Graph(cmd::graph::Args),
     /// Run the Kafka service.
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Command::Catalog(a) => cmd::catalog::run(&cli.rules, a),
         Command::Test(a) => cmd::test::run(&cli.rules, a),
         Command::Replay(a) => cmd::replay::run(&cli.rules, a),
+        Command::Diff(a) => cmd::diff::run(&cli.rules, a),
         Command::Graph(a) => cmd::graph::run(&cli.rules, a),
         Command::Gen(a) => cmd::gen::run(&cli.rules, a),
         Command::Run(a) => cmd::run::run(rules_given.then(|| cli.rules.clone()), a),

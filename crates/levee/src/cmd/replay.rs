@@ -2,6 +2,8 @@
 //!
 //! Bad lines are reported on stderr with their line number and reason (and
 //! copied byte for byte to `--dlq FILE`); the run goes on and exits 0.
+//! `levee diff` replays through the same code: [`Clock`], [`engine`],
+//! [`open`] and [`replay_one`] with its own [`Sink`].
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
@@ -10,7 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
-use levee_engine::{Engine, Source};
+use levee_engine::{Alert, Engine, Source, Verdict};
+use levee_rules::RuleGraph;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,39 +41,94 @@ pub struct Args {
 }
 
 #[derive(Debug, Default)]
-struct Totals {
-    events: u64,
-    bad: u64,
-    alerts: [u64; 4],
-    unknown: u64,
-    errors: u64,
+pub struct Totals {
+    pub events: u64,
+    pub bad: u64,
+    pub alerts: [u64; 4],
+    pub unknown: u64,
+    pub errors: u64,
     /// Alerts that read the working calendar on a day of a year whose
     /// notice is not in the rules.
-    provisional: u64,
+    pub provisional: u64,
+}
+
+/// A replay's clock: `--now` (or the wall clock) for `detected_at`, and the
+/// bound on event time, taken once when the replay starts.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    fixed_now: Option<String>,
+    /// The clock when the replay started, and the skew allowed ahead of it.
+    bound: (i64, i64),
+}
+
+impl Clock {
+    /// `now`: `--now` as given; `max_future_skew` in seconds.
+    pub fn new(now: Option<&str>, max_future_skew: i64) -> anyhow::Result<Clock> {
+        let fixed = match now {
+            Some(s) => Some(
+                DateTime::parse_from_rfc3339(s)
+                    .with_context(|| format!("--now {s:?} is not an RFC 3339 timestamp"))?
+                    .with_timezone(&Utc),
+            ),
+            None => None,
+        };
+        Ok(Clock {
+            fixed_now: fixed.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            bound: (fixed.unwrap_or_else(Utc::now).timestamp(), max_future_skew),
+        })
+    }
+}
+
+/// An engine as a replay runs it.
+pub fn engine(graph: std::sync::Arc<RuleGraph>) -> Engine {
+    let mut engine = Engine::new(graph);
+    // Nothing writes a changelog in a replay.
+    engine.state_mut().set_tracking(false);
+    engine
+}
+
+/// Opens an input file (`-`: stdin), and the name its bad lines are shown under.
+pub fn open(name: &str) -> anyhow::Result<(Box<dyn BufRead>, &str)> {
+    if name == "-" {
+        Ok((
+            Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock())),
+            "<stdin>",
+        ))
+    } else {
+        let f = File::open(name).with_context(|| format!("cannot open {name}"))?;
+        Ok((Box::new(BufReader::with_capacity(1 << 16, f)), name))
+    }
+}
+
+/// Where a replay's alerts (escalations included) and verdicts go.
+pub trait Sink {
+    fn alert(&mut self, alert: &Alert) -> anyhow::Result<()>;
+    fn verdict(&mut self, verdict: &Verdict) -> anyhow::Result<()>;
+}
+
+/// `levee replay`'s output: one JSON line each.
+struct JsonLines<'a, W>(&'a mut W);
+
+impl<W: Write> Sink for JsonLines<'_, W> {
+    fn alert(&mut self, alert: &Alert) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut *self.0, alert)?;
+        self.0.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn verdict(&mut self, verdict: &Verdict) -> anyhow::Result<()> {
+        serde_json::to_writer(&mut *self.0, verdict)?;
+        self.0.write_all(b"\n")?;
+        Ok(())
+    }
 }
 
 pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let Some(graph) = crate::rules::load(rules) else {
         return Ok(ExitCode::FAILURE);
     };
-    let fixed = match &args.now {
-        Some(s) => Some(
-            DateTime::parse_from_rfc3339(s)
-                .with_context(|| format!("--now {s:?} is not an RFC 3339 timestamp"))?
-                .with_timezone(&Utc),
-        ),
-        None => None,
-    };
-    let fixed_now = fixed.map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true));
-    // The bound on event time: the clock when the replay started, and
-    // the skew allowed ahead of it.
-    let bound = (
-        fixed.unwrap_or_else(Utc::now).timestamp(),
-        args.max_future_skew,
-    );
-    let mut engine = Engine::new(graph);
-    // Nothing writes a changelog in a replay.
-    engine.state_mut().set_tracking(false);
+    let clock = Clock::new(args.now.as_deref(), args.max_future_skew)?;
+    let mut engine = engine(graph);
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut dlq = match &args.dlq {
@@ -86,25 +144,14 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let mut err = stderr.lock();
 
     for name in &args.files {
-        let reader: Box<dyn BufRead> = if name == "-" {
-            Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock()))
-        } else {
-            let f = File::open(name).with_context(|| format!("cannot open {name}"))?;
-            Box::new(BufReader::with_capacity(1 << 16, f))
-        };
-        let shown = if name == "-" {
-            "<stdin>"
-        } else {
-            name.as_str()
-        };
+        let (reader, shown) = open(name)?;
         replay_one(
             reader,
             shown,
             &mut engine,
-            fixed_now.as_deref(),
-            bound,
+            &clock,
             args.decisions,
-            &mut out,
+            &mut JsonLines(&mut out),
             &mut dlq,
             &mut err,
             &mut totals,
@@ -140,21 +187,23 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Replays one input through `engine`: alerts and verdicts to `out`, bad
+/// lines to `err` (and `dlq`), counts to `totals`.
 #[allow(clippy::too_many_arguments)]
-fn replay_one(
+pub fn replay_one(
     mut reader: Box<dyn BufRead + '_>,
     name: &str,
     engine: &mut Engine,
-    fixed_now: Option<&str>,
-    bound: (i64, i64),
+    clock: &Clock,
     decisions: bool,
-    out: &mut impl Write,
+    out: &mut impl Sink,
     dlq: &mut Option<BufWriter<File>>,
     err: &mut impl Write,
     totals: &mut Totals,
 ) -> anyhow::Result<()> {
     let mut line = Vec::with_capacity(4096);
     let mut number: u64 = 0;
+    let (fixed_now, bound) = (clock.fixed_now.as_deref(), clock.bound);
     let mut now = String::new();
     loop {
         line.clear();
@@ -230,21 +279,18 @@ fn replay_one(
                         let alert = engine.alert(hit, &source, &now);
                         totals.alerts[usize::from(hit.tier.min(3))] += 1;
                         totals.provisional += u64::from(alert.calendar.is_some());
-                        serde_json::to_writer(&mut *out, &alert)?;
-                        out.write_all(b"\n")?;
+                        out.alert(&alert)?;
                     }
                 }
                 if decisions {
                     if let Some(v) = engine.verdict() {
-                        serde_json::to_writer(&mut *out, &v)?;
-                        out.write_all(b"\n")?;
+                        out.verdict(&v)?;
                     }
                 }
                 // Event time drives escalation of unrectified alerts.
                 for alert in engine.tick(engine.watermark(), &now) {
                     totals.alerts[usize::from(alert.tier.min(3))] += 1;
-                    serde_json::to_writer(&mut *out, &alert)?;
-                    out.write_all(b"\n")?;
+                    out.alert(&alert)?;
                 }
             }
             Err(bad) => {
@@ -266,6 +312,6 @@ fn rectification(body: &[u8]) -> Option<Result<levee_engine::rectify::Rectificat
     levee_engine::rectify::parse(body)
 }
 
-fn parse_skew(s: &str) -> Result<i64, String> {
+pub fn parse_skew(s: &str) -> Result<i64, String> {
     levee_rules::parse_duration(s)
 }
