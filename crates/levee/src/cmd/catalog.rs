@@ -195,3 +195,66 @@ fn display_width(s: &str) -> usize {
         .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+    use super::*;
+    use levee_rules::RuleSources;
+
+    const RULES: &str = r#"
+event_types:
+  e: {stream: s, subject: k, fields: {k: {type: string, required: true}, n: {type: number}}}
+control_points:
+  - id: A-1
+    domain: d
+    title: "Over, \"quoted\""
+    title_zh: 超标
+    event_type: e
+    when: n > 1
+    tiers: [{tier: 1, notify: r}, {tier: 3, when: n > 9}]
+    action: block
+    message: "{k} at {n}"
+    message_zh: "{k}：{n}元，超标"
+    risk_grade: medium
+    measure: "核查, 整改"
+    owner: 综合部
+    basis: company rule
+"#;
+
+    #[test]
+    fn a_register_row_follows_the_header_with_the_grade_in_chinese() {
+        let graph = match levee_rules::compile(&RuleSources::from_texts([("r.yaml", RULES)])) {
+            Ok(c) => c.graph,
+            Err(d) => panic!("{d:?}"),
+        };
+        let rows = register_rows(&graph);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].len(), CSV_HEADER.len());
+        let cell = |name: &str| {
+            let i = CSV_HEADER.iter().position(|h| *h == name).unwrap_or(99);
+            rows[0].get(i).cloned().unwrap_or_default()
+        };
+        assert_eq!(cell("id"), "A-1");
+        assert_eq!(cell("title_zh"), "超标");
+        assert_eq!(cell("risk_grade"), "中");
+        assert_eq!(cell("tiers"), "1:r 3:discipline_inspection");
+        assert_eq!(cell("action"), "block");
+        assert_eq!(cell("measure"), "核查, 整改");
+        assert_eq!(cell("basis"), "company rule");
+        assert_eq!(cell("message_zh"), "{k}：{n}元，超标");
+        let mut out = Vec::new();
+        crate::csv::record(&mut out, &rows[0]).unwrap_or_default();
+        let line = String::from_utf8(out).unwrap_or_default();
+        assert!(
+            line.starts_with("A-1,d,超标,\"Over, \"\"quoted\"\"\",e,中,"),
+            "{line}"
+        );
+        assert!(line.contains(",\"核查, 整改\",综合部,"), "{line}");
+
+        let json = to_json(&graph);
+        assert_eq!(json[0]["risk_grade"], "medium");
+        assert_eq!(json[0]["owner"], "综合部");
+        assert_eq!(json[0]["message_zh"], "{k}：{n}元，超标");
+    }
+}
