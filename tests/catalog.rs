@@ -1,7 +1,7 @@
 //! The reference catalog: 581 control points in the 20 domains of the
 //! operator's four event streams (docs/domain.md), each distinct, each tested.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -90,4 +90,174 @@ fn catalog_lists_581_distinct_control_points_with_chinese_titles() {
     let ba = cps.iter().find(|c| c["id"] == "BA-001").unwrap();
     assert_eq!(ba["when"], "arrears_cny >= 80000 && overdue_months >= 6");
     assert_eq!(ba["tiers"][0]["notify"], "department_manager");
+}
+
+/// The owning departments each domain may name (docs/domain.md).
+fn owners(domain: &str) -> &'static [&'static str] {
+    match domain {
+        "fuel_consumption" => &["综合部", "网络部"],
+        "fuel_card" | "vehicle_use" | "vehicle_maintenance" => &["综合部", "财务部"],
+        "arrears" | "bill_adjustment" | "ict_projects" => &["政企客户部", "财务部"],
+        "credit_control" | "enterprise_pricing" => &["政企客户部"],
+        "sourcing" | "supplier_management" => &["采购管理部", "财务部"],
+        "bidding" => &["采购管理部"],
+        "contract_management" => &["法律事务部"],
+        "engineering_construction" => &["工程建设部"],
+        "payment_settlement" => &["财务部"],
+        "marketing_campaign" | "third_party_cooperation" => &["市场部", "财务部"],
+        "channel_commission" | "terminal_subsidy" => &["市场部"],
+        "points_and_gifts" => &["市场部", "客户服务部"],
+        _ => &[],
+    }
+}
+
+/// `{name}` placeholders of a template, as a set.
+fn placeholders(t: &str) -> BTreeSet<String> {
+    t.split('{')
+        .skip(1)
+        .filter_map(|s| s.split_once('}').map(|(n, _)| n.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn every_control_point_states_the_registers_columns_in_chinese() {
+    let out = levee(&["catalog", "--format", "json"]);
+    assert!(out.status.success());
+    let cps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cps.len(), 581);
+    let han = |s: &str| s.chars().any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch));
+    let mut named = 0;
+    for c in &cps {
+        let id = c["id"].as_str().unwrap();
+        let zh = c["message_zh"].as_str().unwrap_or_default();
+        assert!(han(zh), "{id}: message_zh {zh:?}");
+        assert!(
+            !zh.contains("CNY") && !zh.contains(" km"),
+            "{id}: units in Chinese: {zh}"
+        );
+        assert!(
+            ["high", "medium", "low"].contains(&c["risk_grade"].as_str().unwrap_or_default()),
+            "{id}: risk_grade {}",
+            c["risk_grade"]
+        );
+        assert!(
+            han(c["measure"].as_str().unwrap_or_default()),
+            "{id}: measure"
+        );
+        let owner = c["owner"].as_str().unwrap_or_default();
+        let domain = c["domain"].as_str().unwrap();
+        assert!(
+            owners(domain).contains(&owner),
+            "{id}: owner {owner:?} is not one of {domain}'s {:?}",
+            owners(domain)
+        );
+        let basis = c["basis"].as_str().unwrap_or_default();
+        if basis != "company rule" {
+            named += 1;
+            // A named basis is a law, regulation or standard: 《title》.
+            assert!(
+                basis.starts_with('《') && basis.contains('》'),
+                "{id}: basis {basis:?}"
+            );
+            assert!(
+                !basis.contains("政府采购法") || id == "IC-013",
+                "{id}: {basis}"
+            );
+            assert!(!basis.contains("党政机关"), "{id}: {basis}");
+        }
+    }
+    assert!(named > 0 && named < 581, "{named} points name a basis");
+}
+
+#[test]
+fn message_zh_reads_the_placeholders_of_message() {
+    // The catalog JSON has no English template; read the rule files.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules");
+    let mut seen = 0;
+    let mut dirs = vec![root];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("tests") {
+                    dirs.push(p);
+                }
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            let doc: serde_json::Value = serde_norway::from_str(&text).unwrap();
+            for cp in doc["control_points"].as_array().into_iter().flatten() {
+                let en = placeholders(cp["message"].as_str().unwrap());
+                let zh = placeholders(cp["message_zh"].as_str().unwrap_or_default());
+                assert_eq!(en, zh, "{}", cp["id"]);
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, 581);
+}
+
+#[test]
+fn the_register_exports_as_csv_with_a_bom_when_asked() {
+    let out = levee(&["catalog", "--format", "csv"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.starts_with('\u{feff}'), "no BOM unless asked");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 582, "a header and 581 rows");
+    assert_eq!(
+        lines[0],
+        "id,domain,title_zh,title,event_type,risk_grade,tiers,action,measure,owner,basis,message_zh"
+    );
+    assert!(text.ends_with("\r\n"));
+    let vf = lines.iter().find(|l| l.starts_with("VF-001,")).unwrap();
+    assert!(
+        vf.starts_with("VF-001,fuel_consumption,车辆实际使用油耗超过标准油耗20%,"),
+        "{vf}"
+    );
+    assert!(
+        vf.contains(
+            ",高,1:general_affairs_manager 2:branch_leadership 3:discipline_inspection,alert,"
+        ),
+        "{vf}"
+    );
+    assert!(vf.contains(",综合部,company rule,车辆{vehicle_id}"), "{vf}");
+
+    let out = levee(&["catalog", "--format", "csv", "--bom"]);
+    assert!(out.status.success());
+    let bom = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(bom.strip_prefix('\u{feff}'), Some(text.as_str()));
+    assert_eq!(bom.lines().count(), 582);
+}
+
+#[test]
+fn check_counts_and_lists_the_points_without_a_named_basis() {
+    let out = levee(&["check"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let note = stderr
+        .lines()
+        .find(|l| l.contains("name no law or regulation"))
+        .unwrap_or_else(|| panic!("no basis count: {stderr}"));
+    let n: usize = note
+        .trim_start_matches("levee: ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(note.contains(" of 581 "), "{note}");
+    let out = levee(&["check", "--verbose"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let listed: Vec<&str> = stderr.lines().filter(|l| l.starts_with("  ")).collect();
+    assert_eq!(listed.len(), n, "{stderr}");
+    assert!(listed.iter().any(|l| l.trim().starts_with("VF-001 ")));
+    assert!(
+        !listed.iter().any(|l| l.trim().starts_with("BD-002 ")),
+        "BD-002 names the tender law"
+    );
 }

@@ -24,6 +24,10 @@ type Located<'a> = (&'a SourceFile, &'a ControlPointDef, Option<usize>);
 pub struct Compiled {
     pub graph: RuleGraph,
     pub warnings: Vec<Diagnostic>,
+    /// Gaps in the register's columns and Chinese messages
+    /// ([`crate::register::gaps`]), in file order: errors to `levee check`,
+    /// which the engine does without.
+    pub register: Vec<Diagnostic>,
 }
 
 /// Reads and compiles a rules directory.
@@ -106,6 +110,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
     // Control points, grouped by event type, in file order.
     let mut cps_by_type: BTreeMap<&str, Vec<Located<'_>>> = BTreeMap::new();
     let mut seen_ids: FastMap<&str, String> = FastMap::default();
+    let mut register = Vec::new();
     for (f, rf) in &parsed {
         let mut in_file: FastMap<&str, usize> = FastMap::default();
         let id_lines = id_lines(&f.text);
@@ -149,6 +154,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
                 diags.push(Diagnostic::error(&f.path, msg).at_line(line).item(&cp.id));
                 continue;
             }
+            register.extend(crate::register::gaps(&f.path, cp, line));
             cps_by_type
                 .entry(&cp.event_type)
                 .or_default()
@@ -330,6 +336,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             calendar,
         },
         warnings: diags,
+        register,
     })
 }
 

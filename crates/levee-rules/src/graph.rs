@@ -385,6 +385,10 @@ pub struct ControlPoint {
     pub tiers: Vec<Tier>,
     pub action: Action,
     pub message: Vec<MessagePart>,
+    /// The message in Chinese (`message_zh`), when the rule file gives one.
+    pub message_zh: Option<Vec<MessagePart>>,
+    /// The register's columns: risk grade, measure, owner, basis.
+    pub register: crate::register::Register,
     /// The named fields and derived values its conditions and message read.
     pub evidence: Vec<(String, Slot)>,
     pub tags: Vec<String>,

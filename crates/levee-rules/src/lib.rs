@@ -15,6 +15,9 @@
 //! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
 //! - [`render`]: `levee graph` output (Graphviz dot, Mermaid).
+//! - [`register`]: the register's columns (Chinese message, risk grade,
+//!   measure, owner, basis) and what `levee check` requires of them.
+//! - `template`: message templates and their placeholders.
 
 pub mod calendar;
 pub mod compile;
@@ -27,7 +30,9 @@ mod lower;
 pub mod model;
 pub mod plan;
 mod point;
+pub mod register;
 pub mod render;
+mod template;
 
 pub use calendar::Calendar;
 pub use compile::{compile, compile_dir, default_notify, Compiled};

@@ -143,6 +143,38 @@ impl Action {
     }
 }
 
+/// A control point's risk grade in the register (风险等级 高/中/低).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RiskGrade {
+    /// 高
+    High,
+    /// 中
+    Medium,
+    /// 低
+    Low,
+}
+
+impl RiskGrade {
+    /// As rule files write it: `high`, `medium`, `low`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RiskGrade::High => "high",
+            RiskGrade::Medium => "medium",
+            RiskGrade::Low => "low",
+        }
+    }
+
+    /// As the register writes it: 高, 中, 低.
+    pub fn zh(self) -> &'static str {
+        match self {
+            RiskGrade::High => "高",
+            RiskGrade::Medium => "中",
+            RiskGrade::Low => "低",
+        }
+    }
+}
+
 /// One integrity-risk control point.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +201,25 @@ pub struct ControlPointDef {
     pub action: Action,
     /// Alert message with `{name}` placeholders naming fields or derived values.
     pub message: String,
+    /// The message in Chinese, with the same placeholders as `message`.
+    /// The compiler checks its placeholders when present; `levee check`
+    /// requires it ([`crate::register`]).
+    #[serde(default)]
+    pub message_zh: Option<String>,
+    /// The register's risk grade (风险等级): `high`, `medium` or `low`.
+    #[serde(default)]
+    pub risk_grade: Option<RiskGrade>,
+    /// The control measure (防控措施), in Chinese, short.
+    #[serde(default)]
+    pub measure: Option<String>,
+    /// The owning department (责任部门), in Chinese, e.g. `综合部`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The basis (制度依据): a law, regulation or standard named with
+    /// certainty, or `company rule` ([`crate::register::COMPANY_RULE`]) for
+    /// the operator to fill in with its own rule.
+    #[serde(default)]
+    pub basis: Option<String>,
     #[serde(default)]
     pub tags: Vec<String>,
     /// Windowed aggregates over this subject's recent events (the current one

@@ -9,6 +9,7 @@ use crate::graph::{Aggregate, ControlPoint, MessagePart, Slot, Tier, Ty};
 use crate::load::SourceFile;
 use crate::lower::Builder;
 use crate::model::{AggregateDef, AggregateFn, ControlPointDef, FieldType};
+use crate::template::{parse_template, Part};
 
 /// Default notify roles of tiers 2 and 3 (docs/contract.md).
 pub fn default_notify(tier: u8) -> Option<&'static str> {
@@ -194,31 +195,11 @@ pub(crate) fn compile_cp(
     }
 
     let mut placeholders: Vec<String> = Vec::new();
-    let message = match parse_template(&cp.message) {
-        Ok(parts) => {
-            let mut out = Vec::new();
-            for p in parts {
-                match p {
-                    Part::Text(t) => out.push(MessagePart::Text(t)),
-                    Part::Name(n) => {
-                        match b.name(&n) {
-                            Ok((slot, _)) => out.push(MessagePart::Value(slot)),
-                            Err(e) => diags.push(
-                                error(format!("message placeholder {{{n}}}: {e}"))
-                                    .expression(&cp.message),
-                            ),
-                        }
-                        placeholders.push(n);
-                    }
-                }
-            }
-            out
-        }
-        Err(e) => {
-            diags.push(error(format!("message: {e}")).expression(&cp.message));
-            Vec::new()
-        }
-    };
+    let message = template(&cp.message, "message", b, &mut placeholders, &error, diags);
+    let message_zh = cp
+        .message_zh
+        .as_ref()
+        .map(|t| template(t, "message_zh", b, &mut placeholders, &error, diags));
 
     // Evidence: the names the conditions (recorded as they were parsed)
     // and the message read, in order.
@@ -250,6 +231,8 @@ pub(crate) fn compile_cp(
         tiers,
         action: cp.action,
         message,
+        message_zh,
+        register: crate::register::Register::of(cp),
         evidence,
         tags: cp.tags.clone(),
         file: f.relative.clone(),
@@ -258,6 +241,42 @@ pub(crate) fn compile_cp(
         escalate_after,
         reads_calendar: false,
     })
+}
+
+/// Compiles a message template (`message` or `message_zh`): each
+/// placeholder must name a field, derived value or aggregate; the names
+/// read are added to `placeholders`.
+fn template(
+    src: &str,
+    key: &str,
+    b: &mut Builder<'_>,
+    placeholders: &mut Vec<String>,
+    error: &dyn Fn(String) -> Diagnostic,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<MessagePart> {
+    let parts = match parse_template(src) {
+        Ok(parts) => parts,
+        Err(e) => {
+            diags.push(error(format!("{key}: {e}")).expression(src));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for p in parts {
+        match p {
+            Part::Text(t) => out.push(MessagePart::Text(t)),
+            Part::Name(n) => {
+                match b.name(&n) {
+                    Ok((slot, _)) => out.push(MessagePart::Value(slot)),
+                    Err(e) => {
+                        diags.push(error(format!("{key} placeholder {{{n}}}: {e}")).expression(src))
+                    }
+                }
+                placeholders.push(n);
+            }
+        }
+    }
+    out
 }
 
 fn compile_aggregate(
@@ -354,50 +373,6 @@ pub(crate) fn state_key(parts: &[&str]) -> u64 {
     })
 }
 
-enum Part {
-    Text(String),
-    Name(String),
-}
-
-/// Splits a message template into text and `{name}` placeholders;
-/// `{{` and `}}` stand for literal braces.
-fn parse_template(t: &str) -> Result<Vec<Part>, String> {
-    let mut parts = Vec::new();
-    let mut text = String::new();
-    let mut rest = t;
-    while let Some(i) = rest.find(['{', '}']) {
-        text.push_str(&rest[..i]);
-        let brace = &rest[i..i + 1];
-        let after = &rest[i + 1..];
-        if let Some(after_pair) = after.strip_prefix(brace) {
-            // `{{` or `}}`: a literal brace.
-            text.push_str(brace);
-            rest = after_pair;
-            continue;
-        }
-        if brace == "}" {
-            return Err("a lone `}` (write `}}` for a literal brace)".to_owned());
-        }
-        let Some(end) = after.find('}') else {
-            return Err(format!("placeholder `{{{after}` is not closed with `}}`"));
-        };
-        let name = after[..end].trim();
-        if name.is_empty() {
-            return Err("empty placeholder `{}`".to_owned());
-        }
-        if !text.is_empty() {
-            parts.push(Part::Text(std::mem::take(&mut text)));
-        }
-        parts.push(Part::Name(name.to_owned()));
-        rest = &after[end + 1..];
-    }
-    text.push_str(rest);
-    if !text.is_empty() {
-        parts.push(Part::Text(text));
-    }
-    Ok(parts)
-}
-
 pub(crate) fn field_ty(t: FieldType) -> Ty {
     match t {
         FieldType::Number => Ty::Float,
@@ -417,35 +392,6 @@ pub(crate) fn is_identifier(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn shown(t: &str) -> Result<Vec<String>, String> {
-        parse_template(t).map(|parts| {
-            parts
-                .into_iter()
-                .map(|p| match p {
-                    Part::Text(s) => format!("text:{s}"),
-                    Part::Name(s) => format!("name:{s}"),
-                })
-                .collect()
-        })
-    }
-
-    #[test]
-    fn templates_split_into_text_and_names_with_literal_braces() {
-        assert_eq!(
-            shown("Vehicle {vehicle_id} used {fuel_used_l} L"),
-            Ok(vec![
-                "text:Vehicle ".to_owned(),
-                "name:vehicle_id".to_owned(),
-                "text: used ".to_owned(),
-                "name:fuel_used_l".to_owned(),
-                "text: L".to_owned(),
-            ])
-        );
-        assert_eq!(shown("{{literal}}"), Ok(vec!["text:{literal}".to_owned()]));
-        assert!(shown("unclosed {name").is_err());
-        assert!(shown("stray } brace").is_err());
-    }
 
     #[test]
     fn identifiers_and_default_roles() {

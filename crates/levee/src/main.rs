@@ -3,10 +3,12 @@
 //!
 //! # Layout
 //! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `diff`, `graph`, `gen`, `run`).
+//! - `csv`: writing CSV records (`levee catalog --format csv`).
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
 //! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
 
 mod cmd;
+mod csv;
 mod rules;
 mod service;
 
