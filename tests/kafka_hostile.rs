@@ -155,8 +155,10 @@ async fn large_and_hostile_records_cost_a_dead_letter_each_and_the_stream_goes_o
     // Commits go on: a later event alerts too.
     let later = trip("later", vehicle, "");
     setup.produce_events(std::slice::from_ref(&later)).await;
+    // As replay has it after the trip before it: at night, VU-101's
+    // suppression keeps the second night trip of the day quiet.
     setup
-        .wait_for_alerts(&replay(&setup, std::slice::from_ref(&later)))
+        .wait_for_alerts(&replay(&setup, &[after.clone(), later.clone()]))
         .await;
     let (status, log) = levee.terminate().await;
     assert!(status.success(), "{log}");

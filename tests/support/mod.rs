@@ -213,13 +213,26 @@ impl Setup {
             if missing.is_empty() {
                 return got;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{} of {} expected alerts missing after {WAIT:?}, e.g. {:?}",
-                missing.len(),
-                expected.len(),
-                missing.iter().take(3).collect::<Vec<_>>()
-            );
+            if Instant::now() >= deadline {
+                // What came instead: control point, event and tier of each.
+                let seen: Vec<String> = got
+                    .iter()
+                    .take(10)
+                    .map(|a| {
+                        format!(
+                            "{} {} tier {}",
+                            a["control_point"], a["event_id"], a["tier"]
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "{} of {} expected alerts missing after {WAIT:?}, e.g. {:?}; received {}: {seen:?}",
+                    missing.len(),
+                    expected.len(),
+                    missing.iter().take(3).collect::<Vec<_>>(),
+                    got.len(),
+                );
+            }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
