@@ -131,9 +131,10 @@ impl Engine {
             .event_types
             .iter()
             .map(|t| {
-                t.control_points
-                    .iter()
-                    .any(|&c| graph.control_points[c as usize].action == Action::Block)
+                t.request
+                    && t.control_points
+                        .iter()
+                        .any(|&c| graph.control_points[c as usize].action == Action::Block)
             })
             .collect();
         Engine {
@@ -419,7 +420,13 @@ impl Engine {
             title: cp.title.clone(),
             tier: hit.tier,
             notify: tier.map(|t| t.notify.clone()).unwrap_or_default(),
-            action: cp.action.as_str().to_owned(),
+            // What levee did: only a request can be blocked.
+            action: if self.intercepts[self.env.type_index as usize] {
+                cp.action.as_str()
+            } else {
+                Action::Alert.as_str()
+            }
+            .to_owned(),
             subject,
             branch: self.env.branch.clone(),
             event_id: self.env.event_id.clone(),
@@ -458,7 +465,8 @@ impl Engine {
         alert
     }
 
-    /// The verdict on the last event, if its type has intercepting control points.
+    /// The verdict on the last event, if it is a request (its type says
+    /// `request: true`) and its type has intercepting control points.
     pub fn verdict(&self) -> Option<Verdict> {
         if !self.intercepts[self.env.type_index as usize] {
             return None;

@@ -315,6 +315,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             control_points: cp_indices,
             aggregates,
             plan,
+            request: def.request,
         });
     }
 

@@ -334,6 +334,8 @@ pub struct EventType {
     /// What each event evaluates, and how each control point's condition
     /// is decided.
     pub plan: crate::plan::Plan,
+    /// Its events are requests: they get verdicts (`request: true`).
+    pub request: bool,
 }
 
 impl EventType {

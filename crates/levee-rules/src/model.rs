@@ -84,6 +84,13 @@ pub struct EventTypeDef {
     /// event and shared by every control point that reads them.
     #[serde(default)]
     pub derived: BTreeMap<String, String>,
+    /// Events of this type are requests that wait for an answer (an
+    /// application, a payment request, a limit raise): they get a verdict,
+    /// and `block` control points intercept them. Other events report what
+    /// already happened: a `block` point on them raises its alert and
+    /// blocks nothing.
+    #[serde(default)]
+    pub request: bool,
 }
 
 /// One field of an event type.

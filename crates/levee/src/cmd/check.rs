@@ -55,7 +55,34 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("  {id}  {file}");
         }
     }
+    let blocking_nothing = blocks_on_reports(graph);
+    if !blocking_nothing.is_empty() {
+        eprintln!(
+            "levee: {} `block` control points are on event types that are not requests: they raise their alerts and block nothing{}",
+            blocking_nothing.len(),
+            if args.verbose { "" } else { "; --verbose lists them" }
+        );
+    }
+    if args.verbose {
+        for (id, event_type, file) in blocking_nothing {
+            eprintln!("  {id}  {event_type}  {file}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `block` control points whose event type is not a request (id, type,
+/// file): the event already happened, so nothing can be blocked.
+fn blocks_on_reports(graph: &levee_rules::RuleGraph) -> Vec<(&str, &str, &str)> {
+    graph
+        .control_points
+        .iter()
+        .filter(|cp| cp.action == levee_rules::model::Action::Block)
+        .filter_map(|cp| {
+            let et = graph.event_types.get(cp.event_type as usize)?;
+            (!et.request).then_some((cp.id.as_str(), et.name.as_str(), cp.file.as_str()))
+        })
+        .collect()
 }
 
 /// The control points whose basis names no law, regulation or standard,

@@ -346,20 +346,15 @@ fn evaluate_one(
     bound: (i64, i64),
 ) -> Result<Evaluation, levee_engine::BadInput> {
     let processed = engine.process_bounded(bytes, &Source::Http { http: true }, now, bound)?;
-    let mut control_points: Vec<String> = processed
-        .alerts
-        .iter()
-        .filter(|a| a.action == "block")
-        .map(|a| a.control_point.clone())
-        .collect();
-    control_points.dedup();
+    // The stream's verdict: only requests are blocked; anything else is
+    // allowed, its alerts raised all the same.
+    let (verdict, control_points) = match processed.verdict {
+        Some(v) => (v.verdict, v.control_points),
+        None => ("allow", Vec::new()),
+    };
     Ok(Evaluation {
         event_id: engine.envelope().event_id.clone(),
-        verdict: if control_points.is_empty() {
-            "allow"
-        } else {
-            "block"
-        },
+        verdict,
         control_points,
         alerts: processed.alerts,
         ruleset_version: graph.version.clone(),
