@@ -483,3 +483,71 @@ async fn restart_restores_state_like_replay_exactly_once() {
         started.elapsed()
     );
 }
+
+/// A rolling upgrade from a version that wrote the changelog as JSON. The
+/// old version's records are what `state.changelog_encoding = "json"`
+/// writes (the same serialization). An instance writing JSON and one
+/// writing binary share the group: partitions move from the JSON writer to
+/// the binary one (which reads JSON) and on to another JSON writer (which
+/// reads binary), and the alerts are an uninterrupted replay's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_upgrade_mixes_json_and_binary_changelog_records() {
+    let setup = Setup::new("upgrade").await;
+    let json = setup.config_with(
+        "at_least_once",
+        0,
+        "[state]\nchangelog_encoding = \"json\"\n",
+    );
+    let binary = setup.config("at_least_once", 0);
+    let phases = stateful_events("u", 3);
+    let expected = replay(&setup, &phases.concat());
+
+    let mut old = setup.spawn(&json, "old");
+    old.wait_assigned().await;
+    produce_keyed(&setup, &phases[0], None).await;
+    wait_all(&setup, &replay(&setup, &phases[0])).await;
+
+    // The new version joins, then the old one leaves: its partitions'
+    // JSON state moves to the new one.
+    let mut new = setup.spawn(&binary, "new");
+    new.wait_assigned().await;
+    old.wait_log("partitions assigned", 2).await;
+    let (status, log) = old.terminate().await;
+    assert!(status.success(), "{log}");
+    new.wait_log("partitions assigned", 2).await;
+    produce_keyed(&setup, &phases[1], None).await;
+    wait_all(&setup, &replay(&setup, &phases[0..2].concat())).await;
+
+    // A JSON writer again takes partitions whose state is binary.
+    let mut again = setup.spawn(&json, "again");
+    again.wait_assigned().await;
+    new.wait_log("partitions assigned", 3).await;
+    again.wait_log("partition state restored", 1).await;
+    produce_keyed(&setup, &phases[2], None).await;
+    let got = wait_all(&setup, &expected).await;
+    assert_same(&got, &expected);
+    for levee in [new, again] {
+        let (status, log) = levee.terminate().await;
+        assert!(status.success(), "{log}");
+    }
+
+    // Both encodings were written and read: subjects' records (keys of
+    // three parts) start with `{` (JSON) or 0xB1 (binary, version 1).
+    let records = broker()
+        .consume_all(&setup.topics.changelog, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let firsts: BTreeSet<u8> = records
+        .iter()
+        .filter(|m| {
+            m.key
+                .as_deref()
+                .is_some_and(|k| k.split(|b| *b == b'/').count() >= 3)
+        })
+        .filter_map(|m| m.payload.as_deref()?.first().copied())
+        .collect();
+    assert!(
+        firsts.contains(&b'{') && firsts.contains(&levee_engine::codec::BINARY_V1),
+        "first bytes of subject records: {firsts:?}"
+    );
+}
