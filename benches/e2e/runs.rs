@@ -11,15 +11,15 @@ use crate::levee::{config_file, levee_topics, Levee};
 use crate::observe::{cpu_ticks, topic_bytes, Monitor, Throughput};
 
 /// The two runs' throughput, and the memory (VmRSS, VmHWM in KiB) of the
-/// at-least-once one after it.
-pub(crate) fn levee_runs(b: &Bench) -> (Vec<Throughput>, (u64, u64)) {
+/// at-least-once one after it. `round` names their topics and groups.
+pub(crate) fn levee_runs(b: &Bench, round: usize) -> (Vec<Throughput>, (u64, u64)) {
     let (rt, broker, inputs) = (&b.rt, &b.broker, &b.inputs);
     let (total, broker_pid, input_mib) = (b.total, b.broker_pid, b.input_mib);
     let dir = &b.dir;
     let mut levee_runs = Vec::new();
     let mut al_memory = (0, 0);
     for delivery in ["at_least_once", "exactly_once"] {
-        let prefix = format!("bench.{delivery}");
+        let prefix = format!("bench.{delivery}.{round}");
         let o = levee_topics(rt, broker, &prefix, Some(inputs));
         let group = format!("{prefix}.group");
         let config = config_file(dir.path(), delivery, broker, delivery, &group, &o);
