@@ -15,6 +15,8 @@
 //! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
 //! - [`render`]: `levee graph` output (Graphviz dot, Mermaid).
+//! - [`variant`]: one control point's variants compiled against a catalog
+//!   parsed once (`levee test --mutate`).
 
 pub mod calendar;
 pub mod compile;
@@ -28,6 +30,7 @@ pub mod model;
 pub mod plan;
 mod point;
 pub mod render;
+pub mod variant;
 
 pub use calendar::Calendar;
 pub use compile::{compile, compile_dir, default_notify, Compiled};

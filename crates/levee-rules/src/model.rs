@@ -144,7 +144,7 @@ impl Action {
 }
 
 /// One integrity-risk control point.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPointDef {
     /// Stable id with a per-domain prefix, e.g. `VF-001`.
@@ -189,7 +189,7 @@ pub struct ControlPointDef {
 }
 
 /// A windowed aggregate per subject.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateDef {
     /// `count`, `sum`, `min`, `max`, `avg` or `distinct` (count of distinct values).
@@ -219,7 +219,7 @@ pub enum AggregateFn {
 }
 
 /// One tier of a control point.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierDef {
     /// 1 (line manager), 2 (branch leadership) or 3 (discipline inspection).
