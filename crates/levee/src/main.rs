@@ -2,10 +2,13 @@
 //! outside world (files, Kafka, HTTP, signals, the clock).
 //!
 //! # Layout
-//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `graph`, `gen`, `run`).
+//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `graph`, `gen`, `run`),
+//!   and `mutate`, the mutation testing of `levee test --mutate`.
+//! - `cases`: running one rule test case and checking what it expects.
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
 //! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
 
+mod cases;
 mod cmd;
 mod rules;
 mod service;

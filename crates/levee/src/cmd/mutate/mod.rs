@@ -1,0 +1,350 @@
+//! `levee test --mutate`: are a control point's tests enough to notice it
+//! changed? Each control point's conditions are mutated ([`operators`]),
+//! and the point's test cases run against each mutant; a mutant no case
+//! fails on survives: a change to the rule the tests would let through.
+//!
+//! The catalog is parsed once; each mutant is the catalog's event types,
+//! lists and calendar with the mutated control point alone
+//! ([`levee_rules::variant::Catalog::compile_one`]), and only the cases
+//! with an event of its event type run against it, checked for what they
+//! say about that point ([`crate::cases::Scope::Only`]). Control points
+//! are shared out over the machine's cores.
+
+mod lines;
+mod operators;
+mod report;
+mod tokens;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use levee_rules::graph::Const;
+use levee_rules::model::{ControlPointDef, TestCase, TestFile};
+use levee_rules::variant::Catalog;
+use levee_rules::SourceFile;
+
+use self::operators::{mutants, Lists, Operator, EMPTY_LIST};
+pub use self::report::Format;
+use crate::cases::{self, Scope};
+
+/// What `levee test --mutate` was asked.
+#[derive(Debug)]
+pub struct Options {
+    /// Only control points whose id or file contains this text.
+    pub filter: Option<String>,
+    /// The lowest score that passes.
+    pub min_score: Option<f64>,
+    pub format: Format,
+}
+
+/// What became of a mutant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// A test case failed on it.
+    Killed,
+    /// Every test case passed.
+    Survived,
+    /// It does not compile (not counted in the score).
+    Invalid,
+}
+
+/// One mutant of a control point, and its fate.
+#[derive(Debug)]
+pub struct Mutant {
+    pub operator: Operator,
+    /// `when` or `tier N when`.
+    pub place: String,
+    pub line: Option<usize>,
+    pub change: String,
+    /// The mutated condition (empty for a dropped tier condition).
+    pub text: String,
+    pub fate: Fate,
+}
+
+/// One control point's mutants.
+#[derive(Debug)]
+pub struct Point {
+    pub id: String,
+    pub file: String,
+    /// The test cases that have an event of its type.
+    pub cases: usize,
+    /// Cases that fail against the point unmutated: (file: name, problems).
+    pub failing: Vec<(String, Vec<String>)>,
+    pub mutants: Vec<Mutant>,
+}
+
+/// A test case with the event types of its events.
+struct Case<'a> {
+    /// The file relative to the rules directory (events' source).
+    file: &'a str,
+    /// The file as the user would type it (for messages).
+    path: &'a str,
+    case: &'a TestCase,
+    types: BTreeSet<&'a str>,
+}
+
+pub fn run(rules: &Path, options: &Options) -> anyhow::Result<ExitCode> {
+    let sources = match levee_rules::read_rules_dir(rules) {
+        Ok(s) => s,
+        Err(diags) => {
+            crate::rules::print_failure(&diags);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let graph = match levee_rules::compile(&sources) {
+        Ok(c) => c.graph,
+        Err(diags) => {
+            crate::rules::print_failure(&diags);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut catalog = match Catalog::parse(&sources) {
+        Ok(c) => c,
+        Err(diags) => {
+            crate::rules::print_failure(&diags);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    catalog.add_lists(
+        "(mutation testing)",
+        BTreeMap::from([(EMPTY_LIST.to_owned(), Vec::new())]),
+    );
+    // Named lists only: `contains(("a", "b"), x)` makes a list too.
+    let named = |name: &str| name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let lists = Lists::new(graph.lists.iter().filter(|l| named(&l.name)).map(|l| {
+        let kinds: BTreeSet<&str> = l.items.iter().map(|c| c.ty().name()).collect();
+        let kind = kinds.into_iter().collect::<Vec<_>>().join("+");
+        let items = l.items.iter().map(show_const).collect();
+        (l.name.clone(), kind, items)
+    }));
+
+    let files = match levee_rules::read_test_files(rules) {
+        Ok(f) => f,
+        Err(diags) => {
+            crate::rules::print_failure(&diags);
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let mut parsed: Vec<(&SourceFile, TestFile)> = Vec::new();
+    for f in &files {
+        match serde_norway::from_str(&f.text) {
+            Ok(t) => parsed.push((f, t)),
+            Err(e) => {
+                eprintln!("levee: {}: the test file does not parse: {e}", f.path);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    let all_cases: Vec<Case<'_>> = parsed
+        .iter()
+        .flat_map(|(f, t)| {
+            t.cases.iter().map(|case| Case {
+                file: &f.relative,
+                path: &f.path,
+                case,
+                types: case
+                    .events
+                    .iter()
+                    .filter_map(|e| e.get("type").and_then(|t| t.as_str()))
+                    .collect(),
+            })
+        })
+        .collect();
+
+    let points: Vec<(&SourceFile, &ControlPointDef)> = catalog
+        .control_points()
+        .filter(|(f, cp)| {
+            options
+                .filter
+                .as_deref()
+                .is_none_or(|x| cp.id.contains(x) || f.path.contains(x))
+        })
+        .collect();
+    if points.is_empty() {
+        eprintln!("levee: no control point to mutate");
+        return Ok(ExitCode::FAILURE);
+    }
+    let results = on_all_cores(points.len(), |k| {
+        let (file, cp) = points[k];
+        mutate_point(&catalog, file, cp, &all_cases, &lists)
+    });
+    let summary = report::Summary::new(&results);
+    match options.format {
+        Format::Text => report::print_text(&results, &summary, options.min_score),
+        Format::Json => report::print_json(&results, &summary, options.min_score)?,
+    }
+    let below = options.min_score.is_some_and(|m| summary.score() < m);
+    Ok(if below || summary.failing > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `f(0..n)` on as many threads as the machine has cores, in order.
+fn on_all_cores<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |c| c.get())
+        .min(n)
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let k = next.fetch_add(1, Ordering::Relaxed);
+            if k >= n {
+                return done;
+            }
+            done.push((k, f(k)));
+        }
+    };
+    let mut all: Vec<(usize, T)> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        let mut all = work();
+        for h in helpers {
+            match h.join() {
+                Ok(done) => all.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    all.sort_by_key(|(k, _)| *k);
+    all.into_iter().map(|(_, t)| t).collect()
+}
+
+/// A variant of a control point: one of its conditions mutated.
+struct Variant {
+    operator: Operator,
+    place: String,
+    line: Option<usize>,
+    change: String,
+    text: String,
+    def: ControlPointDef,
+}
+
+/// Every variant of `cp`: its `when` mutated, then each tier's.
+fn variants(file: &SourceFile, cp: &ControlPointDef, lists: &Lists) -> Vec<Variant> {
+    let at = lines::find(&file.text, &cp.id);
+    let mut out = Vec::new();
+    for m in mutants(&cp.when, lists) {
+        let mut def = cp.clone();
+        def.when.clone_from(&m.text);
+        out.push(Variant {
+            operator: m.operator,
+            place: "when".to_owned(),
+            line: at.when.or(at.id),
+            change: m.change,
+            text: m.text,
+            def,
+        });
+    }
+    for (k, tier) in cp.tiers.iter().enumerate() {
+        let Some(when) = &tier.when else {
+            continue;
+        };
+        let n = u8::try_from(tier.tier).unwrap_or(0);
+        let place = format!("tier {n} when");
+        for m in mutants(when, lists) {
+            let mut def = cp.clone();
+            def.tiers[k].when = Some(m.text.clone());
+            out.push(Variant {
+                operator: m.operator,
+                place: place.clone(),
+                line: at.tier(n),
+                change: m.change,
+                text: m.text,
+                def,
+            });
+        }
+        let mut def = cp.clone();
+        def.tiers[k].when = None;
+        out.push(Variant {
+            operator: Operator::TierDropped,
+            place,
+            line: at.tier(n),
+            change: format!("dropped `{when}`: tier {n} whenever the point fires"),
+            text: String::new(),
+            def,
+        });
+    }
+    out
+}
+
+/// Runs control point `cp`'s cases against each of its mutants.
+fn mutate_point(
+    catalog: &Catalog,
+    file: &SourceFile,
+    cp: &ControlPointDef,
+    all_cases: &[Case<'_>],
+    lists: &Lists,
+) -> Point {
+    let mut point = Point {
+        id: cp.id.clone(),
+        file: file.path.clone(),
+        cases: 0,
+        failing: Vec::new(),
+        mutants: Vec::new(),
+    };
+    let graph = match catalog.compile_one(file, cp) {
+        Ok(c) => Arc::new(c.graph),
+        Err(diags) => {
+            let problems = diags.iter().map(|d| d.to_string()).collect();
+            point
+                .failing
+                .push(("(compiling it alone)".to_owned(), problems));
+            return point;
+        }
+    };
+    let mut usable: Vec<&Case<'_>> = Vec::new();
+    for c in all_cases
+        .iter()
+        .filter(|c| c.types.contains(cp.event_type.as_str()))
+    {
+        point.cases += 1;
+        match cases::run(&graph, c.file, c.case, Scope::Only(&cp.id)) {
+            Ok(()) => usable.push(c),
+            Err(problems) => point
+                .failing
+                .push((format!("{}: {}", c.path, c.case.name), problems)),
+        }
+    }
+    for v in variants(file, cp, lists) {
+        let fate = match catalog.compile_one(file, &v.def) {
+            Err(_) => Fate::Invalid,
+            Ok(c) => {
+                let graph = Arc::new(c.graph);
+                let fails = |c: &&Case<'_>| {
+                    cases::run(&graph, c.file, c.case, Scope::Only(&cp.id)).is_err()
+                };
+                if usable.iter().any(fails) {
+                    Fate::Killed
+                } else {
+                    Fate::Survived
+                }
+            }
+        };
+        point.mutants.push(Mutant {
+            operator: v.operator,
+            place: v.place,
+            line: v.line,
+            change: v.change,
+            text: v.text,
+            fate,
+        });
+    }
+    point
+}
+
+/// A list item as text, to compare lists' items.
+fn show_const(c: &Const) -> String {
+    match c {
+        Const::Str(s) => s.to_string(),
+        Const::Int(i) => i.to_string(),
+        Const::Float(f) => f.to_string(),
+        Const::Bool(b) => b.to_string(),
+    }
+}
