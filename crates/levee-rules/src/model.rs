@@ -251,9 +251,14 @@ pub struct TestCase {
     /// ID, status: rectified|dismissed|acknowledged}` rectifies the alert that
     /// control point raised on that event, and `{tick: RFC3339}` lets time pass.
     pub events: Vec<serde_json::Value>,
-    /// Alerts that must be raised.
+    /// Alerts that must be raised: exactly these, every alert the events
+    /// raise must match one of them (unless `expect_also_others`).
     #[serde(default)]
     pub expect: Vec<ExpectedAlert>,
+    /// Let the events raise alerts `expect` does not list (by default a
+    /// case fails on any alert it does not expect).
+    #[serde(default)]
+    pub expect_also_others: bool,
     /// Control points that must not fire on any of the events.
     #[serde(default)]
     pub expect_none: Vec<String>,

@@ -1,6 +1,7 @@
 //! Running one rule test case (`rules/tests/*.yaml`) through an engine and
-//! checking what it expects: the alerts listed in `expect`, `expect_none`,
-//! `expect_count` and `expect_future`.
+//! checking what it expects: the alerts listed in `expect` (exactly those,
+//! unless `expect_also_others`), `expect_none`, `expect_count` and
+//! `expect_future`.
 //!
 //! `levee test` runs a case against the whole catalog ([`Scope::All`]);
 //! `levee test --mutate` runs it against a graph holding one (mutated)
@@ -132,6 +133,17 @@ fn check(
                 describe(e),
                 got(alerts, &e.control_point)
             ));
+        }
+    }
+    if !case.expect_also_others {
+        for a in alerts {
+            if !case.expect.iter().any(|e| matches(a, e)) {
+                problems.push(format!(
+                    "unexpected alert: {} at tier {} about {} on event {} ({}); list it in \
+                     `expect`, or set `expect_also_others: true`",
+                    a.control_point, a.tier, a.subject, a.event_id, a.action
+                ));
+            }
         }
     }
     for id in case.expect_none.iter().filter(|id| scope.covers(id)) {
@@ -281,6 +293,37 @@ control_points:
     }
 
     const EVENT: &str = r#"{"event_id": "e1", "type": "t", "occurred_at": "2026-01-01T00:00:00Z", "branch": "b", "who": "x", "a": 60}"#;
+
+    #[test]
+    fn expect_is_exact_unless_others_are_allowed() {
+        let g = graph();
+        let only_t1 = format!(
+            "cases:\n  - name: n\n    events: [{EVENT}]\n    expect: [{{control_point: T-1, tier: 1}}]\n"
+        );
+        let problems = run(&g, "f", &case(&only_t1), Scope::All).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("unexpected alert: T-2 at tier 1"));
+
+        let relaxed = format!("{only_t1}    expect_also_others: true\n");
+        assert!(run(&g, "f", &case(&relaxed), Scope::All).is_ok());
+
+        let both = format!(
+            "cases:\n  - name: n\n    events: [{EVENT}]\n    expect: [{{control_point: T-1, tier: 1}}, {{control_point: T-2, tier: 1}}]\n"
+        );
+        assert!(run(&g, "f", &case(&both), Scope::All).is_ok());
+    }
+
+    #[test]
+    fn a_wrong_tier_is_both_missing_and_unexpected() {
+        let g = graph();
+        let wrong = format!(
+            "cases:\n  - name: n\n    events: [{EVENT}]\n    expect: [{{control_point: T-1, tier: 2}}, {{control_point: T-2, tier: 1}}]\n"
+        );
+        let problems = run(&g, "f", &case(&wrong), Scope::All).unwrap_err();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("expected T-1 at tier 2; got tier 1"));
+        assert!(problems[1].starts_with("unexpected alert: T-1 at tier 1"));
+    }
 
     #[test]
     fn a_scoped_run_checks_only_its_control_point() {
