@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use crate::compile::{build, parse_sources, Compiled};
 use crate::diag::Diagnostic;
 use crate::load::{RuleSources, SourceFile};
-use crate::model::{ControlPointDef, ListItem, RuleFile};
+use crate::model::{ControlPointDef, EventTypeDef, ListItem, RuleFile};
 
 /// A rules directory parsed once.
 #[derive(Debug)]
@@ -54,6 +54,13 @@ impl Catalog {
         self.files
             .iter()
             .flat_map(|(f, rf)| rf.control_points.iter().map(move |cp| (f, cp)))
+    }
+
+    /// The definition of event type `name`.
+    pub fn event_type(&self, name: &str) -> Option<&EventTypeDef> {
+        self.files
+            .iter()
+            .find_map(|(_, rf)| rf.event_types.get(name))
     }
 
     /// The catalog's event types, lists and calendar with one control point,
@@ -120,6 +127,9 @@ control_points:
         assert_eq!(graph.control_points[0].when_src, "a >= 10");
         assert_eq!(graph.version, sources.version());
         assert!(graph.lists.iter().any(|l| l.name == "names"));
+        assert!(catalog
+            .event_type("t")
+            .is_some_and(|t| t.fields.contains_key("a")));
 
         // A variant naming a list added for it.
         catalog.add_lists("extra.yaml", BTreeMap::from([("none".to_owned(), vec![])]));

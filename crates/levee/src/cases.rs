@@ -41,6 +41,23 @@ pub fn run(
     case: &TestCase,
     scope: Scope<'_>,
 ) -> Result<(), Vec<String>> {
+    let (alerts, mut problems) = play(graph, file, case, scope);
+    check(graph, case, &alerts, scope, &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// Plays a case's steps: the alerts raised, and the problems of steps
+/// that could not be played (bad input, a refusal not expected, …).
+pub fn play(
+    graph: &Arc<RuleGraph>,
+    file: &str,
+    case: &TestCase,
+    scope: Scope<'_>,
+) -> (Vec<Alert>, Vec<String>) {
     let mut problems = Vec::new();
     let mut engine = Engine::new(graph.clone());
     let mut alerts: Vec<Alert> = Vec::new();
@@ -53,7 +70,12 @@ pub fn run(
     {
         None => None,
         Some(Ok(t)) => Some(t.timestamp()),
-        Some(Err(e)) => return Err(vec![format!("`now` is not an RFC 3339 time: {e}")]),
+        Some(Err(e)) => {
+            return (
+                Vec::new(),
+                vec![format!("`now` is not an RFC 3339 time: {e}")],
+            )
+        }
     };
     let mut refused: Vec<String> = Vec::new();
     for (i, ev) in case.events.iter().enumerate() {
@@ -101,12 +123,7 @@ pub fn run(
             case.expect_future
         ));
     }
-    check(graph, case, &alerts, scope, &mut problems);
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    (alerts, problems)
 }
 
 /// Checks the alerts a case's events raised against what it expects.

@@ -30,6 +30,10 @@ pub struct Args {
     /// With `--mutate`: the report as text or JSON.
     #[arg(long, value_enum, default_value = "text", requires = "mutate")]
     format: super::mutate::Format,
+    /// With `--mutate`: write suggested test cases for the surviving
+    /// mutants to DIR/boundaries_<rule file>.yaml, to review and keep.
+    #[arg(long, value_name = "DIR", requires = "mutate")]
+    suggest: Option<std::path::PathBuf>,
 }
 
 pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
@@ -38,6 +42,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             filter: args.filter,
             min_score: args.min_score,
             format: args.format,
+            suggest: args.suggest,
         };
         return super::mutate::run(rules, &options);
     }

@@ -13,6 +13,7 @@
 mod lines;
 mod operators;
 mod report;
+mod suggest;
 mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,7 @@ use levee_rules::SourceFile;
 
 use self::operators::{mutants, Lists, Operator, EMPTY_LIST};
 pub use self::report::Format;
+use self::report::{Fate, Mutant, Point};
 use crate::cases::{self, Scope};
 
 /// What `levee test --mutate` was asked.
@@ -38,42 +40,8 @@ pub struct Options {
     /// The lowest score that passes.
     pub min_score: Option<f64>,
     pub format: Format,
-}
-
-/// What became of a mutant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fate {
-    /// A test case failed on it.
-    Killed,
-    /// Every test case passed.
-    Survived,
-    /// It does not compile (not counted in the score).
-    Invalid,
-}
-
-/// One mutant of a control point, and its fate.
-#[derive(Debug)]
-pub struct Mutant {
-    pub operator: Operator,
-    /// `when` or `tier N when`.
-    pub place: String,
-    pub line: Option<usize>,
-    pub change: String,
-    /// The mutated condition (empty for a dropped tier condition).
-    pub text: String,
-    pub fate: Fate,
-}
-
-/// One control point's mutants.
-#[derive(Debug)]
-pub struct Point {
-    pub id: String,
-    pub file: String,
-    /// The test cases that have an event of its type.
-    pub cases: usize,
-    /// Cases that fail against the point unmutated: (file: name, problems).
-    pub failing: Vec<(String, Vec<String>)>,
-    pub mutants: Vec<Mutant>,
+    /// Where to write suggested cases for the survivors, if anywhere.
+    pub suggest: Option<std::path::PathBuf>,
 }
 
 /// A test case with the event types of its events.
@@ -167,10 +135,15 @@ pub fn run(rules: &Path, options: &Options) -> anyhow::Result<ExitCode> {
         eprintln!("levee: no control point to mutate");
         return Ok(ExitCode::FAILURE);
     }
+    let full = Arc::new(graph);
+    let suggest = options.suggest.is_some().then_some(&full);
     let results = on_all_cores(points.len(), |k| {
         let (file, cp) = points[k];
-        mutate_point(&catalog, file, cp, &all_cases, &lists)
+        mutate_point(&catalog, file, cp, &all_cases, &lists, suggest)
     });
+    if let Some(dir) = &options.suggest {
+        write_suggestions(dir, &results)?;
+    }
     let summary = report::Summary::new(&results);
     match options.format {
         Format::Text => report::print_text(&results, &summary, options.min_score),
@@ -219,6 +192,8 @@ fn on_all_cores<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
 /// A variant of a control point: one of its conditions mutated.
 struct Variant {
     operator: Operator,
+    /// The condition mutated, as written.
+    original: String,
     place: String,
     line: Option<usize>,
     change: String,
@@ -235,6 +210,7 @@ fn variants(file: &SourceFile, cp: &ControlPointDef, lists: &Lists) -> Vec<Varia
         def.when.clone_from(&m.text);
         out.push(Variant {
             operator: m.operator,
+            original: cp.when.clone(),
             place: "when".to_owned(),
             line: at.when.or(at.id),
             change: m.change,
@@ -253,6 +229,7 @@ fn variants(file: &SourceFile, cp: &ControlPointDef, lists: &Lists) -> Vec<Varia
             def.tiers[k].when = Some(m.text.clone());
             out.push(Variant {
                 operator: m.operator,
+                original: when.clone(),
                 place: place.clone(),
                 line: at.tier(n),
                 change: m.change,
@@ -264,6 +241,7 @@ fn variants(file: &SourceFile, cp: &ControlPointDef, lists: &Lists) -> Vec<Varia
         def.tiers[k].when = None;
         out.push(Variant {
             operator: Operator::TierDropped,
+            original: when.clone(),
             place,
             line: at.tier(n),
             change: format!("dropped `{when}`: tier {n} whenever the point fires"),
@@ -281,6 +259,7 @@ fn mutate_point(
     cp: &ControlPointDef,
     all_cases: &[Case<'_>],
     lists: &Lists,
+    suggest: Option<&Arc<levee_rules::RuleGraph>>,
 ) -> Point {
     let mut point = Point {
         id: cp.id.clone(),
@@ -288,6 +267,8 @@ fn mutate_point(
         cases: 0,
         failing: Vec::new(),
         mutants: Vec::new(),
+        relative: file.relative.clone(),
+        suggestions: Vec::new(),
     };
     let graph = match catalog.compile_one(file, cp) {
         Ok(c) => Arc::new(c.graph),
@@ -312,6 +293,7 @@ fn mutate_point(
                 .push((format!("{}: {}", c.path, c.case.name), problems)),
         }
     }
+    let mut survivors: Vec<(usize, String, Arc<levee_rules::RuleGraph>)> = Vec::new();
     for v in variants(file, cp, lists) {
         let fate = match catalog.compile_one(file, &v.def) {
             Err(_) => Fate::Invalid,
@@ -323,6 +305,7 @@ fn mutate_point(
                 if usable.iter().any(fails) {
                     Fate::Killed
                 } else {
+                    survivors.push((point.mutants.len(), v.original.clone(), graph));
                     Fate::Survived
                 }
             }
@@ -336,7 +319,86 @@ fn mutate_point(
             fate,
         });
     }
+    if let (Some(full), Some(event_type)) = (suggest, catalog.event_type(&cp.event_type)) {
+        let p = suggest::Point {
+            def: cp,
+            event_type,
+            full,
+            alone: &graph,
+        };
+        point.suggestions = suggestions(&p, &point, &usable, survivors);
+    }
     point
+}
+
+/// Suggested cases for a point's survivors, each telling apart as many of
+/// them as it can.
+fn suggestions(
+    p: &suggest::Point<'_>,
+    point: &Point,
+    usable: &[&Case<'_>],
+    mut open: Vec<(usize, String, Arc<levee_rules::RuleGraph>)>,
+) -> Vec<String> {
+    // Cases where the point fires first: they reach its tiers.
+    let mut bases: Vec<suggest::Base<'_>> = usable
+        .iter()
+        .map(|c| suggest::Base {
+            file: c.file,
+            case: c.case,
+        })
+        .collect();
+    bases.sort_by_key(|b| !b.case.expect.iter().any(|e| e.control_point == p.def.id));
+    let mut out = Vec::new();
+    while let Some((k, condition, graph)) = open.first().cloned() {
+        let Some((case, what, base)) = suggest::find(p, &graph, &condition, &bases) else {
+            open.remove(0);
+            continue;
+        };
+        let file = bases[base].file;
+        let (told, left): (Vec<_>, Vec<_>) = open
+            .into_iter()
+            .partition(|(j, _, g)| *j == k || suggest::kills(p, g, file, &case));
+        open = left;
+        let changes: Vec<String> = told
+            .iter()
+            .map(|(j, _, _)| {
+                let m = &point.mutants[*j];
+                format!("{} {}", m.place, m.change)
+            })
+            .collect();
+        if let Some(s) = suggest::write(p, file, &case, &what, &changes) {
+            out.push(s.yaml);
+        }
+    }
+    out
+}
+
+/// Writes the suggested cases, one test file per rule file:
+/// `DIR/boundaries_<rule file>.yaml`.
+fn write_suggestions(dir: &Path, points: &[Point]) -> anyhow::Result<()> {
+    let mut files: BTreeMap<String, String> = BTreeMap::new();
+    for p in points.iter().filter(|p| !p.suggestions.is_empty()) {
+        let stem = p
+            .relative
+            .trim_end_matches(".yaml")
+            .replace(['/', '\\'], "_");
+        let text = files
+            .entry(format!("boundaries_{stem}.yaml"))
+            .or_insert_with(|| {
+                format!(
+                    "# Boundary cases suggested by `levee test --mutate --suggest` for {}.\ncases:\n",
+                    p.relative
+                )
+            });
+        for s in &p.suggestions {
+            text.push_str(s);
+        }
+    }
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(())
 }
 
 /// A list item as text, to compare lists' items.
@@ -346,5 +408,49 @@ fn show_const(c: &Const) -> String {
         Const::Int(i) => i.to_string(),
         Const::Float(f) => f.to_string(),
         Const::Bool(b) => b.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_condition_is_mutated_and_each_tier_condition_dropped() {
+        let text = "control_points:\n  - id: T-1\n    domain: d\n    title: t\n    event_type: t\n    when: a > 10\n    tiers:\n      - { tier: 1, notify: r }\n      - { tier: 2, when: a > 100 }\n    message: m\n";
+        let rf: levee_rules::model::RuleFile = serde_norway::from_str(text).unwrap();
+        let file = SourceFile {
+            path: "rules/t.yaml".to_owned(),
+            relative: "t.yaml".to_owned(),
+            text: text.to_owned(),
+        };
+        let cp = &rf.control_points[0];
+        let v = variants(&file, cp, &Lists::default());
+        let show: Vec<(String, Option<usize>, String)> = v
+            .iter()
+            .map(|v| (v.place.clone(), v.line, v.change.clone()))
+            .collect();
+        // `a > 10`: `>=`, 9, 11; `a > 100`: `>=`, 99, 101, then dropped.
+        assert_eq!(show.len(), 7, "{show:?}");
+        assert_eq!(
+            show[0],
+            ("when".to_owned(), Some(6), "`>` → `>=`".to_owned())
+        );
+        assert_eq!(show[3].0, "tier 2 when");
+        assert_eq!(show[3].1, Some(9));
+        let dropped = &v[6];
+        assert_eq!(dropped.operator, Operator::TierDropped);
+        assert_eq!(dropped.def.tiers[1].when, None);
+        assert_eq!(dropped.def.when, "a > 10");
+        assert_eq!(v[1].def.when, "a > 9");
+    }
+
+    #[test]
+    fn work_on_all_cores_comes_back_in_order() {
+        assert_eq!(
+            on_all_cores(50, |k| k * 2),
+            (0..50).map(|k| k * 2).collect::<Vec<_>>()
+        );
     }
 }

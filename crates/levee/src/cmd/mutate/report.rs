@@ -1,4 +1,4 @@
-//! The report of `levee test --mutate`: the score (killed / total), the
+//! The results of `levee test --mutate` and their report: the score (killed / total), the
 //! counts per operator, the surviving mutants by control point (file,
 //! line, the change), as text or JSON.
 
@@ -8,7 +8,46 @@ use std::io::Write;
 use serde_json::json;
 
 use super::operators::Operator;
-use super::{Fate, Point};
+
+/// What became of a mutant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// A test case failed on it.
+    Killed,
+    /// Every test case passed.
+    Survived,
+    /// It does not compile (not counted in the score).
+    Invalid,
+}
+
+/// One mutant of a control point, and its fate.
+#[derive(Debug)]
+pub struct Mutant {
+    pub operator: Operator,
+    /// `when` or `tier N when`.
+    pub place: String,
+    pub line: Option<usize>,
+    pub change: String,
+    /// The mutated condition (empty for a dropped tier condition).
+    pub text: String,
+    pub fate: Fate,
+}
+
+/// One control point's mutants.
+#[derive(Debug)]
+pub struct Point {
+    pub id: String,
+    pub file: String,
+    /// The test cases that have an event of its type.
+    pub cases: usize,
+    /// Cases that fail against the point unmutated: (file: name, problems).
+    pub failing: Vec<(String, Vec<String>)>,
+    pub mutants: Vec<Mutant>,
+    /// Its rule file, relative to the rules directory.
+    pub relative: String,
+    /// Suggested cases (YAML) telling survivors apart.
+    pub suggestions: Vec<String>,
+}
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -221,7 +260,6 @@ pub fn print_json(points: &[Point], s: &Summary, min_score: Option<f64>) -> anyh
 
 #[cfg(test)]
 mod tests {
-    use super::super::Mutant;
     use super::*;
 
     fn mutant(operator: Operator, fate: Fate) -> Mutant {
@@ -241,6 +279,8 @@ mod tests {
             Point {
                 id: "A-1".to_owned(),
                 file: "a.yaml".to_owned(),
+                relative: "a.yaml".to_owned(),
+                suggestions: vec![],
                 cases: 2,
                 failing: vec![],
                 mutants: vec![
@@ -253,6 +293,8 @@ mod tests {
             Point {
                 id: "A-2".to_owned(),
                 file: "a.yaml".to_owned(),
+                relative: "a.yaml".to_owned(),
+                suggestions: vec![],
                 cases: 0,
                 failing: vec![],
                 mutants: vec![mutant(Operator::Term, Fate::Survived)],
