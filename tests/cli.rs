@@ -100,6 +100,80 @@ fn a_failing_rule_test_fails_the_run_and_says_what_it_got() {
         "{stdout}"
     );
     assert!(stdout.contains("1 failed"), "{stdout}");
+    assert!(
+        stdout.contains("unexpected alert: VF-001 at tier 1 about V1 on event t1"),
+        "{stdout}"
+    );
+}
+
+/// `levee test --mutate`: a survivor is reported with its file, line and
+/// change; closing it with a boundary case kills it; `--min-score` is the bar.
+#[test]
+fn mutation_testing_reports_survivors_and_a_boundary_case_kills_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(rules.join("tests")).unwrap();
+    std::fs::write(
+        rules.join("r.yaml"),
+        r#"event_types:
+  t:
+    stream: s
+    subject: who
+    fields:
+      who: { type: string, required: true }
+      a: { type: number, required: true }
+control_points:
+  - id: T-1
+    domain: d
+    title: t
+    event_type: t
+    when: a >= 200
+    tiers:
+      - { tier: 1, notify: r }
+    message: "{who}"
+"#,
+    )
+    .unwrap();
+    let event = |id: &str, a: &str| {
+        format!(
+            r#"{{event_id: {id}, type: t, occurred_at: "2026-11-02T09:00:00+08:00", branch: b, who: W, a: {a}}}"#
+        )
+    };
+    let cases = format!(
+        "cases:\n  - name: fires\n    events: [{}]\n    expect: [{{control_point: T-1, tier: 1}}]\n",
+        event("e1", "500")
+    );
+    std::fs::write(rules.join("tests/t.yaml"), &cases).unwrap();
+    let r = rules.to_str().unwrap();
+    let out = levee(&["test", "--mutate", "--format", "json", "--rules", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // `>=` → `>`, 199, 201, 198, 202: only 201 and 202 fail at 500.
+    assert_eq!(report["mutants"]["total"], 5, "{report}");
+    assert_eq!(report["mutants"]["killed"], 0, "{report}");
+    let survivor = &report["survivors"][0];
+    assert_eq!(survivor["control_point"], "T-1");
+    assert!(survivor["file"].as_str().unwrap().ends_with("r.yaml"));
+    assert_eq!(survivor["line"], 13);
+    assert_eq!(survivor["change"], "`>=` → `>`");
+    let out = levee(&["test", "--mutate", "--min-score", "0.5", "--rules", r]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("below the bar of 50.0 %"));
+
+    // At 200 and at 199.99 every mutant is told apart.
+    let bounded = format!(
+        "{cases}  - name: boundary\n    events: [{}, {}]\n    expect: [{{control_point: T-1, tier: 1, event_id: e2}}]\n",
+        event("e2", "200"),
+        event("e3", "199.99")
+    );
+    std::fs::write(rules.join("tests/t.yaml"), bounded).unwrap();
+    let out = levee(&["test", "--mutate", "--min-score", "1", "--rules", r]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("5 mutants: 5 killed, 0 survived"),
+        "{stdout}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

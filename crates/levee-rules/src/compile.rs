@@ -39,7 +39,22 @@ pub fn compile_dir(dir: &Path) -> Result<Compiled, Vec<Diagnostic>> {
 /// warnings), in file order.
 pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
     let mut diags = Vec::new();
-    let mut parsed: Vec<(&SourceFile, RuleFile)> = Vec::new();
+    let parsed = parse_sources(sources, &mut diags);
+    let files: Vec<(&SourceFile, &RuleFile)> = parsed.iter().map(|(f, rf)| (*f, rf)).collect();
+    let points: Vec<(&SourceFile, &[ControlPointDef])> = parsed
+        .iter()
+        .map(|(f, rf)| (*f, rf.control_points.as_slice()))
+        .collect();
+    build(&files, &points, sources.version(), diags)
+}
+
+/// Parses every rule file, in file order; a file that does not parse is
+/// left out, with a diagnostic.
+pub(crate) fn parse_sources<'s>(
+    sources: &'s RuleSources,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(&'s SourceFile, RuleFile)> {
+    let mut parsed = Vec::new();
     for (f, r) in sources.files.iter().zip(parse_files(&sources.files)) {
         match r {
             Ok(rf) => parsed.push((f, rf.unwrap_or_default())),
@@ -49,13 +64,25 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
             ),
         }
     }
+    parsed
+}
 
-    let calendar = crate::calendar::from_rule_files(&parsed, &mut diags);
+/// Compiles parsed rule files: the event types, lists and calendar of
+/// `files`, and the control points of `points` (each with the file it was
+/// written in), as ruleset `version`.
+pub(crate) fn build(
+    files: &[(&SourceFile, &RuleFile)],
+    points: &[(&SourceFile, &[ControlPointDef])],
+    version: String,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Compiled, Vec<Diagnostic>> {
+    let parsed = files;
+    let calendar = crate::calendar::from_rule_files(parsed, &mut diags);
     // Lists, shared by all event types.
     let mut list_defs: Vec<ConstList> = Vec::new();
     let mut list_index: FastMap<String, u32> = FastMap::default();
     let mut list_files: FastMap<String, &str> = FastMap::default();
-    for (f, rf) in &parsed {
+    for (f, rf) in parsed {
         for (name, items) in &rf.lists {
             if let Some(first) = list_files.get(name) {
                 diags.push(
@@ -91,7 +118,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
 
     // Event types.
     let mut type_defs: BTreeMap<&str, (&SourceFile, &EventTypeDef)> = BTreeMap::new();
-    for (f, rf) in &parsed {
+    for (f, rf) in parsed {
         for (name, def) in &rf.event_types {
             if let Some((first, _)) = type_defs.get(name.as_str()) {
                 diags.push(
@@ -111,10 +138,10 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
     let mut cps_by_type: BTreeMap<&str, Vec<Located<'_>>> = BTreeMap::new();
     let mut seen_ids: FastMap<&str, String> = FastMap::default();
     let mut register = Vec::new();
-    for (f, rf) in &parsed {
+    for (f, cps) in points {
         let mut in_file: FastMap<&str, usize> = FastMap::default();
         let id_lines = id_lines(&f.text);
-        for cp in &rf.control_points {
+        for cp in *cps {
             let nth = in_file.entry(&cp.id).or_insert(0);
             *nth += 1;
             let line = id_lines
@@ -329,7 +356,7 @@ pub fn compile(sources: &RuleSources) -> Result<Compiled, Vec<Diagnostic>> {
         .collect();
     Ok(Compiled {
         graph: RuleGraph {
-            version: sources.version(),
+            version,
             event_types,
             type_index,
             control_points,

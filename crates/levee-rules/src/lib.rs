@@ -18,6 +18,8 @@
 //! - [`register`]: the register's columns (Chinese message, risk grade,
 //!   measure, owner, basis) and what `levee check` requires of them.
 //! - `template`: message templates and their placeholders.
+//! - [`variant`]: one control point's variants compiled against a catalog
+//!   parsed once (`levee test --mutate`).
 
 pub mod calendar;
 pub mod compile;
@@ -33,6 +35,7 @@ mod point;
 pub mod register;
 pub mod render;
 mod template;
+pub mod variant;
 
 pub use calendar::Calendar;
 pub use compile::{compile, compile_dir, default_notify, Compiled};

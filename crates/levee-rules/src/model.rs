@@ -183,7 +183,7 @@ impl RiskGrade {
 }
 
 /// One integrity-risk control point.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ControlPointDef {
     /// Stable id with a per-domain prefix, e.g. `VF-001`.
@@ -247,7 +247,7 @@ pub struct ControlPointDef {
 }
 
 /// A windowed aggregate per subject.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AggregateDef {
     /// `count`, `sum`, `min`, `max`, `avg` or `distinct` (count of distinct values).
@@ -277,7 +277,7 @@ pub enum AggregateFn {
 }
 
 /// One tier of a control point.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierDef {
     /// 1 (line manager), 2 (branch leadership) or 3 (discipline inspection).
@@ -309,9 +309,14 @@ pub struct TestCase {
     /// ID, status: rectified|dismissed|acknowledged}` rectifies the alert that
     /// control point raised on that event, and `{tick: RFC3339}` lets time pass.
     pub events: Vec<serde_json::Value>,
-    /// Alerts that must be raised.
+    /// Alerts that must be raised: exactly these, every alert the events
+    /// raise must match one of them (unless `expect_also_others`).
     #[serde(default)]
     pub expect: Vec<ExpectedAlert>,
+    /// Let the events raise alerts `expect` does not list (by default a
+    /// case fails on any alert it does not expect).
+    #[serde(default)]
+    pub expect_also_others: bool,
     /// Control points that must not fire on any of the events.
     #[serde(default)]
     pub expect_none: Vec<String>,

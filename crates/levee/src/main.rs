@@ -2,11 +2,14 @@
 //! outside world (files, Kafka, HTTP, signals, the clock).
 //!
 //! # Layout
-//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `diff`, `graph`, `gen`, `run`).
+//! - `cmd`: one module per subcommand (`check`, `catalog`, `test`, `replay`, `diff`, `graph`, `gen`, `run`),
+//!   and `mutate`, the mutation testing of `levee test --mutate`.
+//! - `cases`: running one rule test case and checking what it expects.
 //! - `csv`: writing CSV records (`levee catalog --format csv`).
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
 //! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
 
+mod cases;
 mod cmd;
 mod csv;
 mod rules;

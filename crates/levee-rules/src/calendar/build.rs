@@ -23,7 +23,7 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 /// The calendar the rule files declare (Asia/Shanghai and no notice where
 /// they declare none). Errors and warnings go to `diags`.
 pub(crate) fn from_rule_files(
-    files: &[(&SourceFile, RuleFile)],
+    files: &[(&SourceFile, &RuleFile)],
     diags: &mut Vec<Diagnostic>,
 ) -> Calendar {
     let files = files

@@ -29,8 +29,9 @@ fn build(files: &[(&str, &str)]) -> (Calendar, Vec<String>) {
         .iter()
         .map(|f| (f, serde_norway::from_str(&f.text).unwrap()))
         .collect();
+    let refs: Vec<_> = parsed.iter().map(|(f, rf)| (*f, rf)).collect();
     let mut diags = Vec::new();
-    let cal = from_rule_files(&parsed, &mut diags);
+    let cal = from_rule_files(&refs, &mut diags);
     (cal, diags.iter().map(|d| d.to_string()).collect())
 }
 

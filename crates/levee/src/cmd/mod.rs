@@ -3,6 +3,7 @@ pub mod check;
 pub mod diff;
 pub mod gen;
 pub mod graph;
+pub mod mutate;
 pub mod replay;
 pub mod run;
 pub mod test;
