@@ -109,15 +109,59 @@ impl Val {
                 let _ = write!(out, "{i}");
             }
             Val::Float(f) => {
-                let s = format!("{f:.2}");
-                let s = if s.contains('.') {
-                    s.trim_end_matches('0').trim_end_matches('.')
-                } else {
-                    &s
-                };
-                out.push_str(s);
+                // Written in place, then trailing zeros (and a bare point)
+                // taken off: no string of its own.
+                let start = out.len();
+                let _ = write!(out, "{f:.2}");
+                if out[start..].contains('.') {
+                    let kept = out[start..]
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                        .len();
+                    out.truncate(start + kept);
+                }
             }
             Val::Str(s) => out.push_str(s),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(v: &Val) -> String {
+        let mut out = String::from("x=");
+        v.write_display(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_message_shows_floats_with_at_most_two_decimals() {
+        for (f, s) in [
+            (12.5, "x=12.5"),
+            (12.0, "x=12"),
+            (12.346, "x=12.35"),
+            (0.004, "x=0"),
+            (-1.10, "x=-1.1"),
+            (1e21, "x=1000000000000000000000"),
+            (f64::NAN, "x=NaN"),
+            (f64::INFINITY, "x=inf"),
+        ] {
+            assert_eq!(shown(&Val::Float(f)), s, "{f}");
+        }
+        // Only the value's own zeros go: the text before it stays.
+        let mut out = String::from("100");
+        Val::Float(2.0).write_display(&mut out);
+        assert_eq!(out, "1002");
+    }
+
+    #[test]
+    fn a_message_shows_other_values_as_they_are() {
+        assert_eq!(shown(&Val::Missing), "x=?");
+        assert_eq!(shown(&Val::Error), "x=?");
+        assert_eq!(shown(&Val::Int(-7)), "x=-7");
+        assert_eq!(shown(&Val::Bool(true)), "x=true");
+        assert_eq!(shown(&Val::Str("鄂A".into())), "x=鄂A");
     }
 }
