@@ -149,8 +149,11 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most strings need no escape: eight bytes at a time up to the first
+    // that may.
+    let clean = clean_prefix(bytes);
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -175,6 +178,32 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
+}
+
+/// The length of the longest prefix of whole 8-byte words with no byte to
+/// escape (a control character, `"` or `\`).
+fn clean_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A byte of `w` is zero: (w - 1) borrows into its high bit, which `w`
+    // itself did not have set.
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGHS;
+    let mut n = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_ne_bytes(word);
+        // Bytes below 0x20: those with none of the bits 0x60 (0x80 and
+        // up are not, and they never make a false zero below).
+        let control = zero(w & u64::from_ne_bytes([0x60; 8]) | w & HIGHS);
+        let quote = zero(w ^ u64::from_ne_bytes([b'"'; 8]));
+        let backslash = zero(w ^ u64::from_ne_bytes([b'\\'; 8]));
+        if control | quote | backslash != 0 {
+            break;
+        }
+        n += 8;
+    }
+    n
 }
 
 /// Writing into a `Vec<u8>` cannot fail.
@@ -286,6 +315,23 @@ mod tests {
                 serde_json::to_string(&v.to_json()).unwrap(),
                 "{v:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_character_to_escape_is_found_wherever_it_stands() {
+        for special in ["\u{0}", "\u{1f}", "\"", "\\", "\u{7f}", " ", "é", "中"] {
+            for at in 0..20 {
+                for len in [at, at + 9, 24] {
+                    let s = format!("{}{special}{}", "a".repeat(at), "b".repeat(len - at));
+                    let mut out = Vec::new();
+                    write_str(&mut out, &s);
+                    assert_eq!(
+                        String::from_utf8(out).unwrap(),
+                        serde_json::to_string(&s).unwrap()
+                    );
+                }
+            }
         }
     }
 
