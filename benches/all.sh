@@ -15,14 +15,18 @@ mkdir -p "$out"
 log="$out/log.txt"
 
 cargo build --release --quiet
+cargo build --release --quiet -p levee --example json_lines
 events="$(cd "$out" && pwd)/events-20000.jsonl"
 "$target/release/levee" gen --events 20000 --seed 3 --out "$events" 2>/dev/null
+storm="$(cd "$out" && pwd)/storm-20000.jsonl"
+"$target/release/levee" gen --events 20000 --seed 3 --breach-rate 0.5 --out "$storm" 2>/dev/null
 export LEVEE_BENCH_EVENTS="$events"
 
 {
     echo "run: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) vCPUs, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
     cargo bench --quiet -p levee-engine --bench evaluate
     cargo bench --quiet -p levee-engine --bench scaling
+    LEVEE_BENCH_EVENTS="$storm" cargo bench --quiet -p levee-engine --bench alert
     cargo bench --quiet -p levee --bench replay
     if [[ -z "${LEVEE_BENCH_SKIP_E2E:-}" ]]; then
         cargo bench --quiet -p levee --bench e2e
@@ -50,8 +54,10 @@ c, e = per_event("evaluate/compiled"), per_event("evaluate/evalexpr")
 print(f"1. evaluation, 581 points: compiled {c/1000:.3f} us/event ({1e9/c:,.0f} events/s) "
       f"vs evalexpr {e/1000:.3f} us/event: {e/c:.1f}x (target >= 100x, >= 500,000 events/s)")
 for line in log.splitlines():
-    if line.startswith(("replay:", "baseline:", "ratio replay/baseline")):
+    if line.startswith(("replay quiet:", "replay storm:")):
         print("2. " + line)
+w, s = per_event("alert/write"), per_event("alert/serde")
+print(f"2. one alert: written {w/1000:.2f} us vs built + serialized {s/1000:.2f} us: {s/w:.1f}x (target < 2 us)")
 compile_s = dict(re.findall(r"scaling: (\d+) control points compiled in ([\d.]+) s", log))
 prev = None
 for n in ("581", "5810", "58100"):

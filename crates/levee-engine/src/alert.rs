@@ -65,14 +65,76 @@ pub struct Verdict {
 /// The alert id: the same event (type and id) and control point always give
 /// the same id, whichever instance, ruleset version or delivery raised it.
 pub fn alert_id(event_type: &str, event_id: &str, control_point: &str) -> String {
+    let mut id = String::with_capacity(32);
+    write_alert_id(event_type, event_id, control_point, &mut id);
+    id
+}
+
+/// [`alert_id`], appended to `out` (32 lower-case hex digits: the first 16
+/// bytes of the SHA-256 of the three parts, each followed by 0x1f).
+pub fn write_alert_id(event_type: &str, event_id: &str, control_point: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut h = Sha256::new();
     for part in [event_type, event_id, control_point] {
         h.update(part.as_bytes());
         h.update([0x1f]);
     }
-    h.finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    for &b in h.finalize().iter().take(16) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+}
+
+impl Source {
+    /// Sets `self` to `source`, re-using a file name's allocation.
+    pub fn set(&mut self, source: &Source) {
+        match (&mut *self, source) {
+            (Source::File { file, line }, Source::File { file: f, line: l }) => {
+                file.clear();
+                file.push_str(f);
+                *line = *l;
+            }
+            (this, s) => *this = s.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_id_is_the_hex_of_the_hash_of_its_parts() {
+        // Pinned: consumers de-duplicate on it across versions.
+        let mut h = Sha256::new();
+        h.update(b"refuel\x1fe-1\x1fVF-001\x1f");
+        let full: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let id = alert_id("refuel", "e-1", "VF-001");
+        assert_eq!(id.len(), 32);
+        assert_eq!(id, full[..32]);
+        let mut out = String::from("x");
+        write_alert_id("refuel", "e-1", "VF-001", &mut out);
+        assert_eq!(out, format!("x{id}"));
+        assert_ne!(id, alert_id("refuel", "e-1", "VF-002"));
+    }
+
+    #[test]
+    fn a_source_is_set_to_another_whatever_its_kind() {
+        let file = Source::File {
+            file: "a.jsonl".into(),
+            line: 3,
+        };
+        let http = Source::Http { http: true };
+        let mut s = http.clone();
+        s.set(&file);
+        assert_eq!(s, file);
+        let other = Source::File {
+            file: "b".into(),
+            line: 9,
+        };
+        s.set(&other);
+        assert_eq!(s, other);
+        s.set(&http);
+        assert_eq!(s, http);
+    }
 }

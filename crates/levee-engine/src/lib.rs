@@ -15,6 +15,7 @@
 //!   round the wrong way.
 //! - [`value`]: run-time values, with SQL-like `Missing`.
 //! - [`alert`]: alerts, verdicts, deterministic alert ids.
+//! - [`render`]: alerts as JSON lines, written straight into a byte buffer.
 //! - [`rectify`]: rectification messages (`events.rectification`).
 //! - [`state`]: per-subject state (windows, `for:`, suppression), kept
 //!   under each definition's key.
@@ -29,6 +30,7 @@ pub mod exact;
 mod hostile;
 pub mod ledger;
 pub mod rectify;
+pub mod render;
 mod run;
 pub mod state;
 pub mod value;
@@ -79,6 +81,14 @@ pub enum Clock {
     Wall(i64),
 }
 
+/// What [`Engine::write_alert`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub tier: u8,
+    /// The alert carries a `calendar` note (provisional or unknown).
+    pub calendar: bool,
+}
+
 /// Everything one event produced.
 #[derive(Debug, Clone, Default)]
 pub struct Processed {
@@ -112,6 +122,12 @@ pub struct Engine {
     record: bool,
     key: String,
     clock: Clock,
+    /// Per control point: its evidence in the order an alert writes it
+    /// (by name, as serde_json's map orders keys; the last of a repeated
+    /// name).
+    evidence_order: Vec<Vec<u32>>,
+    /// The alert [`Engine::write_alert`] fills, its strings re-used.
+    scratch: RefCell<Alert>,
 }
 
 impl Engine {
@@ -127,6 +143,20 @@ impl Engine {
             .map(|t| vec![0; t.program.nodes.len()])
             .collect();
         let epochs = vec![0; graph.event_types.len()];
+        let evidence_order = graph
+            .control_points
+            .iter()
+            .map(|cp| {
+                let mut order: Vec<u32> = (0..cp.evidence.len() as u32).collect();
+                // Stable: a repeated name keeps its entries in order, and
+                // the last is the one kept.
+                order.sort_by(|&a, &b| cp.evidence[a as usize].0.cmp(&cp.evidence[b as usize].0));
+                order.reverse();
+                order.dedup_by(|a, b| cp.evidence[*a as usize].0 == cp.evidence[*b as usize].0);
+                order.reverse();
+                order
+            })
+            .collect();
         let intercepts = graph
             .event_types
             .iter()
@@ -152,6 +182,8 @@ impl Engine {
             record: true,
             key: String::new(),
             clock: Clock::EventTime,
+            evidence_order,
+            scratch: RefCell::new(blank_alert()),
         }
     }
 
@@ -395,60 +427,117 @@ impl Engine {
     /// Builds the alert for one hit of the last event evaluated, and enters
     /// it in the ledger (call it once per hit).
     pub fn alert(&self, hit: Hit, source: &Source, detected_at: &str) -> Alert {
+        let mut alert = blank_alert();
+        let due = self.fill(hit, source, detected_at, &mut alert, true);
+        if self.record {
+            self.ledger.borrow_mut().raised(&alert, due);
+        }
+        alert
+    }
+
+    /// [`Engine::alert`] written as JSON (no newline) at the end of `out`:
+    /// byte for byte what serializing that alert writes, with no alert
+    /// built on the way (strings re-used, evidence written from the
+    /// evaluation buffer). Enters the alert in the ledger; call it once per
+    /// hit, instead of [`Engine::alert`].
+    pub fn write_alert(
+        &self,
+        hit: Hit,
+        source: &Source,
+        detected_at: &str,
+        out: &mut Vec<u8>,
+    ) -> Written {
+        let mut alert = self.scratch.borrow_mut();
+        let due = self.fill(hit, source, detected_at, &mut alert, false);
+        let cp = &self.graph.control_points[hit.control_point as usize];
+        let buf = &self.buffers[cp.event_type as usize];
+        let order = &self.evidence_order[hit.control_point as usize];
+        render::write_alert_with(
+            &alert,
+            |out| {
+                for (i, &e) in order.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let (name, slot) = &cp.evidence[e as usize];
+                    render::write_str(out, name);
+                    out.push(b':');
+                    render::write_val(out, &buf[*slot as usize]);
+                }
+            },
+            out,
+        );
+        if self.record {
+            self.ledger.borrow_mut().raised(&alert, due);
+        }
+        Written {
+            tier: alert.tier,
+            calendar: alert.calendar.is_some(),
+        }
+    }
+
+    /// Fills `alert` with the alert of `hit`, re-using its strings; returns
+    /// when it escalates if it does. The evidence is filled if `evidence`
+    /// or if the alert escalates (the ledger keeps a copy of an alert only
+    /// to raise it again).
+    fn fill(
+        &self,
+        hit: Hit,
+        source: &Source,
+        detected_at: &str,
+        alert: &mut Alert,
+        evidence: bool,
+    ) -> Option<i64> {
         let g = &self.graph;
+        let env = &self.env;
         let cp = &g.control_points[hit.control_point as usize];
         let buf = &self.buffers[cp.event_type as usize];
+        let a = alert;
+        a.alert_id.clear();
+        alert::write_alert_id(&env.event_type, &env.event_id, &cp.id, &mut a.alert_id);
+        set(&mut a.control_point, &cp.id);
+        set(&mut a.domain, &cp.domain);
+        set(&mut a.title, &cp.title);
+        a.tier = hit.tier;
         let tier = cp.tiers.iter().find(|t| t.tier == hit.tier);
-        let mut subject = String::new();
-        buf[cp.subject as usize].write_display(&mut subject);
-        let mut message = String::new();
+        set(&mut a.notify, tier.map_or("", |t| t.notify.as_str()));
+        // What levee did: only a request can be blocked.
+        let action = if self.intercepts[cp.event_type as usize] {
+            cp.action
+        } else {
+            Action::Alert
+        };
+        set(&mut a.action, action.as_str());
+        a.subject.clear();
+        buf[cp.subject as usize].write_display(&mut a.subject);
+        set(&mut a.branch, &env.branch);
+        set(&mut a.event_id, &env.event_id);
+        set(&mut a.event_type, &env.event_type);
+        set(&mut a.occurred_at, &env.occurred_at);
+        set(&mut a.detected_at, detected_at);
+        a.source.set(source);
+        set(&mut a.ruleset_version, &g.version);
+        a.message.clear();
         for part in &cp.message {
             match part {
-                MessagePart::Text(t) => message.push_str(t),
-                MessagePart::Value(s) => buf[*s as usize].write_display(&mut message),
+                MessagePart::Text(t) => a.message.push_str(t),
+                MessagePart::Value(s) => buf[*s as usize].write_display(&mut a.message),
             }
         }
-        let evidence = cp
-            .evidence
-            .iter()
-            .map(|(name, s)| (name.clone(), buf[*s as usize].to_json()))
-            .collect();
-        let alert = Alert {
-            alert_id: alert_id(&self.env.event_type, &self.env.event_id, &cp.id),
-            control_point: cp.id.clone(),
-            domain: cp.domain.clone(),
-            title: cp.title.clone(),
-            tier: hit.tier,
-            notify: tier.map(|t| t.notify.clone()).unwrap_or_default(),
-            // What levee did: only a request can be blocked.
-            action: if self.intercepts[self.env.type_index as usize] {
-                cp.action.as_str()
-            } else {
-                Action::Alert.as_str()
-            }
-            .to_owned(),
-            subject,
-            branch: self.env.branch.clone(),
-            event_id: self.env.event_id.clone(),
-            event_type: self.env.event_type.clone(),
-            occurred_at: self.env.occurred_at.clone(),
-            detected_at: detected_at.to_owned(),
-            source: source.clone(),
-            ruleset_version: g.version.clone(),
-            message,
-            evidence,
-            calendar: cp
-                .reads_calendar
-                .then(|| self.env.calendar.label().map(str::to_owned))
-                .flatten(),
-            escalated_from: None,
-            rectify_by: None,
+        let calendar = if cp.reads_calendar {
+            env.calendar.label()
+        } else {
+            None
         };
-        let mut alert = alert;
+        match (calendar, &mut a.calendar) {
+            (Some(l), Some(c)) => set(c, l),
+            (l, c) => *c = l.map(str::to_owned),
+        }
+        a.escalated_from = None;
         // The period starts when the alert is raised: on the wall clock in
         // the service, at the event's time in replay and tests.
         let raised = match self.clock {
-            Clock::EventTime => self.env.occurred.map_or(0, |t| t.timestamp()),
+            Clock::EventTime => env.occurred.map_or(0, |t| t.timestamp()),
             Clock::Wall(now) => now,
         };
         // Tier 3 is the last: it has no deadline to escalate at.
@@ -456,13 +545,15 @@ impl Engine {
             .escalate_after
             .filter(|_| hit.tier < 3)
             .map(|p| self.deadline(p, raised));
-        if let Some((_, by)) = &due {
-            alert.rectify_by = Some(by.clone());
+        a.evidence.clear();
+        if evidence || due.is_some() {
+            for (name, s) in &cp.evidence {
+                a.evidence.insert(name.clone(), buf[*s as usize].to_json());
+            }
         }
-        if self.record {
-            self.ledger.borrow_mut().raised(&alert, due.map(|d| d.0));
-        }
-        alert
+        let (at, by) = due.unzip();
+        a.rectify_by = by;
+        at
     }
 
     /// The verdict on the last event, if it is a request (its type says
@@ -536,4 +627,36 @@ impl Engine {
     pub fn slot(&self, event_type: u32, slot: u32) -> &Val {
         &self.buffers[event_type as usize][slot as usize]
     }
+}
+
+/// An alert with nothing in it yet, for [`Engine::fill`] to fill.
+fn blank_alert() -> Alert {
+    Alert {
+        alert_id: String::new(),
+        control_point: String::new(),
+        domain: String::new(),
+        title: String::new(),
+        tier: 0,
+        notify: String::new(),
+        action: String::new(),
+        subject: String::new(),
+        branch: String::new(),
+        event_id: String::new(),
+        event_type: String::new(),
+        occurred_at: String::new(),
+        detected_at: String::new(),
+        source: Source::Http { http: true },
+        ruleset_version: String::new(),
+        message: String::new(),
+        evidence: serde_json::Map::new(),
+        calendar: None,
+        escalated_from: None,
+        rectify_by: None,
+    }
+}
+
+/// Sets a string, re-using its allocation.
+fn set(s: &mut String, v: &str) {
+    s.clear();
+    s.push_str(v);
 }

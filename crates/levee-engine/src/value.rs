@@ -108,16 +108,102 @@ impl Val {
             Val::Int(i) => {
                 let _ = write!(out, "{i}");
             }
-            Val::Float(f) => {
-                let s = format!("{f:.2}");
-                let s = if s.contains('.') {
-                    s.trim_end_matches('0').trim_end_matches('.')
-                } else {
-                    &s
-                };
-                out.push_str(s);
-            }
+            Val::Float(f) => write_float(*f, out),
             Val::Str(s) => out.push_str(s),
         }
+    }
+}
+
+/// A float as a message shows it: rounded to two decimals, trailing zeros
+/// (and a bare point) taken off; written in place.
+fn write_float(f: f64, out: &mut String) {
+    let start = out.len();
+    // Most values have at most two decimals already: their shortest form
+    // is what rounding to two decimals gives, and much cheaper to find.
+    // (Below 1e12 a double is within 1e-4 of its shortest form, so that
+    // form, two decimals or fewer, is also the rounded one.)
+    if f.is_finite() && f.abs() < 1e12 {
+        let _ = write!(out, "{f}");
+        match out[start..].find('.') {
+            Some(point) if out.len() - (start + point) <= 3 => return,
+            None => return,
+            Some(_) => out.truncate(start),
+        }
+    }
+    let _ = write!(out, "{f:.2}");
+    if out[start..].contains('.') {
+        let kept = out[start..]
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .len();
+        out.truncate(start + kept);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(v: &Val) -> String {
+        let mut out = String::from("x=");
+        v.write_display(&mut out);
+        out
+    }
+
+    #[test]
+    fn a_message_shows_floats_with_at_most_two_decimals() {
+        for (f, s) in [
+            (12.5, "x=12.5"),
+            (12.0, "x=12"),
+            (12.346, "x=12.35"),
+            (0.004, "x=0"),
+            (-1.10, "x=-1.1"),
+            (1e21, "x=1000000000000000000000"),
+            (f64::NAN, "x=NaN"),
+            (f64::INFINITY, "x=inf"),
+        ] {
+            assert_eq!(shown(&Val::Float(f)), s, "{f}");
+        }
+        // Only the value's own zeros go: the text before it stays.
+        let mut out = String::from("100");
+        Val::Float(2.0).write_display(&mut out);
+        assert_eq!(out, "1002");
+    }
+
+    #[test]
+    fn the_short_path_for_floats_shows_what_rounding_shows() {
+        let rounded = |f: f64| {
+            let s = format!("{f:.2}");
+            if s.contains('.') {
+                s.trim_end_matches('0').trim_end_matches('.').to_owned()
+            } else {
+                s
+            }
+        };
+        // Decimals as events carry them, and the bits of doubles at random.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut values = vec![0.005, 0.015, 1.005, 2.675, -0.004, 999_999_999_999.99];
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x % 10_000_000) as f64 / 1000.0);
+            values.push(-(((x >> 20) % 100_000) as f64) / 100.0);
+            values.push(f64::from_bits(x));
+        }
+        for f in values {
+            let mut out = String::new();
+            write_float(f, &mut out);
+            assert_eq!(out, rounded(f), "{f:e}");
+        }
+    }
+
+    #[test]
+    fn a_message_shows_other_values_as_they_are() {
+        assert_eq!(shown(&Val::Missing), "x=?");
+        assert_eq!(shown(&Val::Error), "x=?");
+        assert_eq!(shown(&Val::Int(-7)), "x=-7");
+        assert_eq!(shown(&Val::Bool(true)), "x=true");
+        assert_eq!(shown(&Val::Str("鄂A".into())), "x=鄂A");
     }
 }
