@@ -39,6 +39,7 @@ pub(crate) fn passthrough(
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
+        .set("compression.type", "zstd")
         .set("client.id", "passthrough")
         .create()
         .unwrap();
