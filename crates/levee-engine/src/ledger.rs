@@ -86,6 +86,10 @@ pub struct Ledger {
     /// [`Ledger::take_dirty`] (changelog).
     #[serde(skip)]
     dirty: HashSet<String>,
+    /// Whether changed subjects are remembered for a changelog (off in
+    /// replay, where nothing takes them).
+    #[serde(skip)]
+    untracked: bool,
 }
 
 fn tier_index(t: u8) -> usize {
@@ -95,7 +99,7 @@ fn tier_index(t: u8) -> usize {
 impl Ledger {
     /// Records a newly raised alert.
     pub fn raised(&mut self, alert: &Alert, escalate_at: Option<i64>) {
-        self.dirty.insert(alert.subject.clone());
+        self.mark(alert.subject.clone());
         let p = self.profile(&alert.subject);
         p.alerts += 1;
         p.open += 1;
@@ -146,7 +150,8 @@ impl Ledger {
         if status == Status::Acknowledged {
             if let Some(o) = self.open.get_mut(&key) {
                 o.acknowledged = true;
-                self.dirty.insert(o.subject.clone());
+                let subject = o.subject.clone();
+                self.mark(subject);
             }
             return true;
         }
@@ -156,7 +161,7 @@ impl Ledger {
         if let Some(t) = o.escalate_at {
             self.due.remove(&(t, key.clone()));
         }
-        self.dirty.insert(o.subject.clone());
+        self.mark(o.subject.clone());
         let p = self.profile(&o.subject);
         p.open = p.open.saturating_sub(1);
         let t = tier_index(o.tier);
@@ -211,7 +216,7 @@ impl Ledger {
             next.alert_id = crate::alert::alert_id(&old.alert_id, "escalated", &tier.to_string());
             next.escalated_from = Some(old.alert_id.clone());
             next.detected_at = detected_at.to_owned();
-            self.dirty.insert(old.subject.clone());
+            self.mark(old.subject.clone());
             let p = self.profile(&old.subject);
             p.alerts += 1;
             p.escalated += 1;
@@ -237,6 +242,20 @@ impl Ledger {
 
 impl Ledger {
     /// The subjects changed since the last call.
+    /// Stops (or resumes) remembering changed subjects for a changelog.
+    pub fn set_tracking(&mut self, on: bool) {
+        self.untracked = !on;
+        if !on {
+            self.dirty = HashSet::new();
+        }
+    }
+
+    fn mark(&mut self, subject: String) {
+        if !self.untracked {
+            self.dirty.insert(subject);
+        }
+    }
+
     pub fn take_dirty(&mut self) -> HashSet<String> {
         std::mem::take(&mut self.dirty)
     }

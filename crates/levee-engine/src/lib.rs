@@ -243,6 +243,13 @@ impl Engine {
         &mut self.state
     }
 
+    /// Stops (or resumes) remembering what changed for a changelog: off
+    /// where nothing writes one (replay, tests).
+    pub fn set_tracking(&mut self, on: bool) {
+        self.state.set_tracking(on);
+        self.ledger.get_mut().set_tracking(on);
+    }
+
     pub fn ledger(&self) -> std::cell::Ref<'_, Ledger> {
         self.ledger.borrow()
     }

@@ -83,7 +83,7 @@ impl Clock {
 pub fn engine(graph: std::sync::Arc<RuleGraph>) -> Engine {
     let mut engine = Engine::new(graph);
     // Nothing writes a changelog in a replay.
-    engine.state_mut().set_tracking(false);
+    engine.set_tracking(false);
     engine
 }
 
