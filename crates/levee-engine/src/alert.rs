@@ -40,6 +40,9 @@ pub struct Alert {
     pub source: Source,
     pub ruleset_version: String,
     pub message: String,
+    /// The message in Chinese, amounts written for people (`alerts.languages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_zh: Option<String>,
     pub evidence: serde_json::Map<String, serde_json::Value>,
     /// `provisional` (or `unknown`) where the control point read the
     /// working calendar on a day of a year whose notice is not in the rules.

@@ -374,6 +374,7 @@ mod tests {
             source: crate::Source::Http { http: true },
             ruleset_version: "v".to_owned(),
             message: "m".to_owned(),
+            message_zh: None,
             evidence: serde_json::Map::new(),
             escalated_from: None,
             rectify_by: None,

@@ -115,6 +115,8 @@ pub struct Engine {
     candidates: Vec<u64>,
     order: Vec<u32>,
     intercepts: Vec<bool>,
+    /// Alerts carry `message_zh` (`alerts.languages` has `zh`; the default).
+    chinese: bool,
     env: Envelope,
     hits: Vec<Hit>,
     state: State,
@@ -175,6 +177,7 @@ impl Engine {
             candidates: Vec::new(),
             order: Vec::new(),
             intercepts,
+            chinese: true,
             env: Envelope::default(),
             hits: Vec::new(),
             state: State::default(),
@@ -241,6 +244,11 @@ impl Engine {
 
     pub fn state_mut(&mut self) -> &mut State {
         &mut self.state
+    }
+
+    /// Whether alerts carry the Chinese message (`message_zh`).
+    pub fn set_chinese(&mut self, on: bool) {
+        self.chinese = on;
     }
 
     /// Stops (or resumes) remembering what changed for a changelog: off
@@ -529,7 +537,22 @@ impl Engine {
             match part {
                 MessagePart::Text(t) => a.message.push_str(t),
                 MessagePart::Value(s) => buf[*s as usize].write_display(&mut a.message),
+                MessagePart::Amount(s) => buf[*s as usize].write_amount(&mut a.message),
             }
+        }
+        match cp.message_zh.as_ref().filter(|_| self.chinese) {
+            Some(parts) => {
+                let m = a.message_zh.get_or_insert_with(String::new);
+                m.clear();
+                for part in parts {
+                    match part {
+                        MessagePart::Text(t) => m.push_str(t),
+                        MessagePart::Value(s) => buf[*s as usize].write_display(m),
+                        MessagePart::Amount(s) => buf[*s as usize].write_amount(m),
+                    }
+                }
+            }
+            None => a.message_zh = None,
         }
         let calendar = if cp.reads_calendar {
             env.calendar.label()
@@ -655,6 +678,7 @@ fn blank_alert() -> Alert {
         source: Source::Http { http: true },
         ruleset_version: String::new(),
         message: String::new(),
+        message_zh: None,
         evidence: serde_json::Map::new(),
         calendar: None,
         escalated_from: None,

@@ -72,6 +72,10 @@ pub(crate) fn write_alert_with(
     write_str(out, &alert.ruleset_version);
     out.extend_from_slice(b",\"message\":");
     write_str(out, &alert.message);
+    if let Some(m) = &alert.message_zh {
+        out.extend_from_slice(b",\"message_zh\":");
+        write_str(out, m);
+    }
     out.extend_from_slice(b",\"evidence\":{");
     evidence(out);
     out.push(b'}');
@@ -245,6 +249,7 @@ mod tests {
             },
             ruleset_version: "abc".into(),
             message: "used 12.5 L\r\n".into(),
+            message_zh: Some("用油12.5升".into()),
             evidence,
             calendar: None,
             escalated_from: None,

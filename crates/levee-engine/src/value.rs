@@ -114,6 +114,34 @@ impl Val {
     }
 }
 
+impl Val {
+    /// A number as an amount of money for people: thousands separators and
+    /// two decimals (`1,234,567.00`); anything else as [`Val::write_display`].
+    pub fn write_amount(&self, out: &mut String) {
+        let x = match self {
+            Val::Int(i) => *i as f64,
+            Val::Float(f) if f.is_finite() => *f,
+            _ => return self.write_display(out),
+        };
+        let cents = (x.abs() * 100.0).round();
+        if cents >= 1e17 {
+            return self.write_display(out);
+        }
+        let cents = cents as u64;
+        if x < 0.0 && cents > 0 {
+            out.push('-');
+        }
+        let whole = (cents / 100).to_string();
+        for (i, c) in whole.chars().enumerate() {
+            if i > 0 && (whole.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        let _ = write!(out, ".{:02}", cents % 100);
+    }
+}
+
 /// A float as a message shows it: rounded to two decimals, trailing zeros
 /// (and a bare point) taken off; written in place.
 fn write_float(f: f64, out: &mut String) {
@@ -143,6 +171,21 @@ fn write_float(f: f64, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn amounts_are_written_for_people() {
+        let amount = |v: Val| {
+            let mut out = String::new();
+            v.write_amount(&mut out);
+            out
+        };
+        assert_eq!(amount(Val::Float(1_234_567.5)), "1,234,567.50");
+        assert_eq!(amount(Val::Int(300)), "300.00");
+        assert_eq!(amount(Val::Int(-45_000)), "-45,000.00");
+        assert_eq!(amount(Val::Float(999.999)), "1,000.00");
+        assert_eq!(amount(Val::Float(-0.001)), "0.00");
+        assert_eq!(amount(Val::Missing), "?");
+    }
 
     fn shown(v: &Val) -> String {
         let mut out = String::from("x=");

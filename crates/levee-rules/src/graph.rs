@@ -366,6 +366,19 @@ pub struct Tier {
 pub enum MessagePart {
     Text(String),
     Value(Slot),
+    /// An amount of money as people read it (`message_zh` placeholders
+    /// ending in `_cny`): thousands separators, two decimals.
+    Amount(Slot),
+}
+
+impl MessagePart {
+    /// The slot it reads, if any.
+    pub fn slot(&self) -> Option<Slot> {
+        match self {
+            MessagePart::Text(_) => None,
+            MessagePart::Value(s) | MessagePart::Amount(s) => Some(*s),
+        }
+    }
 }
 
 /// One compiled control point.

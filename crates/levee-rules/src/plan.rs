@@ -401,10 +401,8 @@ pub fn plan<'c>(
             .tiers
             .iter()
             .filter_map(|t| t.when)
-            .chain(cp.message.iter().filter_map(|m| match m {
-                MessagePart::Value(s) => Some(*s),
-                MessagePart::Text(_) => None,
-            }))
+            .chain(cp.message.iter().filter_map(MessagePart::slot))
+            .chain(cp.message_zh.iter().flatten().filter_map(MessagePart::slot))
             .chain(cp.evidence.iter().map(|(_, s)| *s))
             .chain(std::iter::once(cp.subject));
         let fired = push(&mut plan.nodes, w.cone(reads));

@@ -267,6 +267,10 @@ fn template(
             Part::Text(t) => out.push(MessagePart::Text(t)),
             Part::Name(n) => {
                 match b.name(&n) {
+                    // Amounts of money, for people: `1,234,567.00`.
+                    Ok((slot, _)) if key == "message_zh" && n.ends_with("_cny") => {
+                        out.push(MessagePart::Amount(slot))
+                    }
                     Ok((slot, _)) => out.push(MessagePart::Value(slot)),
                     Err(e) => {
                         diags.push(error(format!("{key} placeholder {{{n}}}: {e}")).expression(src))

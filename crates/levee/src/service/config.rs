@@ -22,6 +22,7 @@
 //! | `state.max_future_skew` | `1h` | events stamped further ahead of the clock go to the DLQ (`future`) |
 //! | `state.tick_interval` | `1s` | escalate due alerts by the wall clock this often, also without events (`0s`: only when events arrive; was `tick_interval_ms`, still read) |
 //! | `state.max_pending_rectifications` | `1000000` | rectifications kept for alerts this instance may yet hold |
+//! | `alerts.languages` | `["zh", "en"]` | the languages of an alert's message: `en` is `message` (required), `zh` adds `message_zh` |
 //! | `state.changelog_encoding` | `"binary"` | how subjects are written to the changelog: `binary`, or `json` for the first step of a rolling upgrade from a version that wrote JSON; both are read |
 //! | `input.max_event_bytes` | `1048576` | a larger input record goes to the DLQ unparsed (`oversize`) |
 //! | `input.on_misrouted` | `dlq` | an event of a stateful type not keyed by its subject, or on another stream's topic: `dlq` (kind `misrouted`) or `process`; counted either way |
@@ -94,6 +95,7 @@ pub struct Settings {
     pub state: StateSettings,
     pub input: InputSettings,
     pub dlq: DlqSettings,
+    pub alerts: AlertsSettings,
     pub clock: ClockSettings,
     pub http: HttpSettings,
 }
@@ -121,6 +123,38 @@ pub enum OnMisrouted {
 #[serde(deny_unknown_fields)]
 pub struct DlqSettings {
     pub max_payload_bytes: usize,
+}
+
+/// `[alerts]`: what alerts say.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsSettings {
+    /// The languages of an alert's message: `en` is `message` (always
+    /// there: consumers rely on it), `zh` adds `message_zh`.
+    #[serde(deserialize_with = "languages")]
+    pub languages: Vec<String>,
+}
+
+impl AlertsSettings {
+    /// Whether alerts carry `message_zh`.
+    pub fn chinese(&self) -> bool {
+        self.languages.iter().any(|l| l == "zh")
+    }
+}
+
+fn languages<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let langs = Vec::<String>::deserialize(d)?;
+    if let Some(l) = langs.iter().find(|l| !matches!(l.as_str(), "zh" | "en")) {
+        return Err(serde::de::Error::custom(format!(
+            "alerts.languages: unknown language `{l}` (known: zh, en)"
+        )));
+    }
+    if !langs.iter().any(|l| l == "en") {
+        return Err(serde::de::Error::custom(
+            "alerts.languages must include \"en\": `message` is a required field of every alert",
+        ));
+    }
+    Ok(langs)
 }
 
 /// `[clock]`: see [`super::clock`].
@@ -472,6 +506,7 @@ fn layers(
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("topics.inputs")
+            .with_list_parse_key("alerts.languages")
             .try_parsing(true)
             .source(Some(vars.clone())),
     );

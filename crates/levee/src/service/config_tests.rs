@@ -225,3 +225,28 @@ fn debug_never_prints_a_secret() {
         "{shown}"
     );
 }
+
+#[test]
+fn alert_languages_default_to_both_and_english_stays() {
+    let s = load(None, env(&[]), &Overrides::default()).unwrap();
+    assert!(s.alerts.chinese());
+    let s = load(
+        None,
+        env(&[("LEVEE__ALERTS__LANGUAGES", "en")]),
+        &Overrides::default(),
+    )
+    .unwrap();
+    assert!(!s.alerts.chinese());
+    for (bad, says) in [
+        ("zh", "must include \"en\""),
+        ("en,fr", "unknown language `fr`"),
+    ] {
+        let e = load(
+            None,
+            env(&[("LEVEE__ALERTS__LANGUAGES", bad)]),
+            &Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains(says), "{bad}: {e:#}");
+    }
+}

@@ -56,6 +56,8 @@ struct Api {
     read_timeout: std::time::Duration,
     /// `state.max_future_skew` in seconds.
     max_future_skew: i64,
+    /// `alerts.languages` has `zh`.
+    chinese: bool,
     /// What-if engines, re-used across requests (an engine's buffers are
     /// sized for the whole ruleset: building one per request would cost more
     /// than evaluating).
@@ -77,11 +79,18 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
 
 /// The routes, over the rules in force.
 /// `max_future_skew` (seconds): events stamped further ahead of the clock
-/// are refused as `future`, as the stream refuses them.
-pub fn router(settings: &HttpSettings, max_future_skew: i64, rules: Arc<Rules>) -> Router {
+/// are refused as `future`, as the stream refuses them. `chinese`: alerts
+/// carry `message_zh`, as the stream's do.
+pub fn router(
+    settings: &HttpSettings,
+    max_future_skew: i64,
+    chinese: bool,
+    rules: Arc<Rules>,
+) -> Router {
     let api = Arc::new(Api {
         rules,
         max_future_skew,
+        chinese,
         bearer: (!settings.token.is_empty()).then(|| format!("Bearer {}", settings.token)),
         max_batch: settings.max_batch,
         max_body_bytes: settings.max_body_bytes,
@@ -371,6 +380,7 @@ impl Api {
             _ => {
                 let mut e = Engine::new(Arc::clone(&graph));
                 e.set_record(false);
+                e.set_chinese(self.chinese);
                 e
             }
         };

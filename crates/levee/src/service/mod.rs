@@ -74,6 +74,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         http::router(
             &settings.http,
             settings.state.max_future_skew.secs(),
+            settings.alerts.chinese(),
             Arc::clone(&rules),
         ),
         std::future::pending(),

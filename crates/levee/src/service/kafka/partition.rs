@@ -64,6 +64,8 @@ pub struct Shared {
     pub ttl: i64,
     /// `state.changelog_encoding`.
     pub encoding: levee_engine::codec::Encoding,
+    /// `alerts.languages` has `zh`.
+    pub chinese: bool,
     /// `state.allowed_lateness`.
     pub lateness: Span,
     /// `state.max_future_skew` in seconds.
@@ -99,6 +101,7 @@ impl Shared {
             exactly_once: settings.delivery == crate::service::config::Delivery::ExactlyOnce,
             ttl: settings.state.ttl.secs(),
             encoding: settings.state.changelog_encoding,
+            chinese: settings.alerts.chinese(),
             lateness: settings.state.allowed_lateness,
             future_skew: settings.state.max_future_skew.secs(),
             max_event_bytes: settings.input.max_event_bytes,
@@ -217,6 +220,7 @@ impl PartitionTask {
         // Rectification periods run on the service's clock.
         let mut engine = Engine::new(graph);
         engine.set_clock(Clock::Wall(clock::now_secs()));
+        engine.set_chinese(shared.chinese);
         let exactly_once = shared.exactly_once;
         PartitionTask {
             staging: Staging::new(tp.clone(), &shared.topics, shared.encoding, exactly_once),
