@@ -99,16 +99,26 @@ fn tier_index(t: u8) -> usize {
 impl Ledger {
     /// Records a newly raised alert.
     pub fn raised(&mut self, alert: &Alert, escalate_at: Option<i64>) {
-        self.mark(alert.subject.clone());
+        self.mark(&alert.subject);
         let p = self.profile(&alert.subject);
         p.alerts += 1;
         p.open += 1;
         p.open_by_tier[tier_index(alert.tier)] += 1;
         p.by_tier[tier_index(alert.tier)] += 1;
-        *p.by_control_point
-            .entry(alert.control_point.clone())
-            .or_default() += 1;
-        p.last_alert_at = Some(alert.detected_at.clone());
+        // Allocated only the first time (an alert storm raises many).
+        match p.by_control_point.get_mut(&alert.control_point) {
+            Some(n) => *n += 1,
+            None => {
+                p.by_control_point.insert(alert.control_point.clone(), 1);
+            }
+        }
+        match &mut p.last_alert_at {
+            Some(at) => {
+                at.clear();
+                at.push_str(&alert.detected_at);
+            }
+            at => *at = Some(alert.detected_at.clone()),
+        }
         p.rescore();
         if let Some(t) = escalate_at {
             self.due.insert((t, alert.alert_id.clone()));
@@ -151,7 +161,7 @@ impl Ledger {
             if let Some(o) = self.open.get_mut(&key) {
                 o.acknowledged = true;
                 let subject = o.subject.clone();
-                self.mark(subject);
+                self.mark(&subject);
             }
             return true;
         }
@@ -161,7 +171,7 @@ impl Ledger {
         if let Some(t) = o.escalate_at {
             self.due.remove(&(t, key.clone()));
         }
-        self.mark(o.subject.clone());
+        self.mark(&o.subject);
         let p = self.profile(&o.subject);
         p.open = p.open.saturating_sub(1);
         let t = tier_index(o.tier);
@@ -216,7 +226,7 @@ impl Ledger {
             next.alert_id = crate::alert::alert_id(&old.alert_id, "escalated", &tier.to_string());
             next.escalated_from = Some(old.alert_id.clone());
             next.detected_at = detected_at.to_owned();
-            self.mark(old.subject.clone());
+            self.mark(&old.subject);
             let p = self.profile(&old.subject);
             p.alerts += 1;
             p.escalated += 1;
@@ -250,9 +260,9 @@ impl Ledger {
         }
     }
 
-    fn mark(&mut self, subject: String) {
-        if !self.untracked {
-            self.dirty.insert(subject);
+    fn mark(&mut self, subject: &str) {
+        if !self.untracked && !self.dirty.contains(subject) {
+            self.dirty.insert(subject.to_owned());
         }
     }
 
