@@ -267,26 +267,3 @@ fn check_counts_and_lists_the_points_without_a_named_basis() {
         "BD-002 names the tender law"
     );
 }
-
-#[test]
-fn check_lists_block_points_on_events_that_are_not_requests() {
-    let out = levee(&["check", "--verbose"]);
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let listed: Vec<&str> = stderr
-        .lines()
-        .skip_while(|l| !l.contains("not requests"))
-        .skip(1)
-        .take_while(|l| l.starts_with("  "))
-        .collect();
-    // A refuel has happened: FC-005 cannot block it. A campaign
-    // application waits for its answer: MC-001 can.
-    assert!(
-        listed.iter().any(|l| l.trim().starts_with("FC-005 ")),
-        "{stderr}"
-    );
-    assert!(
-        !listed.iter().any(|l| l.trim().starts_with("MC-001 ")),
-        "{stderr}"
-    );
-}

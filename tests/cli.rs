@@ -563,3 +563,40 @@ fn an_alert_that_read_the_calendar_of_2027_says_it_is_provisional() {
         "{stderr}"
     );
 }
+
+/// A `block` point on an event type that is not a request blocks nothing:
+/// `levee check` counts and lists it. The shipped catalog has none.
+#[test]
+fn check_lists_block_points_on_events_that_are_not_requests() {
+    let shipped = levee(&["check"]);
+    assert!(shipped.status.success());
+    assert!(
+        !text(&shipped.stderr).contains("not requests"),
+        "{}",
+        text(&shipped.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    copy_dir(&repo().join("rules"), &rules);
+    // FC-005 on refuels, as it was before it became an alert.
+    let card = rules.join("vehicle_fuel/fuel_card.yaml");
+    let yaml = std::fs::read_to_string(&card).unwrap();
+    let at = yaml.find("id: FC-005").unwrap();
+    let (head, tail) = yaml.split_at(at);
+    let tail = tail.replacen("action: alert", "action: block", 1);
+    std::fs::write(&card, format!("{head}{tail}")).unwrap();
+    let r = rules.to_str().unwrap();
+    let out = levee(&["check", "--verbose", "--rules", r]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("levee: 1 `block` control points"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.trim().starts_with("FC-005  refuel  ")),
+        "{stderr}"
+    );
+}

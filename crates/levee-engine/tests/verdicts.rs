@@ -51,18 +51,32 @@ fn a_request_gets_a_verdict_and_its_blocking_points_block() {
 
 #[test]
 fn an_event_that_already_happened_alerts_and_gets_no_verdict() {
-    let mut e = engine();
-    // A refuel with a card bound to another vehicle: FC-005 is a `block`
-    // point, but the fuel is in the tank.
+    // A `block` point on refuels (the shipped catalog has none left): the
+    // fuel is in the tank, nothing can be blocked.
+    let (_dir, graph) = common::rules_with(
+        r#"  - id: FC-905
+    domain: fuel_card
+    title: Card used for another vehicle
+    event_type: refuel
+    subject: fuel_card_id
+    when: card_vehicle_id != vehicle_id
+    action: block
+    tiers:
+      - tier: 1
+        notify: general_affairs_manager
+    message: "Card {fuel_card_id} refuelled {vehicle_id}"
+"#,
+    );
+    let mut e = Engine::new(graph);
     let refuel = r#"{"event_id":"fc1","type":"refuel","occurred_at":"2026-11-04T10:00:00+08:00","branch":"wuhan","vehicle_id":"V1","fuel_card_id":"C1","liters":40,"amount_cny":300,"tank_capacity_l":60,"station_id":"ST-WH-001","price_per_l_cny":7.5,"card_vehicle_id":"V9"}"#;
     let p = process(&mut e, refuel);
     assert!(p.verdict.is_none(), "{:?}", p.verdict);
-    let fc005 = p
+    let alert = p
         .alerts
         .iter()
-        .find(|a| a.control_point == "FC-005")
-        .expect("FC-005 still alerts");
-    assert_eq!(fc005.action, "alert", "nothing was blocked");
+        .find(|a| a.control_point == "FC-905")
+        .expect("the point still alerts");
+    assert_eq!(alert.action, "alert", "nothing was blocked");
 }
 
 #[test]
