@@ -354,12 +354,18 @@ pub(crate) fn build(
         .enumerate()
         .map(|(i, t)| (t.name.clone(), i as u32))
         .collect();
+    let point_index = control_points
+        .iter()
+        .enumerate()
+        .map(|(i, c): (usize, &ControlPoint)| (c.id.clone(), i as u32))
+        .collect();
     Ok(Compiled {
         graph: RuleGraph {
             version,
             event_types,
             type_index,
             control_points,
+            point_index,
             lists: list_defs,
             calendar,
         },

@@ -437,6 +437,8 @@ pub struct RuleGraph {
     pub event_types: Vec<EventType>,
     pub type_index: HashMap<String, u32>,
     pub control_points: Vec<ControlPoint>,
+    /// Control point id → its index in `control_points`.
+    pub point_index: HashMap<String, u32>,
     pub lists: Vec<ConstList>,
     /// The business time zone and the working calendar.
     pub calendar: crate::Calendar,
@@ -446,6 +448,12 @@ impl RuleGraph {
     pub fn event_type(&self, name: &str) -> Option<(u32, &EventType)> {
         let i = *self.type_index.get(name)?;
         Some((i, &self.event_types[i as usize]))
+    }
+
+    /// A control point by its id.
+    pub fn control_point(&self, id: &str) -> Option<&ControlPoint> {
+        let i = *self.point_index.get(id)?;
+        self.control_points.get(i as usize)
     }
 
     /// Sorted, de-duplicated domain names.

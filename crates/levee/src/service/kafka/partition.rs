@@ -373,7 +373,7 @@ impl PartitionTask {
         }
         self.engine
             .restore_subjects(restored.subjects, meta.watermark);
-        for (subject, profile) in &self.engine.ledger().profiles {
+        for (subject, profile) in self.engine.ledger().profiles() {
             health().put_profile(&self.tp.topic, self.tp.partition, subject, Some(profile));
         }
         self.skip_below = meta.next_offset;
