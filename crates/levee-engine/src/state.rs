@@ -169,6 +169,13 @@ pub struct State {
 }
 
 impl State {
+    /// Makes room for `n` more subjects at once, so that the map is not
+    /// copied again and again as it grows (replay knows about how many
+    /// events it will read).
+    pub fn reserve(&mut self, n: usize) {
+        self.subjects.reserve(n);
+    }
+
     /// Stops (or resumes) remembering changed subjects for a changelog.
     pub fn set_tracking(&mut self, on: bool) {
         self.untracked = !on;
