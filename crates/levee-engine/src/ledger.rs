@@ -383,12 +383,9 @@ impl Ledger {
     }
 
     /// A subject's open alerts, in the order they were raised.
-    fn open_of(&self, subject: &str) -> Vec<OpenAlert> {
+    fn open_of(&self, subject: &str) -> Vec<&OpenAlert> {
         self.subjects.get(subject).map_or_else(Vec::new, |e| {
-            e.open
-                .iter()
-                .filter_map(|k| self.open.get(k).cloned())
-                .collect()
+            e.open.iter().filter_map(|k| self.open.get(k)).collect()
         })
     }
 
@@ -446,7 +443,53 @@ impl SubjectSnapshot {
     }
 }
 
-/// Snapshots of `subjects` (each reads only its own open alerts).
+/// One subject's snapshot borrowed from the engine: what a changelog
+/// record writes, without a copy of its state. Serializes as the
+/// [`SubjectSnapshot`] it reads back as.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SnapshotRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'a SubjectState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<&'a Profile>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<&'a OpenAlert>,
+}
+
+impl SnapshotRef<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none() && self.profile.is_none() && self.open.is_empty()
+    }
+
+    pub fn owned(&self) -> SubjectSnapshot {
+        SubjectSnapshot {
+            state: self.state.cloned(),
+            profile: self.profile.cloned(),
+            open: self.open.iter().map(|&o| o.clone()).collect(),
+        }
+    }
+}
+
+impl SubjectSnapshot {
+    pub fn borrowed(&self) -> SnapshotRef<'_> {
+        SnapshotRef {
+            state: self.state.as_ref(),
+            profile: self.profile.as_ref(),
+            open: self.open.iter().collect(),
+        }
+    }
+}
+
+/// What is kept about `subject`, borrowed (see [`SnapshotRef`]).
+pub fn snapshot_ref<'a>(state: &'a State, ledger: &'a Ledger, subject: &str) -> SnapshotRef<'a> {
+    SnapshotRef {
+        state: state.subjects.get(subject),
+        profile: ledger.profile_of(subject),
+        open: ledger.open_of(subject),
+    }
+}
+
+/// Snapshots of `subjects` (each reads only its own open alerts), sorted.
 pub fn snapshot(
     state: &State,
     ledger: &Ledger,
@@ -455,11 +498,7 @@ pub fn snapshot(
     let mut v: Vec<(String, SubjectSnapshot)> = subjects
         .into_iter()
         .map(|s| {
-            let snap = SubjectSnapshot {
-                state: state.subjects.get(s.as_str()).cloned(),
-                profile: ledger.profile_of(&s).cloned(),
-                open: ledger.open_of(&s),
-            };
+            let snap = snapshot_ref(state, ledger, &s).owned();
             (s, snap)
         })
         .collect();

@@ -44,7 +44,7 @@ use levee_rules::{Period, RuleGraph};
 
 pub use alert::{alert_id, Alert, Source, Verdict};
 pub use decode::{BadInput, BadKind, Envelope};
-pub use ledger::{Escalation, Ledger, Profile, Status, SubjectSnapshot};
+pub use ledger::{Escalation, Ledger, Profile, SnapshotRef, Status, SubjectSnapshot};
 pub use state::{State, StateKeys};
 pub use value::Val;
 

@@ -13,7 +13,7 @@
 //! into the open transaction. A barrier is answered with the next offset to
 //! commit once everything before it is done.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -444,31 +444,25 @@ impl PartitionTask {
         if changes.is_empty() {
             return Vec::new();
         }
-        let profiled: HashSet<&str> = changes
+        // Encoded from the engine's own state, nothing copied on the way.
+        let (state, ledger) = (self.engine.state(), self.engine.ledger());
+        let snapshots: Vec<Changed<'_>> = changes
             .iter()
-            .filter(|(_, p)| *p)
-            .map(|(s, _)| s.as_str())
+            .map(|(subject, profile_changed)| Changed {
+                subject,
+                snapshot: levee_engine::ledger::snapshot_ref(state, &ledger, subject),
+                profile_changed: *profile_changed,
+            })
             .collect();
-        let snapshots = self
-            .engine
-            .snapshot(changes.iter().map(|(s, _)| s.clone()).collect());
         health().put_profiles(
             &self.tp.topic,
             self.tp.partition,
             snapshots
                 .iter()
-                .filter(|(subject, _)| profiled.contains(subject.as_str()))
-                .map(|(subject, snap)| (subject.as_str(), snap.profile.as_ref())),
+                .filter(|c| c.profile_changed)
+                .map(|c| (c.subject, c.snapshot.profile)),
         );
-        let changes = snapshots
-            .into_iter()
-            .map(|(subject, snapshot)| Changed {
-                profile_changed: profiled.contains(subject.as_str()),
-                subject,
-                snapshot,
-            })
-            .collect();
-        self.staging.stage(changes)
+        self.staging.stage(snapshots)
     }
 
     /// The records of a cut: what changed since the last one (those not
