@@ -283,14 +283,14 @@ mod tests {
     fn full() -> SubjectSnapshot {
         let state = SubjectState {
             last_seen: 1_780_000_000,
-            windows: vec![
+            windows: thin_vec::thin_vec![
                 entry(7, 1_779_990_000, 0),
                 entry(7, 1_779_999_000, 0),
                 entry(u64::MAX, -5, 12.5f64.to_bits()),
                 entry(u64::MAX, 1_780_000_000, (-0.1f64).to_bits()),
             ],
-            holds: vec![(100, 1_779_000_000)],
-            last_alert: vec![(100, 3, i64::MIN), (101, 1, i64::MAX)],
+            holds: thin_vec::thin_vec![(100, 1_779_000_000)],
+            last_alert: thin_vec::thin_vec![(100, 3, i64::MIN), (101, 1, i64::MAX)],
             ..SubjectState::default()
         };
         let mut ledger = Ledger::default();
@@ -356,7 +356,7 @@ mod tests {
         let snap = SubjectSnapshot {
             state: Some(SubjectState {
                 last_seen: 1_780_000_000,
-                windows: vec![entry(7, 1_779_990_000, 0), entry(7, 1_780_000_000, 0)],
+                windows: thin_vec::thin_vec![entry(7, 1_779_990_000, 0), entry(7, 1_780_000_000, 0)],
                 ..SubjectState::default()
             }),
             ..SubjectSnapshot::default()
