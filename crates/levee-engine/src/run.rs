@@ -177,6 +177,15 @@ impl Engine {
             let ci = et.control_points[k as usize];
             let point = &plan.points[k as usize];
             let cp = &graph.control_points[ci as usize];
+            // A data-quality point (decided before the points of its type)
+            // found a field this point reads implausible: not decided.
+            if !cp.guarded_by.is_empty()
+                && hits
+                    .iter()
+                    .any(|h| cp.guarded_by.contains(&h.control_point))
+            {
+                continue;
+            }
             // True until a term is false (decided) or not a boolean (the
             // first missing field or error is what counts, unless a later
             // term is false).

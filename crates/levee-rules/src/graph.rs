@@ -420,6 +420,13 @@ pub struct ControlPoint {
     /// an aggregate's `of` or `where`): its alerts then say when the day's
     /// calendar is provisional.
     pub reads_calendar: bool,
+    /// On a data-quality point ([`crate::quality`]): the field whose
+    /// readings it guards.
+    pub guards: Option<String>,
+    /// The data-quality points (indices into the graph's control points,
+    /// all of its event type) guarding a field this point reads: when one
+    /// of them fires on an event, this point is not decided on it.
+    pub guarded_by: Vec<u32>,
 }
 
 impl ControlPoint {

@@ -32,6 +32,7 @@ mod lower;
 pub mod model;
 pub mod plan;
 mod point;
+pub mod quality;
 pub mod register;
 pub mod render;
 mod template;

@@ -240,6 +240,8 @@ pub(crate) fn compile_cp(
         suppress,
         escalate_after,
         reads_calendar: false,
+        guards: None,
+        guarded_by: Vec::new(),
     })
 }
 
