@@ -229,6 +229,34 @@ fn vf_001_fires_above_20_percent_only_also_with_integer_json_numbers() {
 }
 
 #[test]
+fn a_misplaced_decimal_alerts_the_data_owner_not_discipline_inspection() {
+    let input = [
+        trip("decimal", "100", "120", "10"), // 12x the standard: 12.0 typed as 120
+        trip("severe", "100", "29", "10"),   // 2.9x: VF-001 tier 3
+    ]
+    .join("\n");
+    let out = levee_stdin(&["replay", "-", "--now", "2026-11-26T00:00:00Z"], &input);
+    assert!(out.status.success());
+    assert_eq!(fired(&out, "VF-001"), ["severe"]);
+    assert_eq!(fired(&out, "DQ-trip-fuel_used_l"), ["decimal"]);
+    let a = alerts(&out);
+    let dq = a.iter().find(|a| a["event_id"] == "decimal").unwrap();
+    assert_eq!(dq["tier"], 1);
+    assert_eq!(dq["domain"], "data_quality");
+    assert_eq!(dq["notify"], "fleet_data_steward");
+    assert_eq!(dq["action"], "alert");
+    assert!(dq.get("rectify_by").is_none(), "never escalates: {dq}");
+    assert_eq!(dq["evidence"]["fuel_used_l"], 120.0);
+    let zh = dq["message_zh"].as_str().unwrap();
+    assert!(
+        zh.starts_with("数据质量：V-decimal的trip事件fuel_used_l读数120"),
+        "{zh}"
+    );
+    let severe = a.iter().find(|a| a["event_id"] == "severe").unwrap();
+    assert_eq!(severe["tier"], 3);
+}
+
+#[test]
 fn ba_001_fires_at_80000_and_6_months_only() {
     let input = [
         arrears("at", "80000", "6"),
