@@ -106,6 +106,42 @@ fn a_failing_rule_test_fails_the_run_and_says_what_it_got() {
     );
 }
 
+/// A declared tier no passing case expects fails a whole `levee test` run
+/// (not one narrowed by `--filter`), and is named.
+#[test]
+fn a_declared_tier_without_a_case_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    copy_dir(&repo().join("rules"), &rules);
+    // The only case reaching SO-101's tier 3, and its boundary.
+    let tiers = rules.join("tests/tiers.yaml");
+    let text_of = std::fs::read_to_string(&tiers).unwrap();
+    let kept: Vec<&str> = text_of
+        .split("\n  - name: ")
+        .filter(|c| !c.starts_with("\"SO-101 tier 3"))
+        .collect();
+    std::fs::write(&tiers, kept.join("\n  - name: ")).unwrap();
+    let out = levee(&["test", "-q", "--rules", rules.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("tiers no passing test expects (add a case at the tier): SO-101 tier 3\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(", 0 failed; covered: "), "{stdout}");
+    assert!(stdout.contains(" of 1265 tiers"), "{stdout}");
+    // Narrowed by --filter, the run judges only its cases.
+    let out = levee(&[
+        "test",
+        "-q",
+        "--filter",
+        "VF-001",
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
 /// `levee test --mutate`: a survivor is reported with its file, line and
 /// change; closing it with a boundary case kills it; `--min-score` is the bar.
 #[test]
