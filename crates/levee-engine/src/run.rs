@@ -223,6 +223,7 @@ impl Engine {
             }
             match undecided {
                 None => {}
+                Some(true) if fails_closed(cp, buf) => holds = true,
                 Some(true) => stats.unknown += 1,
                 Some(false) => stats.errors += 1,
             }
@@ -284,4 +285,16 @@ impl Engine {
         }
         stats
     }
+}
+
+/// Whether a condition left unknown by missing fields fails closed: some
+/// of the point's `fail_closed` fields are missing, and no other field it
+/// reads is (see [`levee_rules::missing`]).
+fn fails_closed(cp: &levee_rules::ControlPoint, buf: &[Val]) -> bool {
+    let missing = |s: &u32| matches!(buf[*s as usize], Val::Missing);
+    cp.fail_closed.iter().any(missing)
+        && cp
+            .fields_read
+            .iter()
+            .all(|s| !missing(s) || cp.fail_closed.contains(s))
 }

@@ -346,6 +346,15 @@ pub(crate) fn build(
             &cp_indices,
             &mut control_points,
         );
+        crate::missing::resolve(
+            cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]),
+            &program,
+            &aggregates,
+            &fields,
+            &cp_indices,
+            &mut control_points,
+            &mut diags,
+        );
         let plan = crate::plan::plan(
             &program,
             &aggregates,

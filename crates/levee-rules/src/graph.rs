@@ -427,6 +427,11 @@ pub struct ControlPoint {
     /// all of its event type) guarding a field this point reads: when one
     /// of them fires on an event, this point is not decided on it.
     pub guarded_by: Vec<u32>,
+    /// `fail_closed:` the slots of the yes/no fields whose absence makes
+    /// the point fire ([`crate::missing`]); empty for most points.
+    pub fail_closed: Vec<Slot>,
+    /// With `fail_closed`: every field slot its conditions read.
+    pub fields_read: Vec<Slot>,
 }
 
 impl ControlPoint {

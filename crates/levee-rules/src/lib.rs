@@ -29,6 +29,7 @@ pub mod graph;
 pub mod limits;
 pub mod load;
 mod lower;
+pub mod missing;
 pub mod model;
 pub mod plan;
 mod point;

@@ -283,6 +283,13 @@ pub struct ControlPointDef {
     /// up: a duration (`30d`) or working days on the calendar (`10wd`).
     #[serde(default)]
     pub escalate_after: Option<String>,
+    /// Optional yes/no fields whose absence fails closed: when the
+    /// condition is unknown only because some of these are missing (none
+    /// of its terms false, no other field missing), the point fires, as a
+    /// step the control requires (a review, an acceptance, a signature)
+    /// that the request does not show as done. Others stay unknown.
+    #[serde(default)]
+    pub fail_closed: Vec<String>,
 }
 
 /// A windowed aggregate per subject.

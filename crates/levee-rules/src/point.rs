@@ -242,6 +242,8 @@ pub(crate) fn compile_cp(
         reads_calendar: false,
         guards: None,
         guarded_by: Vec::new(),
+        fail_closed: Vec::new(),
+        fields_read: Vec::new(),
     })
 }
 

@@ -189,6 +189,7 @@ fn point(
         for_: None,
         suppress: None,
         escalate_after: None,
+        fail_closed: Vec::new(),
     }
 }
 
@@ -253,7 +254,11 @@ pub(crate) fn mark(
 
 /// Every slot a control point's conditions read: its `when` and tiers,
 /// through derived values and the `of` and `where` of its aggregates.
-fn slots_read(program: &Program, aggregates: &[Aggregate], cp: &ControlPoint) -> HashSet<Slot> {
+pub(crate) fn slots_read(
+    program: &Program,
+    aggregates: &[Aggregate],
+    cp: &ControlPoint,
+) -> HashSet<Slot> {
     let roots: Vec<Slot> = std::iter::once(cp.when)
         .chain(cp.tiers.iter().filter_map(|t| t.when))
         .collect();
