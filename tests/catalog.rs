@@ -72,14 +72,17 @@ fn catalog_lists_587_distinct_control_points_with_chinese_titles() {
     assert_eq!(ids.len(), INTEGRITY + DATA_QUALITY, "ids are unique");
     let domains: BTreeSet<&str> = cps.iter().map(|c| c["domain"].as_str().unwrap()).collect();
     assert_eq!(domains, DOMAINS.into_iter().collect::<BTreeSet<_>>());
-    // A condition is the same condition on the same event type.
-    let mut whens: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+    // A condition is the same condition on the same event type, failing
+    // closed on the same missing fields (VU-101 alerts on a night trip with
+    // no approval on record, VU-006 only on one explicitly unapproved).
+    let mut whens: BTreeMap<(&str, &str, String), Vec<&str>> = BTreeMap::new();
     for c in &cps {
         let id = c["id"].as_str().unwrap();
         let when = c["when"].as_str().unwrap_or_default();
         assert!(!when.trim().is_empty(), "{id} has no condition");
         let ty = c["event_type"].as_str().unwrap_or_default();
-        whens.entry((ty, when)).or_default().push(id);
+        let closed = c["fail_closed"].to_string();
+        whens.entry((ty, when, closed)).or_default().push(id);
         let zh = c["title_zh"].as_str().unwrap_or_default();
         assert!(
             zh.chars().any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch)),
