@@ -420,6 +420,18 @@ pub struct ControlPoint {
     /// an aggregate's `of` or `where`): its alerts then say when the day's
     /// calendar is provisional.
     pub reads_calendar: bool,
+    /// On a data-quality point ([`crate::quality`]): the field whose
+    /// readings it guards.
+    pub guards: Option<String>,
+    /// The data-quality points (indices into the graph's control points,
+    /// all of its event type) guarding a field this point reads: when one
+    /// of them fires on an event, this point is not decided on it.
+    pub guarded_by: Vec<u32>,
+    /// `fail_closed:` the slots of the yes/no fields whose absence makes
+    /// the point fire ([`crate::missing`]); empty for most points.
+    pub fail_closed: Vec<Slot>,
+    /// With `fail_closed`: every field slot its conditions read.
+    pub fields_read: Vec<Slot>,
 }
 
 impl ControlPoint {

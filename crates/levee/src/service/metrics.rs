@@ -14,6 +14,7 @@
 //! | `levee_alerts_total` | counter | `domain`, `tier`, `action` |
 //! | `levee_control_point_hits_total` | counter | `control_point`, `tier` |
 //! | `levee_calendar_provisional_total` | counter | |
+//! | `levee_data_quality_total` | counter | `event_type`, `field` |
 //! | `levee_evaluate_seconds` | histogram | |
 //! | `levee_end_to_end_seconds` | histogram | |
 //! | `levee_consumer_lag` | gauge | `topic`, `partition` |
@@ -49,6 +50,7 @@ pub const DLQ_TOTAL: &str = "levee_dlq_total";
 pub const ALERTS_TOTAL: &str = "levee_alerts_total";
 pub const CONTROL_POINT_HITS_TOTAL: &str = "levee_control_point_hits_total";
 pub const CALENDAR_PROVISIONAL_TOTAL: &str = "levee_calendar_provisional_total";
+pub const DATA_QUALITY_TOTAL: &str = "levee_data_quality_total";
 pub const EVALUATE_SECONDS: &str = "levee_evaluate_seconds";
 pub const END_TO_END_SECONDS: &str = "levee_end_to_end_seconds";
 pub const CONSUMER_LAG: &str = "levee_consumer_lag";
@@ -71,6 +73,7 @@ pub const NAMES: &[&str] = &[
     ALERTS_TOTAL,
     CONTROL_POINT_HITS_TOTAL,
     CALENDAR_PROVISIONAL_TOTAL,
+    DATA_QUALITY_TOTAL,
     EVALUATE_SECONDS,
     END_TO_END_SECONDS,
     CONSUMER_LAG,
@@ -234,6 +237,7 @@ struct Metrics {
     alerts: IntCounterVec,
     hits: IntCounterVec,
     provisional: IntCounter,
+    data_quality: IntCounterVec,
     evaluate: Histogram,
     end_to_end: Histogram,
     lag: IntGaugeVec,
@@ -302,6 +306,11 @@ impl Metrics {
                 ))
                 .expect("a valid metric definition")
             },
+            data_quality: counter(
+                DATA_QUALITY_TOTAL,
+                "Implausible readings: data-quality alerts raised, by event type and the field the schema guards (`plausible`).",
+                &["event_type", "field"],
+            ),
             evaluate: histogram(
                 EVALUATE_SECONDS,
                 "Time to decode and evaluate one input message against the rules.",
@@ -385,6 +394,7 @@ impl Metrics {
             Box::new(m.alerts.clone()),
             Box::new(m.hits.clone()),
             Box::new(m.provisional.clone()),
+            Box::new(m.data_quality.clone()),
             Box::new(m.evaluate.clone()),
             Box::new(m.end_to_end.clone()),
             Box::new(m.lag.clone()),
@@ -518,6 +528,13 @@ pub fn alert_raised(alert: &Alert) {
         .inc();
     if alert.calendar.is_some() && alert.escalated_from.is_none() {
         METRICS.provisional.inc();
+    }
+    let field = levee_rules::quality::guarded_field(&alert.control_point, &alert.event_type);
+    if let Some(field) = field {
+        METRICS
+            .data_quality
+            .with_label_values(&[alert.event_type.as_str(), field])
+            .inc();
     }
 }
 
