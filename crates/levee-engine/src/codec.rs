@@ -356,7 +356,10 @@ mod tests {
         let snap = SubjectSnapshot {
             state: Some(SubjectState {
                 last_seen: 1_780_000_000,
-                windows: thin_vec::thin_vec![entry(7, 1_779_990_000, 0), entry(7, 1_780_000_000, 0)],
+                windows: thin_vec::thin_vec![
+                    entry(7, 1_779_990_000, 0),
+                    entry(7, 1_780_000_000, 0)
+                ],
                 ..SubjectState::default()
             }),
             ..SubjectSnapshot::default()
