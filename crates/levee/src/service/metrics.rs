@@ -27,6 +27,8 @@
 //! | `levee_stream_up` | gauge | |
 //! | `levee_http_requests_total` | counter | `route`, `code` |
 //! | `levee_http_request_seconds` | histogram | `route` |
+//! | `levee_shadow_diff_total` | counter | `control_point`, `kind` (`added`, `removed`, `tier`) |
+//! | `levee_shadow_warming_up` | gauge | `control_point` |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
 
 use std::sync::LazyLock;
@@ -62,6 +64,8 @@ pub const READY: &str = "levee_ready";
 pub const STREAM_UP: &str = "levee_stream_up";
 pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
+pub const SHADOW_DIFF_TOTAL: &str = "levee_shadow_diff_total";
+pub const SHADOW_WARMING_UP: &str = "levee_shadow_warming_up";
 
 /// Every levee metric family, for documentation and the dashboard test.
 #[allow(dead_code)] // read by the tests
@@ -84,6 +88,8 @@ pub const NAMES: &[&str] = &[
     STREAM_UP,
     HTTP_REQUESTS_TOTAL,
     HTTP_REQUEST_SECONDS,
+    SHADOW_DIFF_TOTAL,
+    SHADOW_WARMING_UP,
 ];
 
 /// The process collector's families (Linux).
@@ -247,6 +253,8 @@ struct Metrics {
     stream_up: IntGauge,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    shadow_diff: IntCounterVec,
+    shadow_warming: IntGaugeVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -378,6 +386,16 @@ impl Metrics {
                 )
                 .expect("a valid metric definition")
             },
+            shadow_diff: counter(
+                SHADOW_DIFF_TOTAL,
+                "Events on which the shadow rules' alerts differ from the live ones, by control point and kind (added: only the shadow alerted; removed: only the live rules; tier: both, at another tier).",
+                &["control_point", "kind"],
+            ),
+            shadow_warming: gauge_vec(
+                SHADOW_WARMING_UP,
+                "Partitions on which a shadow control point is warming up: its windows are new and their longest has not yet passed in event time, so its differences are no divergence.",
+                &["control_point"],
+            ),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.events.clone()),
@@ -398,6 +416,8 @@ impl Metrics {
             Box::new(m.stream_up.clone()),
             Box::new(m.http_requests.clone()),
             Box::new(m.http_seconds.clone()),
+            Box::new(m.shadow_diff.clone()),
+            Box::new(m.shadow_warming.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -554,6 +574,26 @@ pub fn ruleset(graph: &RuleGraph) {
     METRICS
         .control_points
         .set(i64::try_from(graph.control_points.len()).unwrap_or(i64::MAX));
+}
+
+/// The shadow rules' alerts differ from the live ones on one event;
+/// `kind` is `added`, `removed` or `tier`.
+pub fn shadow_diff(control_point: &str, kind: &'static str) {
+    METRICS
+        .shadow_diff
+        .with_label_values(&[control_point, kind])
+        .inc();
+}
+
+/// One more (`up`) or one fewer partition on which a shadow control point
+/// is warming up.
+pub fn shadow_warming(control_point: &str, up: bool) {
+    let g = METRICS.shadow_warming.with_label_values(&[control_point]);
+    if up {
+        g.inc();
+    } else {
+        g.dec();
+    }
 }
 
 pub fn reload(outcome: ReloadOutcome) {

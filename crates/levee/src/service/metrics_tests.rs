@@ -23,6 +23,7 @@ fn names_follow_the_conventions() {
         KAFKA_ERRORS_TOTAL,
         RULESET_RELOADS_TOTAL,
         HTTP_REQUESTS_TOTAL,
+        SHADOW_DIFF_TOTAL,
     ] {
         assert!(counter.ends_with("_total"), "{counter}");
     }
@@ -38,6 +39,8 @@ fn every_family_is_registered_with_help() {
     METRICS.lag.with_label_values(&["t", "0"]);
     METRICS.ruleset_info.with_label_values(&["v"]);
     METRICS.misrouted.with_label_values(&["t", "refuel"]);
+    METRICS.shadow_diff.with_label_values(&["VF-001", "added"]);
+    METRICS.shadow_warming.with_label_values(&["VF-001"]);
     http_request("/healthz", 200, Duration::from_micros(5));
     let families = METRICS.registry.gather();
     let text = render();
@@ -93,6 +96,7 @@ fn the_dashboard_queries_existing_metrics() {
         DLQ_TOTAL,
         RULESET_RELOADS_TOTAL,
         RULESET_INFO,
+        SHADOW_DIFF_TOTAL,
     ] {
         assert!(
             used.iter().any(|u| u.starts_with(needed)),

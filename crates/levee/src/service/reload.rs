@@ -22,20 +22,36 @@ pub struct Rules {
     dir: PathBuf,
     current: RwLock<(Arc<RuleGraph>, u64)>,
     generation: AtomicU64,
+    /// The rules in force (false: shadow rules, which leave
+    /// `levee_ruleset_*` alone).
+    live: bool,
 }
 
 impl Rules {
     /// Compiles `dir`; the errors if it does not compile.
     pub fn load(dir: PathBuf) -> Result<Self, Vec<Diagnostic>> {
+        Self::load_as(dir, true)
+    }
+
+    /// As [`Rules::load`], for shadow rules: reloaded the same way, but
+    /// neither in `levee_ruleset_info` nor in the reload counts.
+    pub fn load_shadow(dir: PathBuf) -> Result<Self, Vec<Diagnostic>> {
+        Self::load_as(dir, false)
+    }
+
+    fn load_as(dir: PathBuf, live: bool) -> Result<Self, Vec<Diagnostic>> {
         let compiled = levee_rules::compile_dir(&dir)?;
         for w in &compiled.warnings {
             warn!("rules: {w}");
         }
-        metrics::ruleset(&compiled.graph);
+        if live {
+            metrics::ruleset(&compiled.graph);
+        }
         Ok(Rules {
             dir,
             current: RwLock::new((Arc::new(compiled.graph), 0)),
             generation: AtomicU64::new(0),
+            live,
         })
     }
 
@@ -72,13 +88,15 @@ impl Rules {
                 }
                 let new = compiled.graph.version.clone();
                 if new == old {
-                    metrics::reload(ReloadOutcome::Unchanged);
+                    self.count(ReloadOutcome::Unchanged);
                     info!(ruleset_version = %old, trigger = why, "rules unchanged");
                     return;
                 }
                 let control_points = compiled.graph.control_points.len();
-                metrics::ruleset(&compiled.graph);
-                metrics::reload(ReloadOutcome::Success);
+                if self.live {
+                    metrics::ruleset(&compiled.graph);
+                }
+                self.count(ReloadOutcome::Success);
                 {
                     let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
                     let generation = guard.1 + 1;
@@ -102,7 +120,7 @@ impl Rules {
                     }
                 }
                 let n = diags.iter().filter(|d| d.is_error()).count();
-                metrics::reload(ReloadOutcome::Failed);
+                self.count(ReloadOutcome::Failed);
                 error!(
                     ruleset_version = %old,
                     errors = n,
@@ -110,6 +128,14 @@ impl Rules {
                     "the new rules do not compile ({n} errors); keeping ruleset {old}"
                 );
             }
+        }
+    }
+}
+
+impl Rules {
+    fn count(&self, outcome: ReloadOutcome) {
+        if self.live {
+            metrics::reload(outcome);
         }
     }
 }

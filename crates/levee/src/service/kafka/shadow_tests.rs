@@ -1,0 +1,169 @@
+//! Unit tests of [`super`]: the diff of two hit sets, warming up, and a
+//! shadow engine beside a live one, without a broker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+
+use rdkafka::message::Timestamp;
+
+use super::*;
+
+#[test]
+fn diff_names_added_removed_and_tier() {
+    let live = [("VF-001", 1), ("VF-002", 2), ("VF-003", 1)];
+    let shadow = [("VF-001", 1), ("VF-002", 3), ("VF-004", 1)];
+    let mut d = diff(&live, &shadow);
+    d.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        d,
+        vec![
+            ("VF-002", DiffKind::Tier),
+            ("VF-003", DiffKind::Removed),
+            ("VF-004", DiffKind::Added),
+        ]
+    );
+    assert!(diff(&live, &live).is_empty());
+    assert!(diff(&[], &[]).is_empty());
+    assert_eq!(
+        diff(&[], &[("VF-001", 1)]),
+        vec![("VF-001", DiffKind::Added)]
+    );
+    assert_eq!(
+        diff(&[("VF-001", 1)], &[]),
+        vec![("VF-001", DiffKind::Removed)]
+    );
+}
+
+#[test]
+fn a_point_warms_up_until_its_longest_window_has_passed() {
+    let mut w = Warming::default();
+    w.add(vec![("T-WARM-1".to_owned(), 100)], 1_000);
+    assert!(w.is_warming("T-WARM-1"));
+    assert!(w.advance(1_099).is_empty());
+    assert!(w.is_warming("T-WARM-1"));
+    assert_eq!(w.advance(1_100), vec!["T-WARM-1".to_owned()]);
+    assert!(!w.is_warming("T-WARM-1"));
+}
+
+#[test]
+fn without_event_time_warming_is_dated_from_the_first_event() {
+    let mut w = Warming::default();
+    w.add(vec![("T-WARM-2".to_owned(), 50)], 0);
+    // The first event, long after the epoch: the window starts there.
+    assert!(w.advance(10_000).is_empty());
+    assert!(w.is_warming("T-WARM-2"));
+    assert!(w.advance(10_049).is_empty());
+    assert_eq!(w.advance(10_050), vec!["T-WARM-2".to_owned()]);
+}
+
+#[test]
+fn a_point_added_again_keeps_the_later_end() {
+    let mut w = Warming::default();
+    w.add(vec![("T-WARM-3".to_owned(), 100)], 1_000);
+    w.add(vec![("T-WARM-3".to_owned(), 10)], 1_050);
+    assert!(w.advance(1_099).is_empty());
+    assert_eq!(w.advance(1_100), vec!["T-WARM-3".to_owned()]);
+}
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../rules")
+}
+
+fn graph(dir: &Path) -> Arc<RuleGraph> {
+    Arc::new(levee_rules::compile_dir(dir).unwrap().graph)
+}
+
+#[test]
+fn only_points_of_a_type_with_new_windows_start_cold() {
+    let g = graph(&shipped());
+    assert!(cold_points(&g, &StateKeys::of(&g)).is_empty());
+    let cold = cold_points(&g, &StateKeys::default());
+    // trip has windows of 30 days and more: VF-001 reads none, but waits
+    // for the longest.
+    let (_, trip) = g.event_type("trip").unwrap();
+    let longest = trip.aggregates.iter().map(|a| a.over).max().unwrap();
+    assert!(longest >= 30 * 86_400);
+    let vf001 = cold.iter().find(|(id, _)| id == "VF-001").unwrap();
+    assert_eq!(vf001.1, longest);
+    assert!(
+        cold.len() < g.control_points.len(),
+        "stateless types start warm"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// The shipped rules with VF-001 at 15 % over standard instead of 20 %.
+fn vf001_at_15(dir: &Path) {
+    copy_dir(&shipped(), dir);
+    let file = dir.join("vehicle_fuel/fuel_consumption.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let changed = text.replacen(
+        "when: fuel_used_l > standard_fuel_l * 1.2\n",
+        "when: fuel_used_l > standard_fuel_l * 1.15\n",
+        1,
+    );
+    assert_ne!(text, changed);
+    std::fs::write(file, changed).unwrap();
+}
+
+fn trip(offset: i64, fuel_l: f64) -> OwnedMessage {
+    let body = format!(
+        r#"{{"event_id":"s{offset}","type":"trip","occurred_at":"2026-11-02T09:15:00+08:00","branch":"wuhan","vehicle_id":"E-A1234","driver_id":"D-0101","distance_km":100,"fuel_used_l":{fuel_l},"standard_l_per_100km":10}}"#
+    );
+    OwnedMessage::new(
+        Some(body.into_bytes()),
+        Some(b"E-A1234".to_vec()),
+        "events.vehicle_fuel".into(),
+        Timestamp::CreateTime(0),
+        0,
+        offset,
+        None,
+    )
+}
+
+#[test]
+fn the_shadow_alerts_to_its_topic_only_and_leaves_the_live_engine_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    vf001_at_15(tmp.path());
+    let rules = Arc::new(Rules::load_shadow(tmp.path().to_path_buf()).unwrap());
+    let mut live = Engine::new(graph(&shipped()));
+    let mut shadow = Shadow::start(rules, &live, "alerts.shadow", true);
+
+    // 17 % over: the shadow's VF-001 alerts, the live one does not.
+    let m = trip(1, 11.7);
+    live.evaluate(m.payload().unwrap()).unwrap();
+    assert!(live.hits().is_empty());
+    let out = shadow.event(&live, &m, "2026-11-02T01:15:00.000Z");
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].topic, "alerts.shadow");
+    let alert: serde_json::Value = serde_json::from_slice(&out[0].payload).unwrap();
+    assert_eq!(alert["control_point"], "VF-001");
+    assert_eq!(alert["event_id"], "s1");
+    // The live ledger has no alert of it; the shadow's has.
+    assert_eq!(live.ledger().open_ids().count(), 0);
+    assert_eq!(shadow.engine().ledger().open_ids().count(), 1);
+
+    // 25 % over: both alert at tier 1, the same alert id.
+    let m = trip(2, 12.5);
+    live.evaluate(m.payload().unwrap()).unwrap();
+    let live_alert = live.alert(live.hits()[0], &Source::Http { http: true }, "x");
+    let out = shadow.event(&live, &m, "2026-11-02T01:15:00.000Z");
+    assert_eq!(out.len(), 1);
+    let alert: serde_json::Value = serde_json::from_slice(&out[0].payload).unwrap();
+    assert_eq!(alert["alert_id"], live_alert.alert_id.as_str());
+    // Untracked: nothing for a changelog.
+    assert!(shadow.engine.take_changes().is_empty());
+}
