@@ -29,6 +29,7 @@
 //! | `levee_http_request_seconds` | histogram | `route` |
 //! | `levee_shadow_diff_total` | counter | `control_point`, `kind` (`added`, `removed`, `tier`) |
 //! | `levee_shadow_warming_up` | gauge | `control_point` |
+//! | `levee_shadow_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
 
 use std::sync::LazyLock;
@@ -66,6 +67,7 @@ pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
 pub const SHADOW_DIFF_TOTAL: &str = "levee_shadow_diff_total";
 pub const SHADOW_WARMING_UP: &str = "levee_shadow_warming_up";
+pub const SHADOW_RELOADS_TOTAL: &str = "levee_shadow_reloads_total";
 
 /// Every levee metric family, for documentation and the dashboard test.
 #[allow(dead_code)] // read by the tests
@@ -90,6 +92,7 @@ pub const NAMES: &[&str] = &[
     HTTP_REQUEST_SECONDS,
     SHADOW_DIFF_TOTAL,
     SHADOW_WARMING_UP,
+    SHADOW_RELOADS_TOTAL,
 ];
 
 /// The process collector's families (Linux).
@@ -255,6 +258,7 @@ struct Metrics {
     http_seconds: HistogramVec,
     shadow_diff: IntCounterVec,
     shadow_warming: IntGaugeVec,
+    shadow_reloads: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -396,6 +400,11 @@ impl Metrics {
                 "Partitions on which a shadow control point is warming up: its windows are new and their longest has not yet passed in event time, so its differences are no divergence.",
                 &["control_point"],
             ),
+            shadow_reloads: counter(
+                SHADOW_RELOADS_TOTAL,
+                "Reloads of the shadow rules (SIGHUP or file change), by outcome.",
+                &["outcome"],
+            ),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.events.clone()),
@@ -418,6 +427,7 @@ impl Metrics {
             Box::new(m.http_seconds.clone()),
             Box::new(m.shadow_diff.clone()),
             Box::new(m.shadow_warming.clone()),
+            Box::new(m.shadow_reloads.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -434,6 +444,7 @@ impl Metrics {
         }
         for outcome in ReloadOutcome::ALL {
             m.reloads.with_label_values(&[outcome.as_str()]);
+            m.shadow_reloads.with_label_values(&[outcome.as_str()]);
         }
         m
     }
@@ -594,6 +605,14 @@ pub fn shadow_warming(control_point: &str, up: bool) {
     } else {
         g.dec();
     }
+}
+
+/// A reload of the shadow rules.
+pub fn shadow_reload(outcome: ReloadOutcome) {
+    METRICS
+        .shadow_reloads
+        .with_label_values(&[outcome.as_str()])
+        .inc();
 }
 
 pub fn reload(outcome: ReloadOutcome) {

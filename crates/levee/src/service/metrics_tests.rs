@@ -24,6 +24,7 @@ fn names_follow_the_conventions() {
         RULESET_RELOADS_TOTAL,
         HTTP_REQUESTS_TOTAL,
         SHADOW_DIFF_TOTAL,
+        SHADOW_RELOADS_TOTAL,
     ] {
         assert!(counter.ends_with("_total"), "{counter}");
     }

@@ -23,7 +23,7 @@ pub struct Rules {
     current: RwLock<(Arc<RuleGraph>, u64)>,
     generation: AtomicU64,
     /// The rules in force (false: shadow rules, which leave
-    /// `levee_ruleset_*` alone).
+    /// `levee_ruleset_*` alone and count in `levee_shadow_reloads_total`).
     live: bool,
 }
 
@@ -34,7 +34,7 @@ impl Rules {
     }
 
     /// As [`Rules::load`], for shadow rules: reloaded the same way, but
-    /// neither in `levee_ruleset_info` nor in the reload counts.
+    /// not in `levee_ruleset_info`, and counted apart.
     pub fn load_shadow(dir: PathBuf) -> Result<Self, Vec<Diagnostic>> {
         Self::load_as(dir, false)
     }
@@ -136,6 +136,8 @@ impl Rules {
     fn count(&self, outcome: ReloadOutcome) {
         if self.live {
             metrics::reload(outcome);
+        } else {
+            metrics::shadow_reload(outcome);
         }
     }
 }

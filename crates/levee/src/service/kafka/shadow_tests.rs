@@ -167,3 +167,30 @@ fn the_shadow_alerts_to_its_topic_only_and_leaves_the_live_engine_alone() {
     // Untracked: nothing for a changelog.
     assert!(shadow.engine.take_changes().is_empty());
 }
+
+/// The value of one series in the exposition (0 if absent).
+fn series(name_and_labels: &str) -> f64 {
+    metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn shadow_rules_reload_apart_from_the_rules_in_force() {
+    metrics::init();
+    let tmp = tempfile::tempdir().unwrap();
+    vf001_at_15(tmp.path());
+    let rules = Rules::load_shadow(tmp.path().to_path_buf()).unwrap();
+    let (_, before) = rules.current();
+    let shadow_failed = r#"levee_shadow_reloads_total{outcome="failed"}"#;
+    let live_failed = r#"levee_ruleset_reloads_total{outcome="failed"}"#;
+    let (shadow0, live0) = (series(shadow_failed), series(live_failed));
+    let file = tmp.path().join("vehicle_fuel/fuel_consumption.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replacen("fuel_used_l >", "no_such_field >", 1)).unwrap();
+    rules.reload("test");
+    assert_eq!(rules.current().1, before, "broken rules are not swapped in");
+    assert_eq!(series(shadow_failed), shadow0 + 1.0);
+    assert_eq!(series(live_failed), live0);
+}
