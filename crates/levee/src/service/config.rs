@@ -30,7 +30,7 @@
 //! | `clock.offset` | `0s` | shift levee's clock (`400d`, `-2h`; an [`Offset`]): drills and tests |
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
 //! | `rules.reload_interval` | `5s` | poll the rule files for changes (`0s`: SIGHUP only; was `reload_interval_secs`, still read) |
-//! | `shadow.rules_dir` | empty (off) | shadow rules evaluated beside the live ones, alerts to `topics.shadow` only ([`super::shadow`]) |
+//! | `shadow.rules_dir` | empty (off) | shadow rules (a directory, or a git revision of `rules.dir`'s repository) evaluated beside the live ones, alerts to `topics.shadow` only ([`super::shadow`]) |
 //! | `log.format` | `text` | or `json` |
 //! | `log.level` | `info` | a tracing filter (`RUST_LOG` wins) |
 //! | `http.listen` | `127.0.0.1:9464` | `/metrics`, `/healthz`, `/readyz`, `/v1/*` (`0.0.0.0:9464` in containers; port 0: any free port) |

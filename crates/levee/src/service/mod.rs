@@ -62,12 +62,17 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     })?;
     let rules = Arc::new(rules);
     let shadow = match settings.shadow.dir() {
-        Some(dir) => Some(Arc::new(Rules::load_shadow(dir.to_path_buf()).map_err(
-            |diagnostics| RulesError {
+        Some(dir) => {
+            let origin = reload::Origin::DirOrRevision {
+                arg: dir.display().to_string(),
+                rules: settings.rules.dir.clone(),
+            };
+            let shadow = Rules::load_shadow(origin).map_err(|diagnostics| RulesError {
                 dir: dir.display().to_string(),
                 diagnostics,
-            },
-        )?)),
+            })?;
+            Some(Arc::new(shadow))
+        }
         None => None,
     };
     let (graph, _) = rules.current();

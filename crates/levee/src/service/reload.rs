@@ -10,16 +10,44 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use levee_rules::{Diagnostic, RuleGraph};
+use levee_rules::{Diagnostic, RuleGraph, RuleSources};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use super::metrics::{self, ReloadOutcome};
 
+/// Where a ruleset is read from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A rules directory.
+    Dir(PathBuf),
+    /// A directory if one exists at `arg`, else the git revision `arg` of
+    /// the repository `rules` is in, at the path of `rules` in it (as
+    /// `levee diff --base` reads it; nothing checked out). A branch is read
+    /// again at every poll, so the rules follow it.
+    DirOrRevision { arg: String, rules: PathBuf },
+}
+
+impl Origin {
+    /// The rule files as they are now.
+    fn read(&self) -> Result<RuleSources, Vec<Diagnostic>> {
+        match self {
+            Origin::Dir(dir) => levee_rules::read_rules_dir(dir),
+            Origin::DirOrRevision { arg, rules } => {
+                use crate::cmd::diff::source::{self, SourceError};
+                source::read(arg, rules).map_err(|e| match e {
+                    SourceError::Rules(diags) => diags,
+                    other => vec![Diagnostic::error(arg, other.to_string())],
+                })
+            }
+        }
+    }
+}
+
 /// The rules in force, with a generation number bumped on every swap.
 #[derive(Debug)]
 pub struct Rules {
-    dir: PathBuf,
+    origin: Origin,
     current: RwLock<(Arc<RuleGraph>, u64)>,
     generation: AtomicU64,
     /// The rules in force (false: shadow rules, which leave
@@ -30,17 +58,17 @@ pub struct Rules {
 impl Rules {
     /// Compiles `dir`; the errors if it does not compile.
     pub fn load(dir: PathBuf) -> Result<Self, Vec<Diagnostic>> {
-        Self::load_as(dir, true)
+        Self::load_as(Origin::Dir(dir), true)
     }
 
     /// As [`Rules::load`], for shadow rules: reloaded the same way, but
     /// not in `levee_ruleset_info`, and counted apart.
-    pub fn load_shadow(dir: PathBuf) -> Result<Self, Vec<Diagnostic>> {
-        Self::load_as(dir, false)
+    pub fn load_shadow(origin: Origin) -> Result<Self, Vec<Diagnostic>> {
+        Self::load_as(origin, false)
     }
 
-    fn load_as(dir: PathBuf, live: bool) -> Result<Self, Vec<Diagnostic>> {
-        let compiled = levee_rules::compile_dir(&dir)?;
+    fn load_as(origin: Origin, live: bool) -> Result<Self, Vec<Diagnostic>> {
+        let compiled = levee_rules::compile(&origin.read()?)?;
         for w in &compiled.warnings {
             warn!("rules: {w}");
         }
@@ -48,7 +76,7 @@ impl Rules {
             metrics::ruleset(&compiled.graph);
         }
         Ok(Rules {
-            dir,
+            origin,
             current: RwLock::new((Arc::new(compiled.graph), 0)),
             generation: AtomicU64::new(0),
             live,
@@ -72,16 +100,18 @@ impl Rules {
 
     /// The content hash of the files on disk now (`None` if unreadable).
     fn disk_version(&self) -> Option<String> {
-        levee_rules::read_rules_dir(&self.dir)
-            .ok()
-            .map(|s| s.version())
+        self.origin.read().ok().map(|s| s.version())
     }
 
     /// Compiles the rules directory and swaps the graph if it compiles;
     /// otherwise logs every error and keeps the old rules.
     pub fn reload(&self, why: &str) {
         let old = self.version();
-        match levee_rules::compile_dir(&self.dir) {
+        match self
+            .origin
+            .read()
+            .and_then(|sources| levee_rules::compile(&sources))
+        {
             Ok(compiled) => {
                 for w in &compiled.warnings {
                     warn!("rules: {w}");

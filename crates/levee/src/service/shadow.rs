@@ -1,7 +1,8 @@
 //! `[shadow]`: a second ruleset evaluated on the live stream beside the
 //! rules in force, its alerts written to `topics.shadow` and compared with
 //! the live ones (`kafka::shadow` does it per partition). Off while
-//! `shadow.rules_dir` is empty.
+//! `shadow.rules_dir` is empty; a directory if one exists there, else a git
+//! revision of the repository `rules.dir` is in (`reload::Origin`).
 
 use std::path::PathBuf;
 
@@ -11,7 +12,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShadowSettings {
-    /// The shadow rules directory; empty: no shadow evaluation.
+    /// The shadow rules directory, or a git revision; empty: no shadow
+    /// evaluation.
     pub rules_dir: PathBuf,
 }
 

@@ -138,7 +138,12 @@ fn trip(offset: i64, fuel_l: f64) -> OwnedMessage {
 fn the_shadow_alerts_to_its_topic_only_and_leaves_the_live_engine_alone() {
     let tmp = tempfile::tempdir().unwrap();
     vf001_at_15(tmp.path());
-    let rules = Arc::new(Rules::load_shadow(tmp.path().to_path_buf()).unwrap());
+    let rules = Arc::new(
+        Rules::load_shadow(crate::service::reload::Origin::Dir(
+            tmp.path().to_path_buf(),
+        ))
+        .unwrap(),
+    );
     let mut live = Engine::new(graph(&shipped()));
     let mut shadow = Shadow::start(rules, &live, "alerts.shadow", true);
 
@@ -181,7 +186,10 @@ fn shadow_rules_reload_apart_from_the_rules_in_force() {
     metrics::init();
     let tmp = tempfile::tempdir().unwrap();
     vf001_at_15(tmp.path());
-    let rules = Rules::load_shadow(tmp.path().to_path_buf()).unwrap();
+    let rules = Rules::load_shadow(crate::service::reload::Origin::Dir(
+        tmp.path().to_path_buf(),
+    ))
+    .unwrap();
     let (_, before) = rules.current();
     let shadow_failed = r#"levee_shadow_reloads_total{outcome="failed"}"#;
     let live_failed = r#"levee_ruleset_reloads_total{outcome="failed"}"#;
@@ -193,4 +201,59 @@ fn shadow_rules_reload_apart_from_the_rules_in_force() {
     assert_eq!(rules.current().1, before, "broken rules are not swapped in");
     assert_eq!(series(shadow_failed), shadow0 + 1.0);
     assert_eq!(series(live_failed), live0);
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=levee", "-c", "user.email=levee@localhost"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+#[test]
+fn shadow_rules_may_be_a_git_revision() {
+    use crate::service::reload::Origin;
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules");
+    copy_dir(&shipped(), &rules);
+    git(tmp.path(), &["init", "-q", "-b", "main"]);
+    git(tmp.path(), &["add", "."]);
+    git(tmp.path(), &["commit", "-q", "-m", "rules"]);
+    git(tmp.path(), &["checkout", "-q", "-b", "next"]);
+    let scratch = tempfile::tempdir().unwrap();
+    vf001_at_15(scratch.path());
+    std::fs::copy(
+        scratch.path().join("vehicle_fuel/fuel_consumption.yaml"),
+        rules.join("vehicle_fuel/fuel_consumption.yaml"),
+    )
+    .unwrap();
+    git(tmp.path(), &["commit", "-q", "-am", "VF-001 at 15 %"]);
+    git(tmp.path(), &["checkout", "-q", "main"]);
+
+    let when = |r: &Rules| {
+        let (g, _) = r.current();
+        g.control_point("VF-001").unwrap().when_src.clone()
+    };
+    let next = Rules::load_shadow(Origin::DirOrRevision {
+        arg: "next".to_owned(),
+        rules: rules.clone(),
+    })
+    .unwrap();
+    assert!(when(&next).contains("1.15"), "{}", when(&next));
+    let main = Rules::load_shadow(Origin::DirOrRevision {
+        arg: "main".to_owned(),
+        rules: rules.clone(),
+    })
+    .unwrap();
+    assert!(when(&main).contains("1.2"), "{}", when(&main));
+    // Neither a directory nor a revision: refused, with the reason.
+    let err = Rules::load_shadow(Origin::DirOrRevision {
+        arg: "no-such-rev".to_owned(),
+        rules,
+    })
+    .unwrap_err();
+    assert!(err[0].to_string().contains("no-such-rev"), "{}", err[0]);
 }
