@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use rdkafka::message::Timestamp;
 
 use super::*;
+use crate::service::reload::Origin;
 
 #[test]
 fn diff_names_added_removed_and_tier() {
@@ -138,12 +139,7 @@ fn trip(offset: i64, fuel_l: f64) -> OwnedMessage {
 fn the_shadow_alerts_to_its_topic_only_and_leaves_the_live_engine_alone() {
     let tmp = tempfile::tempdir().unwrap();
     vf001_at_15(tmp.path());
-    let rules = Arc::new(
-        Rules::load_shadow(crate::service::reload::Origin::Dir(
-            tmp.path().to_path_buf(),
-        ))
-        .unwrap(),
-    );
+    let rules = Arc::new(Rules::load_shadow(Origin::Dir(tmp.path().to_path_buf())).unwrap());
     let mut live = Engine::new(graph(&shipped()));
     let mut shadow = Shadow::start(rules, &live, "alerts.shadow", true);
 
@@ -186,10 +182,7 @@ fn shadow_rules_reload_apart_from_the_rules_in_force() {
     metrics::init();
     let tmp = tempfile::tempdir().unwrap();
     vf001_at_15(tmp.path());
-    let rules = Rules::load_shadow(crate::service::reload::Origin::Dir(
-        tmp.path().to_path_buf(),
-    ))
-    .unwrap();
+    let rules = Rules::load_shadow(Origin::Dir(tmp.path().to_path_buf())).unwrap();
     let (_, before) = rules.current();
     let shadow_failed = r#"levee_shadow_reloads_total{outcome="failed"}"#;
     let live_failed = r#"levee_ruleset_reloads_total{outcome="failed"}"#;
@@ -215,7 +208,6 @@ fn git(dir: &Path, args: &[&str]) {
 
 #[test]
 fn shadow_rules_may_be_a_git_revision() {
-    use crate::service::reload::Origin;
     let tmp = tempfile::tempdir().unwrap();
     let rules = tmp.path().join("rules");
     copy_dir(&shipped(), &rules);
@@ -256,4 +248,95 @@ fn shadow_rules_may_be_a_git_revision() {
     })
     .unwrap_err();
     assert!(err[0].to_string().contains("no-such-rev"), "{}", err[0]);
+}
+
+/// A trip of vehicle V-H on `day` (of November 2026), `fuel_l` against a
+/// standard of 10 L.
+fn trip_on(offset: i64, day: u32, fuel_l: f64) -> OwnedMessage {
+    let body = format!(
+        r#"{{"event_id":"h{offset}","type":"trip","occurred_at":"2026-11-{day:02}T09:15:00+08:00","branch":"wuhan","vehicle_id":"V-H","driver_id":"D-H","distance_km":100,"fuel_used_l":{fuel_l},"standard_l_per_100km":10}}"#
+    );
+    OwnedMessage::new(
+        Some(body.into_bytes()),
+        Some(b"V-H".to_vec()),
+        "events.vehicle_fuel".into(),
+        Timestamp::CreateTime(0),
+        0,
+        offset,
+        None,
+    )
+}
+
+fn hit_ids(e: &Engine) -> Vec<String> {
+    e.hits()
+        .iter()
+        .map(|h| {
+            e.graph().control_points[h.control_point as usize]
+                .id
+                .clone()
+        })
+        .collect()
+}
+
+#[test]
+fn equal_windows_start_from_the_live_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    vf001_at_15(tmp.path());
+    let rules = Arc::new(Rules::load_shadow(Origin::Dir(tmp.path().to_path_buf())).unwrap());
+    let mut live = Engine::new(graph(&shipped()));
+    // Four trips 15 % over (VF-001 fires in neither ruleset): VF-101's
+    // 30-day windows fill in the live engine.
+    for i in 0..4 {
+        live.evaluate(trip_on(i, 2 + i as u32, 11.5).payload().unwrap())
+            .unwrap();
+        assert!(live.hits().is_empty());
+    }
+    let mut shadow = Shadow::start(rules, &live, "alerts.shadow", true);
+    assert!(!shadow.warming.is_warming("VF-101"));
+    // The fifth: VF-101 fires in both, from the history the shadow copied.
+    let m = trip_on(4, 6, 11.5);
+    live.evaluate(m.payload().unwrap()).unwrap();
+    assert_eq!(hit_ids(&live), ["VF-101"]);
+    let out = shadow.event(&live, &m, "2026-11-06T01:15:00.000Z");
+    assert_eq!(hit_ids(shadow.engine()), ["VF-101"]);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn a_new_window_warms_up_for_its_length_in_event_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&shipped(), tmp.path());
+    // VF-101's count over 20 days instead of 30: a window the live rules
+    // lack.
+    let file = tmp
+        .path()
+        .join("vehicle_fuel/fuel_consumption_stateful.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let changed = text.replacen(
+        "trips_30d: { fn: count, over: 30d }",
+        "trips_30d: { fn: count, over: 20d }",
+        1,
+    );
+    assert_ne!(text, changed);
+    std::fs::write(&file, changed).unwrap();
+    let rules = Arc::new(Rules::load_shadow(Origin::Dir(tmp.path().to_path_buf())).unwrap());
+    let mut live = Engine::new(graph(&shipped()));
+    let m = trip_on(0, 1, 10.0);
+    live.evaluate(m.payload().unwrap()).unwrap();
+    let mut shadow = Shadow::start(rules, &live, "alerts.shadow", true);
+    // Every point of trip waits for the new window; other types do not.
+    assert!(shadow.warming.is_warming("VF-101"));
+    assert!(shadow.warming.is_warming("VF-001"));
+    assert!(!shadow.warming.is_warming("BA-001"));
+    let gauge = r#"levee_shadow_warming_up{control_point="VF-101"}"#;
+    assert!(series(gauge) >= 1.0);
+    // 19 days of event time later: still warming; 20: warm.
+    let m = trip_on(1, 20, 10.0);
+    live.evaluate(m.payload().unwrap()).unwrap();
+    shadow.event(&live, &m, "x");
+    assert!(shadow.warming.is_warming("VF-101"));
+    let m = trip_on(2, 21, 10.0);
+    live.evaluate(m.payload().unwrap()).unwrap();
+    shadow.event(&live, &m, "x");
+    assert!(!shadow.warming.is_warming("VF-101"));
 }
