@@ -81,6 +81,16 @@ impl StateKeys {
     pub fn within(&self, other: &StateKeys) -> bool {
         self.windows.is_subset(&other.windows) && self.points.is_subset(&other.points)
     }
+
+    /// Whether state is kept under this aggregate key (`Aggregate::key`).
+    pub fn has_window(&self, key: u64) -> bool {
+        self.windows.contains(&key)
+    }
+
+    /// Whether state is kept under this control point key (`ControlPoint::key`).
+    pub fn has_point(&self, key: u64) -> bool {
+        self.points.contains(&key)
+    }
 }
 
 impl SubjectState {

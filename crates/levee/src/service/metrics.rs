@@ -28,6 +28,9 @@
 //! | `levee_stream_up` | gauge | |
 //! | `levee_http_requests_total` | counter | `route`, `code` |
 //! | `levee_http_request_seconds` | histogram | `route` |
+//! | `levee_shadow_diff_total` | counter | `control_point`, `kind` (`added`, `removed`, `tier`) |
+//! | `levee_shadow_warming_up` | gauge | `control_point` |
+//! | `levee_shadow_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
 
 use std::sync::LazyLock;
@@ -64,6 +67,9 @@ pub const READY: &str = "levee_ready";
 pub const STREAM_UP: &str = "levee_stream_up";
 pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
+pub const SHADOW_DIFF_TOTAL: &str = "levee_shadow_diff_total";
+pub const SHADOW_WARMING_UP: &str = "levee_shadow_warming_up";
+pub const SHADOW_RELOADS_TOTAL: &str = "levee_shadow_reloads_total";
 
 /// Every levee metric family, for documentation and the dashboard test.
 #[allow(dead_code)] // read by the tests
@@ -87,6 +93,9 @@ pub const NAMES: &[&str] = &[
     STREAM_UP,
     HTTP_REQUESTS_TOTAL,
     HTTP_REQUEST_SECONDS,
+    SHADOW_DIFF_TOTAL,
+    SHADOW_WARMING_UP,
+    SHADOW_RELOADS_TOTAL,
 ];
 
 /// The process collector's families (Linux).
@@ -251,6 +260,9 @@ struct Metrics {
     stream_up: IntGauge,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    shadow_diff: IntCounterVec,
+    shadow_warming: IntGaugeVec,
+    shadow_reloads: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -387,6 +399,21 @@ impl Metrics {
                 )
                 .expect("a valid metric definition")
             },
+            shadow_diff: counter(
+                SHADOW_DIFF_TOTAL,
+                "Events on which the shadow rules' alerts differ from the live ones, by control point and kind (added: only the shadow alerted; removed: only the live rules; tier: both, at another tier).",
+                &["control_point", "kind"],
+            ),
+            shadow_warming: gauge_vec(
+                SHADOW_WARMING_UP,
+                "Partitions on which a shadow control point is warming up: its windows are new and their longest has not yet passed in event time, so its differences are no divergence.",
+                &["control_point"],
+            ),
+            shadow_reloads: counter(
+                SHADOW_RELOADS_TOTAL,
+                "Reloads of the shadow rules (SIGHUP or file change), by outcome.",
+                &["outcome"],
+            ),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.events.clone()),
@@ -408,6 +435,9 @@ impl Metrics {
             Box::new(m.stream_up.clone()),
             Box::new(m.http_requests.clone()),
             Box::new(m.http_seconds.clone()),
+            Box::new(m.shadow_diff.clone()),
+            Box::new(m.shadow_warming.clone()),
+            Box::new(m.shadow_reloads.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -424,6 +454,7 @@ impl Metrics {
         }
         for outcome in ReloadOutcome::ALL {
             m.reloads.with_label_values(&[outcome.as_str()]);
+            m.shadow_reloads.with_label_values(&[outcome.as_str()]);
         }
         m
     }
@@ -571,6 +602,34 @@ pub fn ruleset(graph: &RuleGraph) {
     METRICS
         .control_points
         .set(i64::try_from(graph.control_points.len()).unwrap_or(i64::MAX));
+}
+
+/// The shadow rules' alerts differ from the live ones on one event;
+/// `kind` is `added`, `removed` or `tier`.
+pub fn shadow_diff(control_point: &str, kind: &'static str) {
+    METRICS
+        .shadow_diff
+        .with_label_values(&[control_point, kind])
+        .inc();
+}
+
+/// One more (`up`) or one fewer partition on which a shadow control point
+/// is warming up.
+pub fn shadow_warming(control_point: &str, up: bool) {
+    let g = METRICS.shadow_warming.with_label_values(&[control_point]);
+    if up {
+        g.inc();
+    } else {
+        g.dec();
+    }
+}
+
+/// A reload of the shadow rules.
+pub fn shadow_reload(outcome: ReloadOutcome) {
+    METRICS
+        .shadow_reloads
+        .with_label_values(&[outcome.as_str()])
+        .inc();
 }
 
 pub fn reload(outcome: ReloadOutcome) {

@@ -23,6 +23,8 @@ fn names_follow_the_conventions() {
         KAFKA_ERRORS_TOTAL,
         RULESET_RELOADS_TOTAL,
         HTTP_REQUESTS_TOTAL,
+        SHADOW_DIFF_TOTAL,
+        SHADOW_RELOADS_TOTAL,
     ] {
         assert!(counter.ends_with("_total"), "{counter}");
     }
@@ -41,6 +43,8 @@ fn every_family_is_registered_with_help() {
     METRICS
         .data_quality
         .with_label_values(&["trip", "distance_km"]);
+    METRICS.shadow_diff.with_label_values(&["VF-001", "added"]);
+    METRICS.shadow_warming.with_label_values(&["VF-001"]);
     http_request("/healthz", 200, Duration::from_micros(5));
     let families = METRICS.registry.gather();
     let text = render();
@@ -97,6 +101,7 @@ fn the_dashboard_queries_existing_metrics() {
         DATA_QUALITY_TOTAL,
         RULESET_RELOADS_TOTAL,
         RULESET_INFO,
+        SHADOW_DIFF_TOTAL,
     ] {
         assert!(
             used.iter().any(|u| u.starts_with(needed)),
