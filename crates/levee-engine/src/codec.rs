@@ -95,9 +95,11 @@ fn encode_v1(snap: &SnapshotRef<'_>, out: &mut Vec<u8>) {
     out.push(flags);
     if let Some(s) = snap.state {
         put_signed(out, s.last_seen);
-        let runs: Vec<&[Entry]> = s.windows.chunk_by(|a, b| a.window == b.window).collect();
-        put_varint(out, runs.len() as u64);
-        for run in runs {
+        // Runs of one window each, counted first: no vector of them.
+        let runs = || s.windows.chunk_by(|a, b| a.window == b.window);
+        out.reserve(8 + s.windows.len() * 4 + (s.holds.len() + s.last_alert.len()) * 12);
+        put_varint(out, runs().count() as u64);
+        for run in runs() {
             out.extend_from_slice(&run[0].window.to_le_bytes());
             put_varint(out, run.len() as u64);
             let fixed = run.iter().any(|e| e.value != 0);
