@@ -18,6 +18,7 @@
 //! - [`register`]: the register's columns (Chinese message, risk grade,
 //!   measure, owner, basis) and what `levee check` requires of them.
 //! - `template`: message templates and their placeholders.
+//! - [`table`]: reference data: table declarations and their rows.
 //! - [`variant`]: one control point's variants compiled against a catalog
 //!   parsed once (`levee test --mutate`).
 
@@ -34,6 +35,7 @@ pub mod plan;
 mod point;
 pub mod register;
 pub mod render;
+pub mod table;
 mod template;
 pub mod variant;
 

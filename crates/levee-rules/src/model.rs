@@ -30,6 +30,10 @@ pub struct RuleFile {
     /// (`rules/calendar/*.yaml`).
     #[serde(default)]
     pub calendar: Option<CalendarDef>,
+    /// Reference data: registers as tables, looked up as of the event's
+    /// time (`rules/tables/*.yaml`).
+    #[serde(default)]
+    pub tables: BTreeMap<String, crate::table::TableDef>,
 }
 
 /// The business calendar, as rule files declare it: the time zone in one
@@ -332,6 +336,10 @@ pub struct TestCase {
     /// Events (by `event_id`) the case expects refused as `future`.
     #[serde(default)]
     pub expect_future: Vec<String>,
+    /// Table rows the case runs with, by table: they replace the rows the
+    /// rules give that table (`{fleet: [{vehicle_id: V1, …}]}`).
+    #[serde(default)]
+    pub tables: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 /// An alert a test case expects.

@@ -208,10 +208,16 @@ pub(crate) fn compile_cp(
             names.push(n);
         }
     }
-    let evidence = names
+    let mut evidence: Vec<(String, Slot)> = names
         .into_iter()
         .filter_map(|n| b.resolve(&n).map(|(s, _)| (n, s)))
         .collect();
+    // And what they read of the registers, by the call as written.
+    let roots: Vec<Slot> = when
+        .into_iter()
+        .chain(tiers.iter().filter_map(|t| t.when))
+        .collect();
+    evidence.extend(b.lookups_read(&roots));
 
     b.locals.clear();
     if diags[before..].iter().any(|d| d.is_error()) {
