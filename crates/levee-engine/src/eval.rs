@@ -435,8 +435,14 @@ fn eval_op<W: Windows>(cx: &Cx<'_, W>, op: &Op, lists: &[ConstList], b: &[Val], 
         }
         Op::If(c, x, y) => {
             let c = operand!(b, *c, out);
-            let x = operand!(b, *x, out);
-            let y = operand!(b, *y, out);
+            let (x, y) = (&b[*x as usize], &b[*y as usize]);
+            // An error in either branch is evalexpr's (it evaluates both);
+            // a missing value in the branch not taken is not read (a
+            // register's value, else the event's own).
+            if matches!(x, Val::Error) || matches!(y, Val::Error) {
+                *out = Val::Error;
+                return;
+            }
             let pick = match c {
                 Val::Bool(true) => x,
                 Val::Bool(false) => y,
