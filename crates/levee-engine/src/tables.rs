@@ -62,7 +62,7 @@ impl Versions {
 }
 
 /// The rows of one table.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Rows {
     keys: FastMap<Box<str>, Versions>,
     versions: usize,
@@ -212,6 +212,30 @@ impl TableSet {
         self.tables[table]
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The set of a new ruleset (`graph`) taking over the rows of tables
+    /// read from a topic that the old ruleset (`old_graph`, `old`) has in
+    /// the same shape (columns, key, scope, topic); the others hold the new
+    /// rules' rows.
+    pub fn carry_over(graph: &RuleGraph, old_graph: &RuleGraph, old: &TableSet) -> TableSet {
+        let set = TableSet::from_graph(graph);
+        for (i, t) in graph.tables.iter().enumerate() {
+            let Some(j) = old.index(&t.name) else {
+                continue;
+            };
+            let o = &old_graph.tables[j];
+            let same = t.topic.is_some()
+                && t.topic == o.topic
+                && t.columns == o.columns
+                && t.key == o.key
+                && t.by_branch == o.by_branch;
+            if same {
+                let rows = old.read(j).clone();
+                *set.write(i) = rows;
+            }
+        }
+        set
     }
 
     /// Replaces the rows of table `name` by `rows` (each a row as JSON),

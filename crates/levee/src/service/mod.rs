@@ -97,6 +97,24 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     };
 
     debug!(elapsed_ms = ms(started), "start-up: producers created");
+    // Every table topic is read to its end before any event is evaluated
+    // (the group consumer starts after), then followed.
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Some(mut reader) = kafka::tables::TableReader::new(&settings, Arc::clone(&rules))? {
+        let catch_stop = Arc::clone(&stop);
+        let reader = tokio::task::spawn_blocking(move || {
+            reader.catch_up(&catch_stop);
+            reader
+        })
+        .await
+        .map_err(|e| anyhow!("reading the table topics: {e}"))?;
+        let follow_stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("levee-tables".to_owned())
+            .spawn(move || reader.follow(&follow_stop))
+            .context("starting the table reader")?;
+        debug!(elapsed_ms = ms(started), "start-up: tables read");
+    }
     let changelog = Arc::new(ChangelogReader::new(&settings)?);
     let context = Coordinator::new(
         settings.clone(),
@@ -128,7 +146,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         settings.rules.reload_interval.as_duration(),
     ));
 
-    let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = oneshot::channel();
     let interval = settings.kafka.commit_interval.as_duration();
     let thread_stop = Arc::clone(&stop);
