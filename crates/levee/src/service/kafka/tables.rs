@@ -22,7 +22,7 @@ use tracing::{info, warn};
 use super::clients::{self, rectification_reader_config, ClientLog};
 use super::error::PipelineError;
 use crate::service::config::Settings;
-use crate::service::metrics::KafkaErrorKind;
+use crate::service::metrics::{self, KafkaErrorKind};
 use crate::service::reload::Rules;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -210,7 +210,18 @@ impl TableReader {
 
     fn apply_one(&self, m: &impl Message) {
         let (graph, _, set) = self.rules.current_with_tables();
-        if let Err(e) = apply(&graph, &set, m) {
+        let result = apply(&graph, &set, m);
+        let Some(i) = graph
+            .tables
+            .iter()
+            .position(|t| t.topic.as_deref() == Some(m.topic()))
+        else {
+            return;
+        };
+        let name = &graph.tables[i].name;
+        metrics::table_record(name, result.is_ok());
+        metrics::table_rows(name, set.read(i).versions());
+        if let Err(e) = result {
             warn!(error = %e, "table record skipped");
         }
     }
@@ -251,7 +262,11 @@ impl TableReader {
             .names()
             .iter()
             .enumerate()
-            .map(|(i, name)| format!("{name}={}", set.read(i).versions()))
+            .map(|(i, name)| {
+                let versions = set.read(i).versions();
+                metrics::table_rows(name, versions);
+                format!("{name}={versions}")
+            })
             .collect();
         info!(
             records = n,
