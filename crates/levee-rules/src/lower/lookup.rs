@@ -41,6 +41,7 @@ impl Builder<'_> {
                 let mut m = format!("unknown table `{tname}`");
                 match did_you_mean(&tname, self.tables.iter().map(|t| t.name.as_str())) {
                     Some(s) => m.push_str(&format!("; did you mean `{s}`?")),
+                    None if self.tables.is_empty() => m.push_str(" (no table is declared)"),
                     None => m.push_str(&format!(
                         " (tables: {})",
                         self.tables

@@ -283,13 +283,15 @@ fn compile_one(
         topic: def.topic.clone(),
         rows: Vec::new(),
     };
+    // A bad row is an error, and the table stays: its lookups are still
+    // checked against its columns.
     for (i, r) in def.rows.iter().enumerate() {
         match table.row(r, calendar) {
             Ok(row) => table.rows.push(row),
             Err(e) => fail(format!("row {}: {e}", i + 1)),
         }
     }
-    before_ok.get().then_some(table)
+    Some(table)
 }
 
 /// A list as a one-column table: key column `value`, every item a row valid
