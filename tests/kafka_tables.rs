@@ -4,6 +4,8 @@
 //! that is processed later; no restart, no reload.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/http.rs"]
+mod http;
 mod support;
 
 use std::time::{Duration, Instant};
@@ -143,6 +145,26 @@ async fn a_row_produced_while_running_changes_the_next_verdict_as_of_event_time(
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert!(!got.iter().any(|g| g == "e2"), "{got:?}");
+
+    // /v1/evaluate reads the same rows, as of the request's time.
+    let addr = http::http_address(&mut levee).await;
+    let verdict = |body: String| {
+        let r = http::request(addr, "POST", "/v1/evaluate", &[], body.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["verdict"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        verdict(purchase("h1", "SUP-LIVE", now - chrono::Duration::hours(1))),
+        "block"
+    );
+    assert_eq!(
+        verdict(purchase(
+            "h2",
+            "SUP-LIVE",
+            from - chrono::Duration::hours(1)
+        )),
+        "allow"
+    );
 
     // A tombstone deletes the row: the next event passes.
     broker()
