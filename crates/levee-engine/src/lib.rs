@@ -515,7 +515,12 @@ impl Engine {
         set(&mut a.title, &cp.title);
         a.tier = hit.tier;
         let tier = cp.tiers.iter().find(|t| t.tier == hit.tier);
-        set(&mut a.notify, tier.map_or("", |t| t.notify.as_str()));
+        set(
+            &mut a.notify,
+            tier.map_or(levee_rules::default_notify(hit.tier).unwrap_or(""), |t| {
+                t.notify.as_str()
+            }),
+        );
         // What levee did: only a request can be blocked.
         let action = if self.intercepts[cp.event_type as usize] {
             cp.action

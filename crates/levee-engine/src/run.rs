@@ -286,9 +286,15 @@ impl Engine {
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),
             });
             let Some(t) = tier else { continue };
+            // Recusal (回避): the role it notifies is held by someone the
+            // alert is about; it goes one tier up.
+            let recused = t
+                .recuse
+                .is_some_and(|s| matches!(buf[s as usize], Val::Bool(true)));
+            let tier_no = if recused { (t.tier + 1).min(3) } else { t.tier };
             if let Some(period) = cp.suppress {
                 let due = state.with_subject(key, at, record, |s| {
-                    s.due(cp.key, t.tier, at, period, record)
+                    s.due(cp.key, tier_no, at, period, record)
                 });
                 if !due {
                     stats.suppressed += 1;
@@ -297,7 +303,7 @@ impl Engine {
             }
             hits.push(Hit {
                 control_point: ci,
-                tier: t.tier,
+                tier: tier_no,
             });
         }
         if record {

@@ -366,6 +366,10 @@ pub struct Tier {
     pub when: Option<Slot>,
     pub when_src: Option<String>,
     pub notify: String,
+    /// Recusal (回避): true when the role it notifies is held, in the
+    /// event's branch, by one of the point's `accountable` people (the
+    /// `roles` table); the alert then goes one tier up.
+    pub recuse: Option<Slot>,
 }
 
 /// A piece of a message template.

@@ -11,6 +11,7 @@
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
 //! - [`graph`]: the compiled graph: per event type a flat program of nodes.
 //! - `point`: one control point's definition → its part of the graph.
+//! - `recusal`: 回避, a tier whose notified role is held by an accountable person.
 //! - [`plan`]: what each event evaluates; conditions split into `&&` terms.
 //! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
@@ -33,6 +34,7 @@ mod lower;
 pub mod model;
 pub mod plan;
 mod point;
+mod recusal;
 pub mod register;
 pub mod render;
 pub mod table;

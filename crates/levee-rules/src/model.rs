@@ -248,6 +248,12 @@ pub struct ControlPointDef {
     /// up: a duration (`30d`) or working days on the calendar (`10wd`).
     #[serde(default)]
     pub escalate_after: Option<String>,
+    /// Fields naming the people accountable for the event (requester,
+    /// approver): where the role a tier notifies is held by one of them in
+    /// the event's branch (table `roles`), the alert goes one tier up
+    /// instead (回避, recusal).
+    #[serde(default)]
+    pub accountable: Vec<String>,
 }
 
 /// A windowed aggregate per subject.

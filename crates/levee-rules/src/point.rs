@@ -152,11 +152,16 @@ pub(crate) fn compile_cp(
             },
             None => None,
         };
+        let recuse = crate::recusal::condition(cp, &notify, b).unwrap_or_else(|e| {
+            diags.push(error(format!("`accountable`: {e}")));
+            None
+        });
         tiers.push(Tier {
             tier: n,
             when,
             when_src: t.when.clone(),
             notify,
+            recuse,
         });
     }
     tiers.sort_by_key(|t| std::cmp::Reverse(t.tier));
@@ -215,7 +220,11 @@ pub(crate) fn compile_cp(
     // And what they read of the registers, by the call as written.
     let roots: Vec<Slot> = when
         .into_iter()
-        .chain(tiers.iter().filter_map(|t| t.when))
+        .chain(
+            tiers
+                .iter()
+                .flat_map(|t| t.when.into_iter().chain(t.recuse)),
+        )
         .collect();
     evidence.extend(b.lookups_read(&roots));
 
