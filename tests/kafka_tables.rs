@@ -70,10 +70,15 @@ async fn a_row_produced_while_running_changes_the_next_verdict_as_of_event_time(
     let rules = rules_with_table_topics(scratch.path(), &tables);
     let setup = Setup::with("tables_live", Some(rules)).await;
     let blacklist = format!("{tables}.supplier_blacklist");
-    let topics: Vec<String> = ["fleet", "designated_stations", "supplier_blacklist", "roles"]
-        .iter()
-        .map(|t| format!("{tables}.{t}"))
-        .collect();
+    let topics: Vec<String> = [
+        "fleet",
+        "designated_stations",
+        "supplier_blacklist",
+        "roles",
+    ]
+    .iter()
+    .map(|t| format!("{tables}.{t}"))
+    .collect();
     let specs: Vec<(&str, i32)> = topics.iter().map(|t| (t.as_str(), 2)).collect();
     broker().create_topics(&specs).await.unwrap();
     // Before levee starts: one supplier already on the list.
