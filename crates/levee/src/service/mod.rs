@@ -100,13 +100,24 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     // Every table topic is read to its end before any event is evaluated
     // (the group consumer starts after), then followed.
     let stop = Arc::new(AtomicBool::new(false));
+    tokio::pin!(shutdown);
     if let Some(mut reader) = kafka::tables::TableReader::new(&settings, Arc::clone(&rules))? {
         let catch_stop = Arc::clone(&stop);
-        let reader = tokio::task::spawn_blocking(move || {
+        let mut catching_up = tokio::task::spawn_blocking(move || {
             reader.catch_up(&catch_stop);
             reader
-        })
-        .await
+        });
+        let reader = tokio::select! {
+            r = &mut catching_up => r,
+            () = &mut shutdown => {
+                // Stopped before anything was evaluated: nothing to commit.
+                info!("shutting down while reading the table topics");
+                stop.store(true, Ordering::Release);
+                let _ = catching_up.await;
+                http_server.abort();
+                return Ok(());
+            }
+        }
         .map_err(|e| anyhow!("reading the table topics: {e}"))?;
         let follow_stop = Arc::clone(&stop);
         std::thread::Builder::new()
@@ -158,7 +169,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         })
         .context("starting the consumer thread")?;
 
-    tokio::pin!(shutdown);
     tokio::pin!(done_rx);
     // After a stop, what is left of `shutdown_timeout`.
     let mut deadline: Option<tokio::time::Instant> = None;
