@@ -25,6 +25,7 @@ const TOPICS: &[&str] = &[
     "tables.designated_stations",
     "tables.supplier_blacklist",
     "tables.roles",
+    "tables.credit_limits",
     "alerts.tier1",
     "alerts.tier2",
     "alerts.tier3",
@@ -40,6 +41,7 @@ const COMPACTED: &[&str] = &[
     "tables.designated_stations",
     "tables.supplier_blacklist",
     "tables.roles",
+    "tables.credit_limits",
     "profiles",
     "levee.state-changelog",
 ];
