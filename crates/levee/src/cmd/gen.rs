@@ -460,7 +460,11 @@ fn raises_its_truth(
     let mut engine = Engine::new(graph.clone());
     let source = Source::Http { http: false };
     let mut raised: Vec<(usize, String, u8)> = Vec::new();
-    for (i, (_, ev)) in events.iter().enumerate() {
+    // In the stream's order: by event time (a stable sort, as the output's).
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by_key(|&i| events[i].0);
+    for i in order {
+        let ev = &events[i].1;
         let bytes = serde_json::to_vec(ev).unwrap_or_default();
         if let Ok(p) = engine.process(&bytes, &source, "") {
             raised.extend(p.alerts.into_iter().map(|a| (i, a.control_point, a.tier)));
