@@ -70,8 +70,7 @@ pub struct EvalStats {
 }
 
 /// The clock on which an alert's rectification period runs: it starts when
-/// the alert is raised to its recipients, and escalation reads the same
-/// clock.
+/// the alert is raised to its recipients, and escalation reads the same clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Clock {
     /// The event's own time: `levee replay` and `levee test`, where time is
@@ -515,12 +514,8 @@ impl Engine {
         set(&mut a.title, &cp.title);
         a.tier = hit.tier;
         let tier = cp.tiers.iter().find(|t| t.tier == hit.tier);
-        set(
-            &mut a.notify,
-            tier.map_or(levee_rules::default_notify(hit.tier).unwrap_or(""), |t| {
-                t.notify.as_str()
-            }),
-        );
+        let role = tier.map_or(levee_rules::default_notify(hit.tier), |t| Some(&*t.notify));
+        set(&mut a.notify, role.unwrap_or(""));
         // What levee did: only a request can be blocked.
         let action = if self.intercepts[cp.event_type as usize] {
             cp.action
