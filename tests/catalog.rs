@@ -1,5 +1,7 @@
 //! The reference catalog: 581 control points in the 20 domains of the
-//! operator's four event streams (docs/domain.md), each distinct, each tested.
+//! operator's four event streams (docs/domain.md), each distinct, each
+//! tested; and the 6 data-quality points the schemas' `plausible` fields
+//! add (domain `data_quality`, docs/contract.md#data-quality).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -7,7 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-const DOMAINS: [&str; 20] = [
+/// Points written in rule files, and points the schemas' guards add.
+const INTEGRITY: usize = 581;
+const DATA_QUALITY: usize = 6;
+
+const DOMAINS: [&str; 21] = [
+    "data_quality",
     "fuel_consumption",
     "fuel_card",
     "vehicle_use",
@@ -39,7 +46,7 @@ fn levee(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
-fn check_reports_581_control_points_in_20_domains() {
+fn check_reports_587_control_points_in_21_domains() {
     let out = levee(&["check"]);
     assert!(
         out.status.success(),
@@ -48,27 +55,34 @@ fn check_reports_581_control_points_in_20_domains() {
     );
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(
-        summary.starts_with("581 control points in 20 domains, "),
+        summary.starts_with("587 control points in 21 domains, "),
         "{summary}"
     );
 }
 
 #[test]
-fn catalog_lists_581_distinct_control_points_with_chinese_titles() {
+fn catalog_lists_587_distinct_control_points_with_chinese_titles() {
     let out = levee(&["catalog", "--format", "json"]);
     assert!(out.status.success());
     let cps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(cps.len(), 581);
+    assert_eq!(cps.len(), INTEGRITY + DATA_QUALITY);
+    let dq = cps.iter().filter(|c| c["domain"] == "data_quality");
+    assert_eq!(dq.count(), DATA_QUALITY);
     let ids: BTreeSet<&str> = cps.iter().map(|c| c["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), 581, "ids are unique");
+    assert_eq!(ids.len(), INTEGRITY + DATA_QUALITY, "ids are unique");
     let domains: BTreeSet<&str> = cps.iter().map(|c| c["domain"].as_str().unwrap()).collect();
     assert_eq!(domains, DOMAINS.into_iter().collect::<BTreeSet<_>>());
-    let mut whens: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    // A condition is the same condition on the same event type, failing
+    // closed on the same missing fields (VU-101 alerts on a night trip with
+    // no approval on record, VU-006 only on one explicitly unapproved).
+    let mut whens: BTreeMap<(&str, &str, String), Vec<&str>> = BTreeMap::new();
     for c in &cps {
         let id = c["id"].as_str().unwrap();
         let when = c["when"].as_str().unwrap_or_default();
         assert!(!when.trim().is_empty(), "{id} has no condition");
-        whens.entry(when).or_default().push(id);
+        let ty = c["event_type"].as_str().unwrap_or_default();
+        let closed = c["fail_closed"].to_string();
+        whens.entry((ty, when, closed)).or_default().push(id);
         let zh = c["title_zh"].as_str().unwrap_or_default();
         assert!(
             zh.chars().any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch)),
@@ -107,6 +121,8 @@ fn owners(domain: &str) -> &'static [&'static str] {
         "marketing_campaign" | "third_party_cooperation" => &["市场部", "财务部"],
         "channel_commission" | "terminal_subsidy" => &["市场部"],
         "points_and_gifts" => &["市场部", "客户服务部"],
+        // The department owning the event type's data (`data_owner`).
+        "data_quality" => &["综合部", "采购管理部"],
         _ => &[],
     }
 }
@@ -124,7 +140,7 @@ fn every_control_point_states_the_registers_columns_in_chinese() {
     let out = levee(&["catalog", "--format", "json"]);
     assert!(out.status.success());
     let cps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(cps.len(), 581);
+    assert_eq!(cps.len(), INTEGRITY + DATA_QUALITY);
     let han = |s: &str| s.chars().any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch));
     let mut named = 0;
     for c in &cps {
@@ -166,7 +182,10 @@ fn every_control_point_states_the_registers_columns_in_chinese() {
             assert!(!basis.contains("党政机关"), "{id}: {basis}");
         }
     }
-    assert!(named > 0 && named < 581, "{named} points name a basis");
+    assert!(
+        named > 0 && named < INTEGRITY,
+        "{named} points name a basis"
+    );
 }
 
 #[test]
@@ -197,7 +216,7 @@ fn message_zh_reads_the_placeholders_of_message() {
             }
         }
     }
-    assert_eq!(seen, 581);
+    assert_eq!(seen, INTEGRITY);
 }
 
 #[test]
@@ -207,7 +226,11 @@ fn the_register_exports_as_csv_with_a_bom_when_asked() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(!text.starts_with('\u{feff}'), "no BOM unless asked");
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 582, "a header and 581 rows");
+    assert_eq!(
+        lines.len(),
+        1 + INTEGRITY + DATA_QUALITY,
+        "a header and a row each"
+    );
     assert_eq!(
         lines[0],
         "id,domain,title_zh,title,event_type,risk_grade,tiers,action,measure,owner,basis,message_zh"
@@ -230,7 +253,16 @@ fn the_register_exports_as_csv_with_a_bom_when_asked() {
     assert!(out.status.success());
     let bom = String::from_utf8(out.stdout).unwrap();
     assert_eq!(bom.strip_prefix('\u{feff}'), Some(text.as_str()));
-    assert_eq!(bom.lines().count(), 582);
+    assert_eq!(bom.lines().count(), 1 + INTEGRITY + DATA_QUALITY);
+    let dq = lines
+        .iter()
+        .find(|l| l.starts_with("DQ-trip-fuel_used_l,"))
+        .unwrap();
+    assert!(
+        dq.starts_with("DQ-trip-fuel_used_l,data_quality,trip事件的fuel_used_l读数不合理,"),
+        "{dq}"
+    );
+    assert!(dq.contains(",低,1:fleet_data_steward,alert,"), "{dq}");
 }
 
 #[test]
@@ -249,7 +281,7 @@ fn check_counts_and_lists_the_points_without_a_named_basis() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(note.contains(" of 581 "), "{note}");
+    assert!(note.contains(" of 587 "), "{note}");
     let out = levee(&["check", "--verbose"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -106,6 +106,42 @@ fn a_failing_rule_test_fails_the_run_and_says_what_it_got() {
     );
 }
 
+/// A declared tier no passing case expects fails a whole `levee test` run
+/// (not one narrowed by `--filter`), and is named.
+#[test]
+fn a_declared_tier_without_a_case_fails_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    copy_dir(&repo().join("rules"), &rules);
+    // The only case reaching SO-101's tier 3, and its boundary.
+    let tiers = rules.join("tests/tiers.yaml");
+    let text_of = std::fs::read_to_string(&tiers).unwrap();
+    let kept: Vec<&str> = text_of
+        .split("\n  - name: ")
+        .filter(|c| !c.starts_with("\"SO-101 tier 3"))
+        .collect();
+    std::fs::write(&tiers, kept.join("\n  - name: ")).unwrap();
+    let out = levee(&["test", "-q", "--rules", rules.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("tiers no passing test expects (add a case at the tier): SO-101 tier 3\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(", 0 failed; covered: "), "{stdout}");
+    assert!(stdout.contains(" of 1265 tiers"), "{stdout}");
+    // Narrowed by --filter, the run judges only its cases.
+    let out = levee(&[
+        "test",
+        "-q",
+        "--filter",
+        "VF-001",
+        "--rules",
+        rules.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
+}
+
 /// `levee test --mutate`: a survivor is reported with its file, line and
 /// change; closing it with a boundary case kills it; `--min-score` is the bar.
 #[test]
@@ -226,6 +262,34 @@ fn vf_001_fires_above_20_percent_only_also_with_integer_json_numbers() {
     assert_eq!(int_div["evidence"]["standard_fuel_l"], 13.5);
     assert_eq!(int_div["tier"], 1);
     assert_eq!(int_div["notify"], "general_affairs_manager");
+}
+
+#[test]
+fn a_misplaced_decimal_alerts_the_data_owner_not_discipline_inspection() {
+    let input = [
+        trip("decimal", "100", "120", "10"), // 12x the standard: 12.0 typed as 120
+        trip("severe", "100", "29", "10"),   // 2.9x: VF-001 tier 3
+    ]
+    .join("\n");
+    let out = levee_stdin(&["replay", "-", "--now", "2026-11-26T00:00:00Z"], &input);
+    assert!(out.status.success());
+    assert_eq!(fired(&out, "VF-001"), ["severe"]);
+    assert_eq!(fired(&out, "DQ-trip-fuel_used_l"), ["decimal"]);
+    let a = alerts(&out);
+    let dq = a.iter().find(|a| a["event_id"] == "decimal").unwrap();
+    assert_eq!(dq["tier"], 1);
+    assert_eq!(dq["domain"], "data_quality");
+    assert_eq!(dq["notify"], "fleet_data_steward");
+    assert_eq!(dq["action"], "alert");
+    assert!(dq.get("rectify_by").is_none(), "never escalates: {dq}");
+    assert_eq!(dq["evidence"]["fuel_used_l"], 120.0);
+    let zh = dq["message_zh"].as_str().unwrap();
+    assert!(
+        zh.starts_with("数据质量：V-decimal的trip事件fuel_used_l读数120"),
+        "{zh}"
+    );
+    let severe = a.iter().find(|a| a["event_id"] == "severe").unwrap();
+    assert_eq!(severe["tier"], 3);
 }
 
 #[test]

@@ -319,6 +319,8 @@ fn the_alerting_rules_use_levee_metrics() {
         "LeveeNoEvents",
         "LeveeRulesReloadFailed",
         "LeveeEndToEndLatencyHigh",
+        "LeveeShadowDiverges",
+        "LeveeShadowRulesReloadFailed",
     ] {
         assert!(alerts.iter().any(|a| a == needed), "no {needed} rule");
     }

@@ -38,6 +38,9 @@
 //! Throughput and start-up diagnostics: the CPU seconds and bytes written of
 //! each run, and levee's start-up milestones from its log.
 //! `LEVEE_BENCH_E2E_ONLY=throughput` stops after the throughput runs;
+//! `LEVEE_BENCH_E2E_SHADOW=1` (or a rules directory) adds an at-least-once
+//! run with shadow rules to each round and prints its CPU over the one
+//! without (`shadow.rs`);
 //! `LEVEE_BENCH_E2E_LOG` is the `RUST_LOG` of the levee processes (e.g.
 //! `info,levee=debug` for the start-up timings and each cut's waits) and
 //! `LEVEE_BENCH_E2E_KEEP_LOGS` a directory to copy their logs to.
@@ -59,6 +62,7 @@ mod observe;
 mod passthrough;
 mod ratios;
 mod runs;
+mod shadow;
 
 use std::time::Instant;
 

@@ -45,6 +45,8 @@ alerts.tier2 retention.ms=2592000000
 alerts.tier3 retention.ms=2592000000
 decisions retention.ms=2592000000
 events.dlq retention.ms=2592000000
+# the shadow rules' alerts, while a rule change is on trial
+alerts.shadow retention.ms=2592000000
 # one record per subject: only the latest summary matters
 profiles cleanup.policy=compact
 # levee's own per-partition state

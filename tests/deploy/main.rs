@@ -31,6 +31,7 @@ const TOPICS: &[&str] = &[
     "alerts.tier3",
     "decisions",
     "events.dlq",
+    "alerts.shadow",
     "profiles",
     "levee.state-changelog",
 ];
@@ -393,6 +394,7 @@ fn rule_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 mod compose;
+mod dashboard;
 mod demo;
 mod docker;
 mod k8s;

@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::ledger::{OpenAlert, Profile, SubjectSnapshot};
+use crate::ledger::{OpenAlert, Profile, SnapshotRef, SubjectSnapshot};
 use crate::state::{Entry, SubjectState};
 
 /// The first byte of a record in version 1 of the binary encoding.
@@ -70,7 +70,7 @@ pub enum CodecError {
 }
 
 /// Writes `snap` in `encoding` to `out` (cleared first).
-pub fn encode(snap: &SubjectSnapshot, encoding: Encoding, out: &mut Vec<u8>) {
+pub fn encode(snap: &SnapshotRef<'_>, encoding: Encoding, out: &mut Vec<u8>) {
     out.clear();
     match encoding {
         // Serializing these types to JSON cannot fail: every map key is a
@@ -80,7 +80,7 @@ pub fn encode(snap: &SubjectSnapshot, encoding: Encoding, out: &mut Vec<u8>) {
     }
 }
 
-fn encode_v1(snap: &SubjectSnapshot, out: &mut Vec<u8>) {
+fn encode_v1(snap: &SnapshotRef<'_>, out: &mut Vec<u8>) {
     out.push(BINARY_V1);
     let mut flags = 0;
     if snap.state.is_some() {
@@ -93,7 +93,7 @@ fn encode_v1(snap: &SubjectSnapshot, out: &mut Vec<u8>) {
         flags |= HAS_OPEN;
     }
     out.push(flags);
-    if let Some(s) = &snap.state {
+    if let Some(s) = snap.state {
         put_signed(out, s.last_seen);
         let runs: Vec<&[Entry]> = s.windows.chunk_by(|a, b| a.window == b.window).collect();
         put_varint(out, runs.len() as u64);
@@ -123,7 +123,7 @@ fn encode_v1(snap: &SubjectSnapshot, out: &mut Vec<u8>) {
             put_signed(out, *at);
         }
     }
-    if let Some(p) = &snap.profile {
+    if let Some(p) = snap.profile {
         put_json(out, p);
     }
     if !snap.open.is_empty() {
@@ -283,14 +283,14 @@ mod tests {
     fn full() -> SubjectSnapshot {
         let state = SubjectState {
             last_seen: 1_780_000_000,
-            windows: vec![
+            windows: thin_vec::thin_vec![
                 entry(7, 1_779_990_000, 0),
                 entry(7, 1_779_999_000, 0),
                 entry(u64::MAX, -5, 12.5f64.to_bits()),
                 entry(u64::MAX, 1_780_000_000, (-0.1f64).to_bits()),
             ],
-            holds: vec![(100, 1_779_000_000)],
-            last_alert: vec![(100, 3, i64::MIN), (101, 1, i64::MAX)],
+            holds: thin_vec::thin_vec![(100, 1_779_000_000)],
+            last_alert: thin_vec::thin_vec![(100, 3, i64::MIN), (101, 1, i64::MAX)],
             ..SubjectState::default()
         };
         let mut ledger = Ledger::default();
@@ -333,10 +333,10 @@ mod tests {
         let snap = full();
         let mut buf = Vec::new();
         for enc in [Encoding::Binary, Encoding::Json] {
-            encode(&snap, enc, &mut buf);
+            encode(&snap.borrowed(), enc, &mut buf);
             same(&decode(&buf).expect("decodes"), &snap);
         }
-        encode(&SubjectSnapshot::default(), Encoding::Binary, &mut buf);
+        encode(&SnapshotRef::default(), Encoding::Binary, &mut buf);
         assert_eq!(buf, [BINARY_V1, 0]);
         assert!(decode(&buf).expect("decodes").is_empty());
     }
@@ -356,14 +356,17 @@ mod tests {
         let snap = SubjectSnapshot {
             state: Some(SubjectState {
                 last_seen: 1_780_000_000,
-                windows: vec![entry(7, 1_779_990_000, 0), entry(7, 1_780_000_000, 0)],
+                windows: thin_vec::thin_vec![
+                    entry(7, 1_779_990_000, 0),
+                    entry(7, 1_780_000_000, 0)
+                ],
                 ..SubjectState::default()
             }),
             ..SubjectSnapshot::default()
         };
         let (mut bin, mut json) = (Vec::new(), Vec::new());
-        encode(&snap, Encoding::Binary, &mut bin);
-        encode(&snap, Encoding::Json, &mut json);
+        encode(&snap.borrowed(), Encoding::Binary, &mut bin);
+        encode(&snap.borrowed(), Encoding::Json, &mut json);
         assert!(bin.len() <= 30, "{} bytes", bin.len());
         assert!(
             bin.len() * 4 < json.len(),
@@ -376,7 +379,7 @@ mod tests {
     #[test]
     fn damaged_records_are_refused_not_misread() {
         let mut buf = Vec::new();
-        encode(&full(), Encoding::Binary, &mut buf);
+        encode(&full().borrowed(), Encoding::Binary, &mut buf);
         for cut in 1..buf.len() {
             assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
         }

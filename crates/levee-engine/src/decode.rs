@@ -359,8 +359,14 @@ pub fn decode<'b>(
             "a byte-order mark (EF BB BF) before the JSON: JSON text is sent without one",
         ));
     }
-    let top: Top =
-        serde_json::from_slice(bytes).map_err(|e| crate::hostile::not_json(bytes, &e))?;
+    // Valid UTF-8 checked once for the whole line (serde_json then reads
+    // its strings without checking each again); invalid bytes get
+    // serde_json's own error, which says where.
+    let top: Result<Top, _> = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    let top = top.map_err(|e| crate::hostile::not_json(bytes, &e))?;
     let entries = match top {
         Top::Object(e) => e,
         Top::Other(kind) => {

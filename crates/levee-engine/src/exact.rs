@@ -259,7 +259,10 @@ pub fn window_value(ops: &[Op], n_fields: u32, buf: &[Val], s: Slot, x: f64) -> 
     let n = (x * scale).round();
     // n / scale is the float nearest the decimal n × 10^-places.
     let d = n / scale;
-    if d == x || (d - x).abs() > 1e-12 * a {
+    // Rounding noise is relative to the operands, not to the result: `1 -
+    // 99.99 / 100` is 1e-4 with an error of 1e-16, 1e-12 of itself. Below
+    // 1 the noise allowed is absolute (the exact check below decides).
+    if d == x || (d - x).abs() > 1e-12 * a.max(1.0) {
         return x;
     }
     snap(ops, n_fields, buf, s, n as i64, -places, d).unwrap_or(x)

@@ -2,15 +2,55 @@
 //! rectification or escalation (`escalate_after:`), rectifications, and
 //! what a changelog record holds of one subject ([`SubjectSnapshot`]).
 //!
-//! Keyed by alert id and by subject; the caller keeps one `Ledger` per
-//! Kafka partition, beside that partition's [`State`].
+//! Open alerts are keyed by the 128 bits of their current alert id (an
+//! escalated alert's earlier ids are aliases of it) and listed under their
+//! subject, so a snapshot of a few subjects reads only theirs. The caller
+//! keeps one `Ledger` per Kafka partition, beside that partition's
+//! [`State`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::alert::Alert;
 use crate::state::{State, SubjectState};
+
+/// An alert id as a number: its 32 hex digits read as 128 bits (an id of
+/// another form, as tests write them, hashed to 128 bits).
+type Key = u128;
+
+/// foldhash: the keys are ids and subjects, not attacker-chosen lookups.
+type Fast = foldhash::fast::RandomState;
+
+fn key(id: &str) -> Key {
+    let b = id.as_bytes();
+    if b.len() == 32 {
+        let mut k: u128 = 0;
+        let mut hex = true;
+        for &c in b {
+            let d = match c {
+                b'0'..=b'9' => c - b'0',
+                b'a'..=b'f' => c - b'a' + 10,
+                _ => {
+                    hex = false;
+                    break;
+                }
+            };
+            k = (k << 4) | u128::from(d);
+        }
+        if hex {
+            return k;
+        }
+    }
+    use std::hash::{Hash, Hasher};
+    let mut halves = [0u64; 2];
+    for (salt, half) in halves.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (salt, id).hash(&mut h);
+        *half = h.finish();
+    }
+    (u128::from(halves[0]) << 64) | u128::from(halves[1])
+}
 
 /// What happened to an alert, from `events.rectification`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +67,7 @@ pub struct OpenAlert {
     pub subject: String,
     pub tier: u8,
     /// The alert as last raised, kept only where it may escalate.
-    pub alert: Option<Alert>,
+    pub alert: Option<Box<Alert>>,
     /// Every id in its escalation chain, the first one first.
     pub chain: Vec<String>,
     /// When (seconds, on the clock that raised it: the wall clock in the
@@ -75,20 +115,30 @@ pub struct Escalation {
     pub rectify_by: Option<String>,
 }
 
+/// What the ledger keeps of one subject: its profile and its open alerts.
+#[derive(Debug, Clone, Default)]
+struct Entry {
+    profile: Option<Profile>,
+    /// Its open alerts' keys, in the order they were raised.
+    open: Vec<Key>,
+}
+
 /// Open alerts and profiles.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    pub open: BTreeMap<String, OpenAlert>,
-    pub profiles: HashMap<String, Profile>,
+    open: HashMap<Key, OpenAlert, Fast>,
+    /// An escalated alert's earlier ids → the key it is open under.
+    aliases: HashMap<Key, Key, Fast>,
+    /// hashbrown's map for its `entry_ref`: a key allocated only for a new
+    /// subject.
+    subjects: hashbrown::HashMap<String, Entry, Fast>,
     /// (escalation time, open alert key), earliest first.
-    pub due: std::collections::BTreeSet<(i64, String)>,
+    due: BTreeSet<(i64, Key)>,
     /// Subjects whose open alerts or profile changed since the last
     /// [`Ledger::take_dirty`] (changelog).
-    #[serde(skip)]
-    dirty: HashSet<String>,
+    dirty: HashSet<String, Fast>,
     /// Whether changed subjects are remembered for a changelog (off in
     /// replay, where nothing takes them).
-    #[serde(skip)]
     untracked: bool,
 }
 
@@ -100,7 +150,17 @@ impl Ledger {
     /// Records a newly raised alert.
     pub fn raised(&mut self, alert: &Alert, escalate_at: Option<i64>) {
         self.mark(&alert.subject);
-        let p = self.profile(&alert.subject);
+        let k = key(&alert.alert_id);
+        if let Some(old) = self.open.remove(&k) {
+            // The same alert raised again (a redelivered event): one entry.
+            self.forget(&old, k);
+        }
+        let entry = self.entry(&alert.subject);
+        entry.open.push(k);
+        let p = entry.profile.get_or_insert_with(|| Profile {
+            subject: alert.subject.clone(),
+            ..Profile::default()
+        });
         p.alerts += 1;
         p.open += 1;
         p.open_by_tier[tier_index(alert.tier)] += 1;
@@ -121,14 +181,14 @@ impl Ledger {
         }
         p.rescore();
         if let Some(t) = escalate_at {
-            self.due.insert((t, alert.alert_id.clone()));
+            self.due.insert((t, k));
         }
         self.open.insert(
-            alert.alert_id.clone(),
+            k,
             OpenAlert {
                 subject: alert.subject.clone(),
                 tier: alert.tier,
-                alert: escalate_at.map(|_| alert.clone()),
+                alert: escalate_at.map(|_| Box::new(alert.clone())),
                 chain: vec![alert.alert_id.clone()],
                 escalate_at,
                 acknowledged: false,
@@ -136,41 +196,59 @@ impl Ledger {
         );
     }
 
+    fn entry(&mut self, subject: &str) -> &mut Entry {
+        self.subjects.entry_ref(subject).or_default()
+    }
+
     fn profile(&mut self, subject: &str) -> &mut Profile {
-        self.profiles
-            .entry(subject.to_owned())
-            .or_insert_with(|| Profile {
-                subject: subject.to_owned(),
-                ..Profile::default()
-            })
+        self.entry(subject).profile.get_or_insert_with(|| Profile {
+            subject: subject.to_owned(),
+            ..Profile::default()
+        })
+    }
+
+    /// Takes an alert that is no longer open under `k` off its subject's
+    /// list and off the schedule.
+    fn forget(&mut self, o: &OpenAlert, k: Key) {
+        if let Some(t) = o.escalate_at {
+            self.due.remove(&(t, k));
+        }
+        if let Some(e) = self.subjects.get_mut(&o.subject) {
+            if let Some(i) = e.open.iter().position(|&x| x == k) {
+                e.open.remove(i);
+            }
+        }
+        for id in &o.chain[..o.chain.len().saturating_sub(1)] {
+            self.aliases.remove(&key(id));
+        }
+    }
+
+    /// The key an open alert is kept under, by any id of its chain.
+    fn find(&self, alert_id: &str) -> Option<Key> {
+        let k = key(alert_id);
+        if self.open.contains_key(&k) {
+            return Some(k);
+        }
+        self.aliases.get(&k).copied()
     }
 
     /// Applies a rectification; returns false for an alert not open.
     pub fn rectify(&mut self, alert_id: &str, status: Status) -> bool {
-        // Most rectifications name an alert that has not escalated: its key.
-        let key = if self.open.contains_key(alert_id) {
-            Some(alert_id.to_owned())
-        } else {
-            self.open
-                .iter()
-                .find(|(_, o)| o.chain.iter().any(|c| c == alert_id))
-                .map(|(k, _)| k.clone())
+        let Some(k) = self.find(alert_id) else {
+            return false;
         };
-        let Some(key) = key else { return false };
         if status == Status::Acknowledged {
-            if let Some(o) = self.open.get_mut(&key) {
+            if let Some(o) = self.open.get_mut(&k) {
                 o.acknowledged = true;
                 let subject = o.subject.clone();
                 self.mark(&subject);
             }
             return true;
         }
-        let Some(o) = self.open.remove(&key) else {
+        let Some(o) = self.open.remove(&k) else {
             return false;
         };
-        if let Some(t) = o.escalate_at {
-            self.due.remove(&(t, key.clone()));
-        }
+        self.forget(&o, k);
         self.mark(&o.subject);
         let p = self.profile(&o.subject);
         p.open = p.open.saturating_sub(1);
@@ -194,22 +272,24 @@ impl Ledger {
         detected_at: &str,
         next: impl Fn(&Alert, u8) -> Escalation,
     ) -> Vec<Alert> {
-        let mut due = Vec::new();
-        while let Some(first) = self.due.first() {
-            if first.0 > now {
+        let mut out = Vec::new();
+        while let Some(&(at, k)) = self.due.first() {
+            if at > now {
                 break;
             }
-            if let Some((_, key)) = self.due.pop_first() {
-                due.push(key);
+            self.due.pop_first();
+            let escalates = self
+                .open
+                .get(&k)
+                .and_then(|o| o.alert.as_ref())
+                .is_some_and(|a| a.tier < 3);
+            if !escalates {
+                continue;
             }
-        }
-        let mut out = Vec::new();
-        for key in due {
-            let Some(mut o) = self.open.remove(&key) else {
+            let Some(mut o) = self.open.remove(&k) else {
                 continue;
             };
-            let Some(old) = o.alert.clone().filter(|a| a.tier < 3) else {
-                self.open.insert(key, o);
+            let Some(old) = o.alert.take() else {
                 continue;
             };
             let tier = old.tier + 1;
@@ -219,44 +299,51 @@ impl Ledger {
                 rectify_by,
             } = next(&old, tier);
             let deadline = deadline.filter(|_| tier < 3);
-            let mut next = old.clone();
-            next.tier = tier;
-            next.notify = notify;
-            next.rectify_by = rectify_by.filter(|_| deadline.is_some());
-            next.alert_id = crate::alert::alert_id(&old.alert_id, "escalated", &tier.to_string());
-            next.escalated_from = Some(old.alert_id.clone());
-            next.detected_at = detected_at.to_owned();
-            self.mark(&old.subject);
-            let p = self.profile(&old.subject);
+            let (from_tier, mut up) = (old.tier, *old);
+            let from = std::mem::take(&mut up.alert_id);
+            up.tier = tier;
+            up.notify = notify;
+            up.rectify_by = rectify_by.filter(|_| deadline.is_some());
+            up.alert_id = crate::alert::alert_id(&from, "escalated", &tier.to_string());
+            up.escalated_from = Some(from);
+            up.detected_at.clear();
+            up.detected_at.push_str(detected_at);
+            self.mark(&o.subject);
+            let nk = key(&up.alert_id);
+            let entry = self.entry(&o.subject);
+            if let Some(slot) = entry.open.iter_mut().find(|x| **x == k) {
+                *slot = nk;
+            }
+            let p = self.profile(&o.subject);
             p.alerts += 1;
             p.escalated += 1;
-            p.open_by_tier[tier_index(old.tier)] =
-                p.open_by_tier[tier_index(old.tier)].saturating_sub(1);
+            p.open_by_tier[tier_index(from_tier)] =
+                p.open_by_tier[tier_index(from_tier)].saturating_sub(1);
             p.open_by_tier[tier_index(tier)] += 1;
             p.by_tier[tier_index(tier)] += 1;
             p.last_alert_at = Some(detected_at.to_owned());
             p.rescore();
-            o.chain.push(next.alert_id.clone());
+            o.chain.push(up.alert_id.clone());
+            for id in &o.chain[..o.chain.len() - 1] {
+                self.aliases.insert(key(id), nk);
+            }
             o.escalate_at = deadline;
-            o.alert = Some(next.clone());
+            o.alert = Some(Box::new(up.clone()));
             o.tier = tier;
             if let Some(t) = o.escalate_at {
-                self.due.insert((t, next.alert_id.clone()));
+                self.due.insert((t, nk));
             }
-            self.open.insert(next.alert_id.clone(), o);
-            out.push(next);
+            self.open.insert(nk, o);
+            out.push(up);
         }
         out
     }
-}
 
-impl Ledger {
-    /// The subjects changed since the last call.
     /// Stops (or resumes) remembering changed subjects for a changelog.
     pub fn set_tracking(&mut self, on: bool) {
         self.untracked = !on;
         if !on {
-            self.dirty = HashSet::new();
+            self.dirty = HashSet::default();
         }
     }
 
@@ -266,7 +353,8 @@ impl Ledger {
         }
     }
 
-    pub fn take_dirty(&mut self) -> HashSet<String> {
+    /// The subjects changed since the last call.
+    pub fn take_dirty(&mut self) -> HashSet<String, Fast> {
         std::mem::take(&mut self.dirty)
     }
 
@@ -275,6 +363,64 @@ impl Ledger {
         self.open
             .values()
             .flat_map(|o| o.chain.iter().map(String::as_str))
+    }
+
+    /// How many alerts are open.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+
+    /// A subject's profile.
+    pub fn profile_of(&self, subject: &str) -> Option<&Profile> {
+        self.subjects.get(subject)?.profile.as_ref()
+    }
+
+    /// Every subject's profile.
+    pub fn profiles(&self) -> impl Iterator<Item = (&str, &Profile)> {
+        self.subjects
+            .iter()
+            .filter_map(|(s, e)| Some((s.as_str(), e.profile.as_ref()?)))
+    }
+
+    /// A subject's open alerts, in the order they were raised.
+    fn open_of(&self, subject: &str) -> Vec<&OpenAlert> {
+        self.subjects.get(subject).map_or_else(Vec::new, |e| {
+            e.open.iter().filter_map(|k| self.open.get(k)).collect()
+        })
+    }
+
+    /// Sets a subject's profile and adds its open alerts (restoring it).
+    fn restore(&mut self, subject: &str, profile: Option<Profile>, open: Vec<OpenAlert>) {
+        match profile {
+            Some(p) => self.entry(subject).profile = Some(p),
+            None => {
+                if let Some(e) = self.subjects.get_mut(subject) {
+                    e.profile = None;
+                }
+            }
+        }
+        for o in open {
+            let Some(last) = o.chain.last() else {
+                continue;
+            };
+            let k = key(last);
+            if let Some(old) = self.open.remove(&k) {
+                self.forget(&old, k);
+            }
+            for id in &o.chain[..o.chain.len() - 1] {
+                self.aliases.insert(key(id), k);
+            }
+            if let Some(t) = o.escalate_at {
+                self.due.insert((t, k));
+            }
+            self.entry(subject).open.push(k);
+            self.open.insert(k, o);
+        }
+        if let Some(e) = self.subjects.get(subject) {
+            if e.profile.is_none() && e.open.is_empty() {
+                self.subjects.remove(subject);
+            }
+        }
     }
 }
 
@@ -297,32 +443,67 @@ impl SubjectSnapshot {
     }
 }
 
-/// Snapshots of `subjects` (one pass over the open alerts).
+/// One subject's snapshot borrowed from the engine: what a changelog
+/// record writes, without a copy of its state. Serializes as the
+/// [`SubjectSnapshot`] it reads back as.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SnapshotRef<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'a SubjectState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<&'a Profile>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub open: Vec<&'a OpenAlert>,
+}
+
+impl SnapshotRef<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none() && self.profile.is_none() && self.open.is_empty()
+    }
+
+    pub fn owned(&self) -> SubjectSnapshot {
+        SubjectSnapshot {
+            state: self.state.cloned(),
+            profile: self.profile.cloned(),
+            open: self.open.iter().map(|&o| o.clone()).collect(),
+        }
+    }
+}
+
+impl SubjectSnapshot {
+    pub fn borrowed(&self) -> SnapshotRef<'_> {
+        SnapshotRef {
+            state: self.state.as_ref(),
+            profile: self.profile.as_ref(),
+            open: self.open.iter().collect(),
+        }
+    }
+}
+
+/// What is kept about `subject`, borrowed (see [`SnapshotRef`]).
+pub fn snapshot_ref<'a>(state: &'a State, ledger: &'a Ledger, subject: &str) -> SnapshotRef<'a> {
+    SnapshotRef {
+        state: state.subjects.get(subject),
+        profile: ledger.profile_of(subject),
+        open: ledger.open_of(subject),
+    }
+}
+
+/// Snapshots of `subjects` (each reads only its own open alerts), sorted.
 pub fn snapshot(
     state: &State,
     ledger: &Ledger,
     subjects: impl IntoIterator<Item = String>,
 ) -> Vec<(String, SubjectSnapshot)> {
-    let mut out: HashMap<String, SubjectSnapshot> = subjects
+    let mut v: Vec<(String, SubjectSnapshot)> = subjects
         .into_iter()
         .map(|s| {
-            let snap = SubjectSnapshot {
-                state: state.subjects.get(s.as_str()).cloned(),
-                profile: ledger.profiles.get(&s).cloned(),
-                open: Vec::new(),
-            };
+            let snap = snapshot_ref(state, ledger, &s).owned();
             (s, snap)
         })
         .collect();
-    if !out.is_empty() {
-        for o in ledger.open.values() {
-            if let Some(snap) = out.get_mut(&o.subject) {
-                snap.open.push(o.clone());
-            }
-        }
-    }
-    let mut v: Vec<_> = out.into_iter().collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.dedup_by(|a, b| a.0 == b.0);
     v
 }
 
@@ -343,27 +524,13 @@ pub fn restore_subject(
             state.subjects.remove(subject);
         }
     }
-    match snap.profile {
-        Some(p) => {
-            ledger.profiles.insert(subject.to_owned(), p);
-        }
-        None => {
-            ledger.profiles.remove(subject);
-        }
-    }
-    for o in snap.open {
-        let Some(key) = o.chain.last().cloned() else {
-            continue;
-        };
-        if let Some(t) = o.escalate_at {
-            ledger.due.insert((t, key.clone()));
-        }
-        ledger.open.insert(key, o);
-    }
+    ledger.restore(subject, snap.profile, snap.open);
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::expect_used, clippy::unwrap_used)]
+
     use super::*;
 
     fn alert(id: &str, subject: &str, tier: u8) -> Alert {
@@ -415,7 +582,7 @@ mod tests {
         // The chain answers to the first id too.
         assert!(ledger.rectify("a1", Status::Dismissed));
         assert!(ledger.escalate(1000, "t", next(None)).is_empty());
-        let p = &ledger.profiles["G1"];
+        let p = &ledger.profile_of("G1").unwrap();
         assert_eq!((p.alerts, p.escalated, p.open, p.dismissed), (2, 1, 0, 1));
     }
 
@@ -432,6 +599,31 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_holds_only_its_subjects_alerts_and_a_redelivery_is_one() {
+        let mut ledger = Ledger::default();
+        ledger.raised(&alert("a1", "G1", 1), None);
+        ledger.raised(&alert("a1", "G1", 1), None);
+        ledger.raised(&alert("a2", "G2", 1), Some(5));
+        assert_eq!(ledger.open_count(), 2);
+        let snaps = snapshot(&State::default(), &ledger, vec!["G2".to_owned()]);
+        assert_eq!(snaps.len(), 1);
+        assert_eq!(snaps[0].1.open.len(), 1);
+        assert_eq!(snaps[0].1.open[0].chain, vec!["a2".to_owned()]);
+        // Escalated, its first id still rectifies it, and it leaves G2 empty.
+        assert_eq!(ledger.escalate(5, "t", next(None)).len(), 1);
+        assert!(ledger.rectify("a2", Status::Rectified));
+        assert!(ledger.open_of("G2").is_empty());
+        assert!(!ledger.rectify("a2", Status::Rectified), "closed once");
+    }
+
+    #[test]
+    fn a_32_digit_id_is_its_own_key() {
+        let id = crate::alert::alert_id("t", "e1", "BA-101");
+        assert_eq!(format!("{:032x}", key(&id)), id);
+        assert_ne!(key("a1"), key("a2"));
+    }
+
+    #[test]
     fn a_snapshot_restores_profile_and_open_alerts() {
         let mut ledger = Ledger::default();
         let state = State::default();
@@ -441,7 +633,7 @@ mod tests {
         for (subject, snap) in snaps {
             restore_subject(&mut state2, &mut ledger2, &subject, snap);
         }
-        assert_eq!(ledger2.profiles["G1"].open, 1);
+        assert_eq!(ledger2.profile_of("G1").unwrap().open, 1);
         assert_eq!(ledger2.escalate(50, "t", next(None)).len(), 1);
     }
 }

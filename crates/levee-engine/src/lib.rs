@@ -46,7 +46,7 @@ use levee_rules::{Period, RuleGraph};
 
 pub use alert::{alert_id, Alert, Source, Verdict};
 pub use decode::{BadInput, BadKind, Envelope};
-pub use ledger::{Escalation, Ledger, Profile, Status, SubjectSnapshot};
+pub use ledger::{Escalation, Ledger, Profile, SnapshotRef, Status, SubjectSnapshot};
 pub use state::{State, StateKeys};
 pub use value::Val;
 
@@ -331,7 +331,7 @@ impl Engine {
 
     /// A subject's profile.
     pub fn profile(&self, subject: &str) -> Option<Profile> {
-        self.ledger.borrow().profiles.get(subject).cloned()
+        self.ledger.borrow().profile_of(subject).cloned()
     }
 
     /// Applies a rectification; false if the alert is not open here.
@@ -345,11 +345,7 @@ impl Engine {
     pub fn tick(&mut self, now: i64, detected_at: &str) -> Vec<Alert> {
         let mut ledger = std::mem::take(self.ledger.get_mut());
         let out = ledger.escalate(now, detected_at, |alert, tier| {
-            let cp = self
-                .graph
-                .control_points
-                .iter()
-                .find(|c| c.id == alert.control_point);
+            let cp = self.graph.control_point(&alert.control_point);
             let notify = cp
                 .and_then(|c| c.tiers.iter().find(|t| t.tier == tier))
                 .map(|t| t.notify.clone())

@@ -209,6 +209,15 @@ impl Engine {
             let ci = et.control_points[k as usize];
             let point = &plan.points[k as usize];
             let cp = &graph.control_points[ci as usize];
+            // A data-quality point (decided before the points of its type)
+            // found a field this point reads implausible: not decided.
+            if !cp.guarded_by.is_empty()
+                && hits
+                    .iter()
+                    .any(|h| cp.guarded_by.contains(&h.control_point))
+            {
+                continue;
+            }
             // True until a term is false (decided) or not a boolean (the
             // first missing field or error is what counts, unless a later
             // term is false).
@@ -246,6 +255,7 @@ impl Engine {
             }
             match undecided {
                 None => {}
+                Some(true) if fails_closed(cp, buf) => holds = true,
                 Some(true) => stats.unknown += 1,
                 Some(false) => stats.errors += 1,
             }
@@ -313,4 +323,16 @@ impl Engine {
         }
         stats
     }
+}
+
+/// Whether a condition left unknown by missing fields fails closed: some
+/// of the point's `fail_closed` fields are missing, and no other field it
+/// reads is (see [`levee_rules::missing`]).
+fn fails_closed(cp: &levee_rules::ControlPoint, buf: &[Val]) -> bool {
+    let missing = |s: &u32| matches!(buf[*s as usize], Val::Missing);
+    cp.fail_closed.iter().any(missing)
+        && cp
+            .fields_read
+            .iter()
+            .all(|s| !missing(s) || cp.fail_closed.contains(s))
 }

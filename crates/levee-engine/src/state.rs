@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use levee_rules::graph::{Aggregate, EventType};
 use levee_rules::model::AggregateFn;
 use serde::{Deserialize, Serialize};
+use thin_vec::ThinVec;
 
 use crate::exact::Windows;
 use crate::value::Val;
@@ -26,11 +27,14 @@ pub struct SubjectState {
     pub last_seen: i64,
     /// Entries of every window of the subject, in one vector: grouped by
     /// window, in event-time order within each (see [`Entry`]).
-    pub windows: Vec<Entry>,
+    /// `ThinVec`s, one word each (no allocation while empty): a partition
+    /// keeps a map entry per subject, and most subjects have no holds and
+    /// no suppression.
+    pub windows: ThinVec<Entry>,
     /// (control point key) → since when its condition has held.
-    pub holds: Vec<(u64, i64)>,
+    pub holds: ThinVec<(u64, i64)>,
     /// (control point key, tier) → when it last alerted.
-    pub last_alert: Vec<(u64, u8, i64)>,
+    pub last_alert: ThinVec<(u64, u8, i64)>,
     /// What changed during the current event (see [`State::settle`]).
     #[serde(skip)]
     pub(crate) changed: Changed,
@@ -76,6 +80,16 @@ impl StateKeys {
     /// Whether every key of `self` is also one of `other`'s.
     pub fn within(&self, other: &StateKeys) -> bool {
         self.windows.is_subset(&other.windows) && self.points.is_subset(&other.points)
+    }
+
+    /// Whether state is kept under this aggregate key (`Aggregate::key`).
+    pub fn has_window(&self, key: u64) -> bool {
+        self.windows.contains(&key)
+    }
+
+    /// Whether state is kept under this control point key (`ControlPoint::key`).
+    pub fn has_point(&self, key: u64) -> bool {
+        self.points.contains(&key)
     }
 }
 
@@ -169,6 +183,13 @@ pub struct State {
 }
 
 impl State {
+    /// Makes room for `n` more subjects at once, so that the map is not
+    /// copied again and again as it grows (replay knows about how many
+    /// events it will read).
+    pub fn reserve(&mut self, n: usize) {
+        self.subjects.reserve(n);
+    }
+
     /// Stops (or resumes) remembering changed subjects for a changelog.
     pub fn set_tracking(&mut self, on: bool) {
         self.untracked = !on;
@@ -514,7 +535,7 @@ mod tests {
     fn subject() -> SubjectState {
         SubjectState {
             last_seen: 0,
-            windows: vec![
+            windows: thin_vec::thin_vec![
                 Entry {
                     window: 7,
                     at: 1,
@@ -526,8 +547,8 @@ mod tests {
                     value: 0,
                 },
             ],
-            holds: vec![(100, 5), (101, 6)],
-            last_alert: vec![(100, 1, 5), (102, 2, 6)],
+            holds: thin_vec::thin_vec![(100, 5), (101, 6)],
+            last_alert: thin_vec::thin_vec![(100, 1, 5), (102, 2, 6)],
             changed: Changed::default(),
         }
     }

@@ -178,7 +178,7 @@ fn measure_state_memory_and_restore() {
         .values()
         .map(|s| s.windows.len())
         .sum();
-    let open = engine.ledger().open.len();
+    let open = engine.ledger().open_count();
     println!(
         "{n} subjects, {} window entries, {open} open alerts: fed in {fed:.1?}; RSS +{:.0} MiB = {:.0} bytes per subject (state, ledger, profiles)",
         windows,

@@ -178,7 +178,24 @@ pub fn mutate_cp(
             m.insert(s("action"), s(action));
         }
         (true, 4) => {
-            m.remove("subject");
+            if rng.percent(50) {
+                m.remove("subject");
+            } else {
+                // Fail-closed fields: a yes/no field, or one of another type,
+                // unknown, or read by no condition.
+                let pool: Vec<String> = names
+                    .bools
+                    .iter()
+                    .chain(&names.numbers)
+                    .chain(&names.foreign)
+                    .cloned()
+                    .chain(["fz_nowhere".to_owned()])
+                    .collect();
+                let picked: Vec<Value> = (0..rng.below(3) + 1)
+                    .filter_map(|_| rng.pick(&pool).map(|n| s(n)))
+                    .collect();
+                m.insert(s("fail_closed"), Value::Sequence(picked));
+            }
         }
         (true, 5) => {
             if let Some(Value::Mapping(aggs)) = m.get_mut("aggregates") {
@@ -301,7 +318,33 @@ pub fn mutate_schema(
                 let n = fields.len();
                 if let Some((_, f)) = fields.iter_mut().nth(rng.below(n)) {
                     if let Some(f) = f.as_mapping_mut() {
-                        match rng.below(3) {
+                        match rng.below(4) {
+                            3 => {
+                                // Plausible readings: bounds in any order,
+                                // a condition over the type's names.
+                                let mut p = Mapping::new();
+                                let bound = |rng: &mut Rng| -> Value {
+                                    let v = *rng
+                                        .pick(&[0.0, -1.0, 3.5, 1e300, f64::NAN, f64::INFINITY])
+                                        .unwrap_or(&0.0);
+                                    Value::Number(v.into())
+                                };
+                                if rng.percent(60) {
+                                    p.insert(s("min"), bound(rng));
+                                }
+                                if rng.percent(60) {
+                                    p.insert(s("max"), bound(rng));
+                                }
+                                if rng.percent(60) {
+                                    let seed = names.bools.first().map_or("true", String::as_str);
+                                    let h = expr::mutate(rng, seed, &names, &[], break_percent);
+                                    p.insert(s("holds"), s(&h));
+                                }
+                                f.insert(s("plausible"), Value::Mapping(p));
+                                if rng.percent(50) {
+                                    m.remove("data_owner");
+                                }
+                            }
                             0 => {
                                 let t = *rng
                                     .pick(&[

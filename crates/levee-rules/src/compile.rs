@@ -136,10 +136,22 @@ pub(crate) fn build(
         }
     }
 
-    // Control points, grouped by event type, in file order.
+    // Control points, grouped by event type, in file order; each type's
+    // data-quality points first (the engine decides them first).
+    let guards = crate::quality::guards(parsed, &mut diags);
     let mut cps_by_type: BTreeMap<&str, Vec<Located<'_>>> = BTreeMap::new();
     let mut seen_ids: FastMap<&str, String> = FastMap::default();
     let mut register = Vec::new();
+    for g in &guards {
+        if type_defs.contains_key(g.def.event_type.as_str()) {
+            let here = format!("{}:{}", g.file.path, g.line.unwrap_or(1));
+            seen_ids.insert(&g.def.id, here);
+            cps_by_type
+                .entry(&g.def.event_type)
+                .or_default()
+                .push((g.file, &g.def, g.line));
+        }
+    }
     for (f, cps) in points {
         let mut in_file: FastMap<&str, usize> = FastMap::default();
         let id_lines = id_lines(&f.text);
@@ -329,6 +341,23 @@ pub(crate) fn build(
             nodes,
         };
         crate::calendar::mark_readers(&program, &aggregates, &cp_indices, &mut control_points);
+        crate::quality::mark(
+            &guards,
+            &program,
+            &aggregates,
+            &field_index,
+            &cp_indices,
+            &mut control_points,
+        );
+        crate::missing::resolve(
+            cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]),
+            &program,
+            &aggregates,
+            &fields,
+            &cp_indices,
+            &mut control_points,
+            &mut diags,
+        );
         let plan = crate::plan::plan(
             &program,
             &aggregates,
@@ -357,12 +386,18 @@ pub(crate) fn build(
         .enumerate()
         .map(|(i, t)| (t.name.clone(), i as u32))
         .collect();
+    let point_index = control_points
+        .iter()
+        .enumerate()
+        .map(|(i, c): (usize, &ControlPoint)| (c.id.clone(), i as u32))
+        .collect();
     Ok(Compiled {
         graph: RuleGraph {
             version,
             event_types,
             type_index,
             control_points,
+            point_index,
             lists: list_defs,
             calendar,
             tables,

@@ -431,6 +431,18 @@ pub struct ControlPoint {
     /// an aggregate's `of` or `where`): its alerts then say when the day's
     /// calendar is provisional.
     pub reads_calendar: bool,
+    /// On a data-quality point ([`crate::quality`]): the field whose
+    /// readings it guards.
+    pub guards: Option<String>,
+    /// The data-quality points (indices into the graph's control points,
+    /// all of its event type) guarding a field this point reads: when one
+    /// of them fires on an event, this point is not decided on it.
+    pub guarded_by: Vec<u32>,
+    /// `fail_closed:` the slots of the yes/no fields whose absence makes
+    /// the point fire ([`crate::missing`]); empty for most points.
+    pub fail_closed: Vec<Slot>,
+    /// With `fail_closed`: every field slot its conditions read.
+    pub fields_read: Vec<Slot>,
 }
 
 impl ControlPoint {
@@ -448,6 +460,8 @@ pub struct RuleGraph {
     pub event_types: Vec<EventType>,
     pub type_index: HashMap<String, u32>,
     pub control_points: Vec<ControlPoint>,
+    /// Control point id → its index in `control_points`.
+    pub point_index: HashMap<String, u32>,
     pub lists: Vec<ConstList>,
     /// The business time zone and the working calendar.
     pub calendar: crate::Calendar,
@@ -459,6 +473,12 @@ impl RuleGraph {
     pub fn event_type(&self, name: &str) -> Option<(u32, &EventType)> {
         let i = *self.type_index.get(name)?;
         Some((i, &self.event_types[i as usize]))
+    }
+
+    /// A control point by its id.
+    pub fn control_point(&self, id: &str) -> Option<&ControlPoint> {
+        let i = *self.point_index.get(id)?;
+        self.control_points.get(i as usize)
     }
 
     /// Sorted, de-duplicated domain names.

@@ -95,6 +95,41 @@ pub struct EventTypeDef {
     /// blocks nothing.
     #[serde(default)]
     pub request: bool,
+    /// Who answers for the data of this type: the role a data-quality
+    /// alert notifies and the department that owns it. Required once a
+    /// field declares `plausible`.
+    #[serde(default)]
+    pub data_owner: Option<DataOwnerDef>,
+}
+
+/// The owner of an event type's data ([`EventTypeDef::data_owner`]).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DataOwnerDef {
+    /// The role notified of an implausible reading, e.g. `fleet_data_steward`.
+    pub notify: String,
+    /// The owning department (责任部门), in Chinese, e.g. `综合部`.
+    pub owner: String,
+}
+
+/// What a plausible reading of a field is (see [`crate::quality`]). A
+/// reading outside it raises a data-quality alert to the type's data
+/// owner, and no control point that reads the field fires on the event.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlausibleDef {
+    /// The smallest plausible value.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// The largest plausible value.
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// A condition (an expression over the event's fields and derived
+    /// values) every plausible reading meets, e.g.
+    /// `fuel_used_l <= standard_fuel_l * 3` or
+    /// `odometer_end_km >= odometer_start_km`.
+    #[serde(default)]
+    pub holds: Option<String>,
 }
 
 /// One field of an event type.
@@ -109,6 +144,10 @@ pub struct FieldDef {
     pub required: bool,
     #[serde(default)]
     pub description: Option<String>,
+    /// The plausible readings of the field: a reading outside them is a
+    /// data-quality problem, not an integrity risk.
+    #[serde(default)]
+    pub plausible: Option<PlausibleDef>,
 }
 
 /// The type of a field as JSON carries it.
@@ -254,6 +293,13 @@ pub struct ControlPointDef {
     /// instead (回避, recusal).
     #[serde(default)]
     pub accountable: Vec<String>,
+    /// Optional yes/no fields whose absence fails closed: when the
+    /// condition is unknown only because some of these are missing (none
+    /// of its terms false, no other field missing), the point fires, as a
+    /// step the control requires (a review, an acceptance, a signature)
+    /// that the request does not show as done. Others stay unknown.
+    #[serde(default)]
+    pub fail_closed: Vec<String>,
 }
 
 /// A windowed aggregate per subject.

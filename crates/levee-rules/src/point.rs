@@ -255,6 +255,10 @@ pub(crate) fn compile_cp(
         suppress,
         escalate_after,
         reads_calendar: false,
+        guards: None,
+        guarded_by: Vec::new(),
+        fail_closed: Vec::new(),
+        fields_read: Vec::new(),
     })
 }
 

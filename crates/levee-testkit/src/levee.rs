@@ -32,6 +32,8 @@ pub struct LeveeTopics {
     pub profiles: String,
     /// Compacted, as many partitions as the inputs.
     pub changelog: String,
+    /// The shadow rules' alerts (`topics.shadow`), one partition.
+    pub shadow: String,
 }
 
 impl LeveeTopics {
@@ -48,6 +50,7 @@ impl LeveeTopics {
             rectification: format!("{prefix}.events.rectification"),
             profiles: format!("{prefix}.profiles"),
             changelog: format!("{prefix}.state-changelog"),
+            shadow: format!("{prefix}.alerts.shadow"),
         }
     }
 
@@ -74,6 +77,7 @@ impl LeveeTopics {
         );
         specs.push(TopicSpec::new(&self.decisions, 1));
         specs.push(TopicSpec::new(&self.dlq, 1));
+        specs.push(TopicSpec::new(&self.shadow, 1));
         specs.push(TopicSpec::new(&self.rectification, partitions));
         specs.push(TopicSpec::new(&self.profiles, 1).config(compact));
         specs.push(TopicSpec::new(&self.changelog, partitions).config(compact));
@@ -115,6 +119,7 @@ dlq = "{dlq}"
 rectification = "{rectification}"
 profiles = "{profiles}"
 changelog = "{changelog}"
+shadow = "{shadow}"
 
 [rules]
 dir = "{rules}"
@@ -138,6 +143,7 @@ listen = "127.0.0.1:0"
             rectification = self.rectification,
             profiles = self.profiles,
             changelog = self.changelog,
+            shadow = self.shadow,
             rules = rules.display(),
         )
     }

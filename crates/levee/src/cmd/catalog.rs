@@ -166,6 +166,12 @@ fn to_json(graph: &RuleGraph) -> serde_json::Value {
                 .map(|t| json!({"tier": t.tier, "when": t.when_src, "notify": t.notify}))
                 .collect();
             tiers.reverse();
+            let et = &graph.event_types[cp.event_type as usize];
+            let fail_closed: Vec<&str> = cp
+                .fail_closed
+                .iter()
+                .map(|&s| et.fields[s as usize].name.as_str())
+                .collect();
             json!({
                 "id": cp.id,
                 "domain": cp.domain,
@@ -174,6 +180,7 @@ fn to_json(graph: &RuleGraph) -> serde_json::Value {
                 "description": cp.description,
                 "event_type": graph.event_types[cp.event_type as usize].name,
                 "when": cp.when_src,
+                "fail_closed": fail_closed,
                 "tiers": tiers,
                 "action": cp.action.as_str(),
                 "tags": cp.tags,

@@ -1,5 +1,6 @@
 pub mod catalog;
 pub mod check;
+pub mod coverage;
 pub mod diff;
 pub mod gen;
 pub mod graph;

@@ -203,6 +203,18 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let stderr = io::stderr();
     let mut err = stderr.lock();
 
+    // Room for the subjects up front: at most one per event, an event a
+    // few hundred bytes long.
+    let bytes: u64 = args
+        .files
+        .iter()
+        .filter(|n| n.as_str() != "-")
+        .filter_map(|n| std::fs::metadata(n).ok())
+        .map(|m| m.len())
+        .sum();
+    engine
+        .state_mut()
+        .reserve(usize::try_from(bytes / 256).unwrap_or(0).min(1 << 24));
     for name in &args.files {
         let (reader, shown) = open(name)?;
         replay_one(
@@ -219,7 +231,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     }
     if args.profiles {
         let ledger = engine.ledger();
-        let mut profiles: Vec<_> = ledger.profiles.values().collect();
+        let mut profiles: Vec<_> = ledger.profiles().map(|(_, p)| p).collect();
         profiles.sort_by(|a, b| a.subject.cmp(&b.subject));
         for p in profiles {
             serde_json::to_writer(&mut out, p)?;

@@ -2,7 +2,6 @@
 //! `--mutate`, find out whether they would notice a control point changed
 //! (see [`super::mutate`]).
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -57,7 +56,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         }
     };
     let (mut passed, mut failed) = (0usize, 0usize);
-    let mut covered: BTreeSet<String> = BTreeSet::new();
+    let mut coverage = super::coverage::Coverage::default();
     for f in &files {
         let parsed: TestFile = match serde_norway::from_str(&f.text) {
             Ok(t) => t,
@@ -77,7 +76,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             match cases::run(&graph, &f.relative, case, Scope::All) {
                 Ok(()) => {
                     passed += 1;
-                    covered.extend(case.expect.iter().map(|e| e.control_point.clone()));
+                    coverage.add(case);
                     if !args.quiet {
                         println!("ok    {label}");
                     }
@@ -92,32 +91,38 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let total = graph.control_points.len();
-    let uncovered: Vec<&str> = graph
-        .control_points
-        .iter()
-        .map(|c| c.id.as_str())
-        .filter(|id| !covered.contains(*id))
-        .collect();
-    let n_covered = total - uncovered.len();
-    if !uncovered.is_empty() && args.filter.is_none() {
-        let shown: Vec<&str> = uncovered.iter().take(20).copied().collect();
-        println!(
-            "not covered by any passing test: {}{}",
-            shown.join(", "),
-            if uncovered.len() > shown.len() {
-                ", …"
-            } else {
-                ""
-            }
+    let report = coverage.report(&graph);
+    let whole = args.filter.is_none();
+    if whole {
+        list("not covered by any passing test", &report.uncovered_points);
+        list(
+            "tiers no passing test expects (add a case at the tier)",
+            &report.uncovered_tiers,
         );
     }
+    let ((n_covered, total), (t_covered, t_total)) = (report.points, report.tiers);
     println!(
-        "levee test: {passed} cases passed, {failed} failed; covered: {n_covered} of {total} control points"
+        "levee test: {passed} cases passed, {failed} failed; covered: {n_covered} of {total} control points, {t_covered} of {t_total} tiers"
     );
-    Ok(if failed == 0 && passed > 0 {
+    // A whole run also fails on a declared tier no case expects.
+    let tiers_ok = !whole || report.uncovered_tiers.is_empty();
+    Ok(if failed == 0 && passed > 0 && tiers_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Prints `what: a, b, …` (the first 20) unless `items` is empty.
+fn list(what: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = items.iter().take(20).map(String::as_str).collect();
+    let more = if items.len() > shown.len() {
+        format!(", … ({} in all)", items.len())
+    } else {
+        String::new()
+    };
+    println!("{what}: {}{more}", shown.join(", "));
 }

@@ -13,7 +13,7 @@
 //! | `kafka.commit_interval` | `1s` | offset commit / transaction interval (at least `1ms`; was `commit_interval_ms`, a number of ms, still read) |
 //! | `[kafka.consumer]`, `[kafka.producer]` | | librdkafka properties, passed through |
 //! | `topics.inputs` | the four `events.*` | input topics (env: comma-separated) |
-//! | `topics.tier1` … `tier3`, `decisions`, `dlq` | docs/contract.md's names | output topics |
+//! | `topics.tier1` … `tier3`, `decisions`, `dlq`, `shadow` | docs/contract.md's names | output topics (`shadow`: `alerts.shadow`, the shadow rules' alerts) |
 //! | `topics.rectification` | `events.rectification` | rectifications (input, keyed by `alert_id`; every instance reads all of it: keep it, or compact it, for the longest `escalate_after` plus a restart) |
 //! | `topics.profiles` | `profiles` | subject profiles (output, compacted) |
 //! | `topics.changelog` | `levee.state-changelog` | state changelog (compacted; as many partitions as the inputs) |
@@ -30,6 +30,7 @@
 //! | `clock.offset` | `0s` | shift levee's clock (`400d`, `-2h`; an [`Offset`]): drills and tests |
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
 //! | `rules.reload_interval` | `5s` | poll the rule files for changes (`0s`: SIGHUP only; was `reload_interval_secs`, still read) |
+//! | `shadow.rules_dir` | empty (off) | shadow rules (a directory, or a git revision of `rules.dir`'s repository) evaluated beside the live ones, alerts to `topics.shadow` only ([`super::shadow`]) |
 //! | `log.format` | `text` | or `json` |
 //! | `log.level` | `info` | a tracing filter (`RUST_LOG` wins) |
 //! | `http.listen` | `127.0.0.1:9464` | `/metrics`, `/healthz`, `/readyz`, `/v1/*` (`0.0.0.0:9464` in containers; port 0: any free port) |
@@ -50,6 +51,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 pub use super::duration::{Offset, Span};
+pub use super::shadow::ShadowSettings;
 
 /// The embedded defaults.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -91,6 +93,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub topics: Topics,
     pub rules: RulesSettings,
+    pub shadow: ShadowSettings,
     pub log: LogSettings,
     pub state: StateSettings,
     pub input: InputSettings,
@@ -280,6 +283,7 @@ pub struct Topics {
     pub rectification: String,
     pub profiles: String,
     pub changelog: String,
+    pub shadow: String,
 }
 
 impl Topics {
@@ -552,6 +556,7 @@ impl Settings {
             ("topics.profiles", &self.topics.profiles),
             ("topics.changelog", &self.topics.changelog),
             ("topics.rectification", &self.topics.rectification),
+            ("topics.shadow", &self.topics.shadow),
         ];
         for (key, topic) in named.iter().map(|(k, t)| (*k, t.as_str())).chain(
             self.topics

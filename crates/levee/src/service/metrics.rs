@@ -14,6 +14,7 @@
 //! | `levee_alerts_total` | counter | `domain`, `tier`, `action` |
 //! | `levee_control_point_hits_total` | counter | `control_point`, `tier` |
 //! | `levee_calendar_provisional_total` | counter | |
+//! | `levee_data_quality_total` | counter | `event_type`, `field` |
 //! | `levee_evaluate_seconds` | histogram | |
 //! | `levee_end_to_end_seconds` | histogram | |
 //! | `levee_consumer_lag` | gauge | `topic`, `partition` |
@@ -27,6 +28,9 @@
 //! | `levee_stream_up` | gauge | |
 //! | `levee_http_requests_total` | counter | `route`, `code` |
 //! | `levee_http_request_seconds` | histogram | `route` |
+//! | `levee_shadow_diff_total` | counter | `control_point`, `kind` (`added`, `removed`, `tier`) |
+//! | `levee_shadow_warming_up` | gauge | `control_point` |
+//! | `levee_shadow_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
 
 use std::sync::LazyLock;
@@ -49,6 +53,7 @@ pub const DLQ_TOTAL: &str = "levee_dlq_total";
 pub const ALERTS_TOTAL: &str = "levee_alerts_total";
 pub const CONTROL_POINT_HITS_TOTAL: &str = "levee_control_point_hits_total";
 pub const CALENDAR_PROVISIONAL_TOTAL: &str = "levee_calendar_provisional_total";
+pub const DATA_QUALITY_TOTAL: &str = "levee_data_quality_total";
 pub const EVALUATE_SECONDS: &str = "levee_evaluate_seconds";
 pub const END_TO_END_SECONDS: &str = "levee_end_to_end_seconds";
 pub const CONSUMER_LAG: &str = "levee_consumer_lag";
@@ -64,6 +69,9 @@ pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
 pub const TABLE_ROWS: &str = "levee_table_rows";
 pub const TABLE_RECORDS_TOTAL: &str = "levee_table_records_total";
+pub const SHADOW_DIFF_TOTAL: &str = "levee_shadow_diff_total";
+pub const SHADOW_WARMING_UP: &str = "levee_shadow_warming_up";
+pub const SHADOW_RELOADS_TOTAL: &str = "levee_shadow_reloads_total";
 
 /// Every levee metric family, for documentation and the dashboard test.
 #[allow(dead_code)] // read by the tests
@@ -73,6 +81,7 @@ pub const NAMES: &[&str] = &[
     ALERTS_TOTAL,
     CONTROL_POINT_HITS_TOTAL,
     CALENDAR_PROVISIONAL_TOTAL,
+    DATA_QUALITY_TOTAL,
     EVALUATE_SECONDS,
     END_TO_END_SECONDS,
     CONSUMER_LAG,
@@ -88,6 +97,9 @@ pub const NAMES: &[&str] = &[
     HTTP_REQUEST_SECONDS,
     TABLE_ROWS,
     TABLE_RECORDS_TOTAL,
+    SHADOW_DIFF_TOTAL,
+    SHADOW_WARMING_UP,
+    SHADOW_RELOADS_TOTAL,
 ];
 
 /// The process collector's families (Linux).
@@ -238,6 +250,7 @@ struct Metrics {
     alerts: IntCounterVec,
     hits: IntCounterVec,
     provisional: IntCounter,
+    data_quality: IntCounterVec,
     evaluate: Histogram,
     end_to_end: Histogram,
     lag: IntGaugeVec,
@@ -253,6 +266,9 @@ struct Metrics {
     http_seconds: HistogramVec,
     table_rows: IntGaugeVec,
     table_records: IntCounterVec,
+    shadow_diff: IntCounterVec,
+    shadow_warming: IntGaugeVec,
+    shadow_reloads: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -308,6 +324,11 @@ impl Metrics {
                 ))
                 .expect("a valid metric definition")
             },
+            data_quality: counter(
+                DATA_QUALITY_TOTAL,
+                "Implausible readings: data-quality alerts raised, by event type and the field the schema guards (`plausible`).",
+                &["event_type", "field"],
+            ),
             evaluate: histogram(
                 EVALUATE_SECONDS,
                 "Time to decode and evaluate one input message against the rules.",
@@ -394,6 +415,21 @@ impl Metrics {
                 )
                 .expect("a valid metric definition")
             },
+            shadow_diff: counter(
+                SHADOW_DIFF_TOTAL,
+                "Events on which the shadow rules' alerts differ from the live ones, by control point and kind (added: only the shadow alerted; removed: only the live rules; tier: both, at another tier).",
+                &["control_point", "kind"],
+            ),
+            shadow_warming: gauge_vec(
+                SHADOW_WARMING_UP,
+                "Partitions on which a shadow control point is warming up: its windows are new and their longest has not yet passed in event time, so its differences are no divergence.",
+                &["control_point"],
+            ),
+            shadow_reloads: counter(
+                SHADOW_RELOADS_TOTAL,
+                "Reloads of the shadow rules (SIGHUP or file change), by outcome.",
+                &["outcome"],
+            ),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.events.clone()),
@@ -401,6 +437,7 @@ impl Metrics {
             Box::new(m.alerts.clone()),
             Box::new(m.hits.clone()),
             Box::new(m.provisional.clone()),
+            Box::new(m.data_quality.clone()),
             Box::new(m.evaluate.clone()),
             Box::new(m.end_to_end.clone()),
             Box::new(m.lag.clone()),
@@ -416,6 +453,9 @@ impl Metrics {
             Box::new(m.http_seconds.clone()),
             Box::new(m.table_rows.clone()),
             Box::new(m.table_records.clone()),
+            Box::new(m.shadow_diff.clone()),
+            Box::new(m.shadow_warming.clone()),
+            Box::new(m.shadow_reloads.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -432,6 +472,7 @@ impl Metrics {
         }
         for outcome in ReloadOutcome::ALL {
             m.reloads.with_label_values(&[outcome.as_str()]);
+            m.shadow_reloads.with_label_values(&[outcome.as_str()]);
         }
         m
     }
@@ -537,6 +578,13 @@ pub fn alert_raised(alert: &Alert) {
     if alert.calendar.is_some() && alert.escalated_from.is_none() {
         METRICS.provisional.inc();
     }
+    let field = levee_rules::quality::guarded_field(&alert.control_point, &alert.event_type);
+    if let Some(field) = field {
+        METRICS
+            .data_quality
+            .with_label_values(&[alert.event_type.as_str(), field])
+            .inc();
+    }
 }
 
 fn tier_label(tier: u8) -> &'static str {
@@ -600,6 +648,34 @@ pub fn table_record(table: &str, applied: bool) {
     METRICS
         .table_records
         .with_label_values(&[table, outcome])
+        .inc();
+}
+
+/// The shadow rules' alerts differ from the live ones on one event;
+/// `kind` is `added`, `removed` or `tier`.
+pub fn shadow_diff(control_point: &str, kind: &'static str) {
+    METRICS
+        .shadow_diff
+        .with_label_values(&[control_point, kind])
+        .inc();
+}
+
+/// One more (`up`) or one fewer partition on which a shadow control point
+/// is warming up.
+pub fn shadow_warming(control_point: &str, up: bool) {
+    let g = METRICS.shadow_warming.with_label_values(&[control_point]);
+    if up {
+        g.inc();
+    } else {
+        g.dec();
+    }
+}
+
+/// A reload of the shadow rules.
+pub fn shadow_reload(outcome: ReloadOutcome) {
+    METRICS
+        .shadow_reloads
+        .with_label_values(&[outcome.as_str()])
         .inc();
 }
 

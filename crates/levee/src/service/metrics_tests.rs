@@ -23,6 +23,8 @@ fn names_follow_the_conventions() {
         KAFKA_ERRORS_TOTAL,
         RULESET_RELOADS_TOTAL,
         HTTP_REQUESTS_TOTAL,
+        SHADOW_DIFF_TOTAL,
+        SHADOW_RELOADS_TOTAL,
     ] {
         assert!(counter.ends_with("_total"), "{counter}");
     }
@@ -40,6 +42,11 @@ fn every_family_is_registered_with_help() {
     METRICS.misrouted.with_label_values(&["t", "refuel"]);
     table_rows("fleet", 3);
     table_record("fleet", false);
+    METRICS
+        .data_quality
+        .with_label_values(&["trip", "distance_km"]);
+    METRICS.shadow_diff.with_label_values(&["VF-001", "added"]);
+    METRICS.shadow_warming.with_label_values(&["VF-001"]);
     http_request("/healthz", 200, Duration::from_micros(5));
     let families = METRICS.registry.gather();
     let text = render();
@@ -93,8 +100,10 @@ fn the_dashboard_queries_existing_metrics() {
         ALERTS_TOTAL,
         CONTROL_POINT_HITS_TOTAL,
         DLQ_TOTAL,
+        DATA_QUALITY_TOTAL,
         RULESET_RELOADS_TOTAL,
         RULESET_INFO,
+        SHADOW_DIFF_TOTAL,
     ] {
         assert!(
             used.iter().any(|u| u.starts_with(needed)),
@@ -156,4 +165,32 @@ fn kafka_error_kinds_are_distinct() {
     for k in KafkaErrorKind::ALL {
         assert!(seen.insert(k.as_str()));
     }
+}
+
+/// An alert of a data-quality point counts its event type and field; an
+/// integrity alert does not count there.
+#[test]
+fn data_quality_alerts_count_by_event_type_and_field() {
+    init();
+    let alert = |cp: &str, domain: &str| -> Alert {
+        serde_json::from_value(serde_json::json!({
+            "alert_id": "0", "control_point": cp, "domain": domain, "title": "t",
+            "tier": 1, "notify": "r", "action": "alert", "subject": "V1",
+            "branch": "wuhan", "event_id": "e1", "event_type": "trip",
+            "occurred_at": "2026-11-02T09:00:00+08:00",
+            "detected_at": "2026-11-02T01:00:00.000Z", "source": {"http": true},
+            "ruleset_version": "v", "message": "m", "evidence": {}
+        }))
+        .unwrap()
+    };
+    let count = || {
+        METRICS
+            .data_quality
+            .with_label_values(&["trip", "fuel_used_l"])
+            .get()
+    };
+    let before = count();
+    alert_raised(&alert("DQ-trip-fuel_used_l", "data_quality"));
+    alert_raised(&alert("VF-001", "fuel_consumption"));
+    assert_eq!(count(), before + 1);
 }

@@ -9,6 +9,7 @@
 //!   transactions), rebalances, the state changelog and its restore,
 //!   rectifications (its module doc has a table of its modules).
 //! - [`reload`]: the rules in force; reload on SIGHUP or file change.
+//! - [`shadow`]: `[shadow]`, the shadow rules' settings.
 //! - [`metrics`]: every Prometheus metric (names, labels, help) and its helpers.
 //! - [`health`]: readiness flags the pipeline sets and `/readyz` reads.
 //! - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/v1/evaluate`, `/v1/subjects/{id}`.
@@ -22,6 +23,7 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod reload;
+pub mod shadow;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +61,20 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         diagnostics,
     })?;
     let rules = Arc::new(rules);
+    let shadow = match settings.shadow.dir() {
+        Some(dir) => {
+            let origin = reload::Origin::DirOrRevision {
+                arg: dir.display().to_string(),
+                rules: settings.rules.dir.clone(),
+            };
+            let shadow = Rules::load_shadow(origin).map_err(|diagnostics| RulesError {
+                dir: dir.display().to_string(),
+                diagnostics,
+            })?;
+            Some(Arc::new(shadow))
+        }
+        None => None,
+    };
     let (graph, _) = rules.current();
     debug!(elapsed_ms = ms(started), "start-up: rules compiled");
     metrics::init_events(&settings.topics.inputs, &graph);
@@ -134,6 +150,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         Arc::clone(&rules),
         tokio::runtime::Handle::current(),
         changelog,
+        shadow.clone(),
     );
     let consumer: LeveeConsumer = clients::consumer_config(&settings)
         .create_with_context(context)
@@ -156,6 +173,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         Arc::clone(&rules),
         settings.rules.reload_interval.as_duration(),
     ));
+    let shadow_watcher = shadow.map(|s| {
+        info!(rules = %settings.shadow.rules_dir.display(), topic = %settings.topics.shadow, ruleset_version = %s.version(), "shadow rules on");
+        tokio::spawn(reload::watch(s, settings.rules.reload_interval.as_duration()))
+    });
 
     let (done_tx, done_rx) = oneshot::channel();
     let interval = settings.kafka.commit_interval.as_duration();
@@ -195,6 +216,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         r = &mut done_rx => r.unwrap_or_else(|_| Err(anyhow!("the consumer thread died"))),
     };
     watcher.abort();
+    if let Some(w) = shadow_watcher {
+        w.abort();
+    }
     let flush_for = deadline.map_or(Duration::from_secs(30), |d| {
         d.saturating_duration_since(tokio::time::Instant::now())
             .max(Duration::from_millis(100))

@@ -11,37 +11,81 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use levee_engine::tables::TableSet;
-use levee_rules::{Diagnostic, RuleGraph};
+use levee_rules::{Diagnostic, RuleGraph, RuleSources};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
 
 use super::metrics::{self, ReloadOutcome};
 
+/// Where a ruleset is read from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// A rules directory.
+    Dir(PathBuf),
+    /// A directory if one exists at `arg`, else the git revision `arg` of
+    /// the repository `rules` is in, at the path of `rules` in it (as
+    /// `levee diff --base` reads it; nothing checked out). A branch is read
+    /// again at every poll, so the rules follow it.
+    DirOrRevision { arg: String, rules: PathBuf },
+}
+
+impl Origin {
+    /// The rule files as they are now.
+    fn read(&self) -> Result<RuleSources, Vec<Diagnostic>> {
+        match self {
+            Origin::Dir(dir) => levee_rules::read_rules_dir(dir),
+            Origin::DirOrRevision { arg, rules } => {
+                use crate::cmd::diff::source::{self, SourceError};
+                source::read(arg, rules).map_err(|e| match e {
+                    SourceError::Rules(diags) => diags,
+                    other => vec![Diagnostic::error(arg, other.to_string())],
+                })
+            }
+        }
+    }
+}
+
 /// The rules in force, with a generation number bumped on every swap.
 #[derive(Debug)]
 pub struct Rules {
-    dir: PathBuf,
+    origin: Origin,
     current: RwLock<(Arc<RuleGraph>, u64)>,
     generation: AtomicU64,
     /// The rows of the graph's tables, kept current from their topics
     /// (`kafka::tables`); every engine reads this one set.
     tables: RwLock<Arc<TableSet>>,
+    /// The rules in force (false: shadow rules, which leave
+    /// `levee_ruleset_*` alone and count in `levee_shadow_reloads_total`).
+    live: bool,
 }
 
 impl Rules {
     /// Compiles `dir`; the errors if it does not compile.
     pub fn load(dir: PathBuf) -> Result<Self, Vec<Diagnostic>> {
-        let compiled = levee_rules::compile_dir(&dir)?;
+        Self::load_as(Origin::Dir(dir), true)
+    }
+
+    /// As [`Rules::load`], for shadow rules: reloaded the same way, but
+    /// not in `levee_ruleset_info`, and counted apart.
+    pub fn load_shadow(origin: Origin) -> Result<Self, Vec<Diagnostic>> {
+        Self::load_as(origin, false)
+    }
+
+    fn load_as(origin: Origin, live: bool) -> Result<Self, Vec<Diagnostic>> {
+        let compiled = levee_rules::compile(&origin.read()?)?;
         for w in &compiled.warnings {
             warn!("rules: {w}");
         }
-        metrics::ruleset(&compiled.graph);
+        if live {
+            metrics::ruleset(&compiled.graph);
+        }
         let tables = Arc::new(TableSet::from_graph(&compiled.graph));
         Ok(Rules {
-            dir,
+            origin,
             current: RwLock::new((Arc::new(compiled.graph), 0)),
             generation: AtomicU64::new(0),
             tables: RwLock::new(tables),
+            live,
         })
     }
 
@@ -74,29 +118,33 @@ impl Rules {
 
     /// The content hash of the files on disk now (`None` if unreadable).
     fn disk_version(&self) -> Option<String> {
-        levee_rules::read_rules_dir(&self.dir)
-            .ok()
-            .map(|s| s.version())
+        self.origin.read().ok().map(|s| s.version())
     }
 
     /// Compiles the rules directory and swaps the graph if it compiles;
     /// otherwise logs every error and keeps the old rules.
     pub fn reload(&self, why: &str) {
         let old = self.version();
-        match levee_rules::compile_dir(&self.dir) {
+        match self
+            .origin
+            .read()
+            .and_then(|sources| levee_rules::compile(&sources))
+        {
             Ok(compiled) => {
                 for w in &compiled.warnings {
                     warn!("rules: {w}");
                 }
                 let new = compiled.graph.version.clone();
                 if new == old {
-                    metrics::reload(ReloadOutcome::Unchanged);
+                    self.count(ReloadOutcome::Unchanged);
                     info!(ruleset_version = %old, trigger = why, "rules unchanged");
                     return;
                 }
                 let control_points = compiled.graph.control_points.len();
-                metrics::ruleset(&compiled.graph);
-                metrics::reload(ReloadOutcome::Success);
+                if self.live {
+                    metrics::ruleset(&compiled.graph);
+                }
+                self.count(ReloadOutcome::Success);
                 {
                     let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
                     let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
@@ -123,7 +171,7 @@ impl Rules {
                     }
                 }
                 let n = diags.iter().filter(|d| d.is_error()).count();
-                metrics::reload(ReloadOutcome::Failed);
+                self.count(ReloadOutcome::Failed);
                 error!(
                     ruleset_version = %old,
                     errors = n,
@@ -131,6 +179,16 @@ impl Rules {
                     "the new rules do not compile ({n} errors); keeping ruleset {old}"
                 );
             }
+        }
+    }
+}
+
+impl Rules {
+    fn count(&self, outcome: ReloadOutcome) {
+        if self.live {
+            metrics::reload(outcome);
+        } else {
+            metrics::shadow_reload(outcome);
         }
     }
 }

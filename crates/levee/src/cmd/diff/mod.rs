@@ -13,7 +13,7 @@
 
 mod compare;
 mod report;
-mod source;
+pub(crate) mod source;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, BufRead, Read, Write};

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use levee_engine::codec::{self, Encoding};
-use levee_engine::SubjectSnapshot;
+use levee_engine::SnapshotRef;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -75,11 +75,12 @@ pub fn meta_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
-/// One subject that changed, as the engine gives it.
+/// One subject that changed, as the engine gives it (borrowed from it:
+/// only the encoded record is kept).
 #[derive(Debug)]
-pub struct Changed {
-    pub subject: String,
-    pub snapshot: SubjectSnapshot,
+pub struct Changed<'a> {
+    pub subject: &'a str,
+    pub snapshot: SnapshotRef<'a>,
     /// Its open alerts or profile changed (not only its windows).
     pub profile_changed: bool,
 }
@@ -123,11 +124,7 @@ impl Staging {
 
     /// Serializes changed subjects: staged until the next cut, or
     /// (exactly-once) returned to be sent now.
-    pub fn stage(&mut self, changes: Vec<Changed>) -> Vec<OutRecord> {
-        if changes.is_empty() {
-            return Vec::new();
-        }
-        self.changed = true;
+    pub fn stage<'a>(&mut self, changes: impl IntoIterator<Item = Changed<'a>>) -> Vec<OutRecord> {
         let mut out = Vec::new();
         for Changed {
             subject,
@@ -135,17 +132,22 @@ impl Staging {
             profile_changed,
         } in changes
         {
+            self.changed = true;
             // A profile staged before and not written yet is written as it
             // is now.
             let profile_changed =
-                profile_changed || self.staged.get(&subject).is_some_and(|(_, p)| p.is_some());
+                profile_changed || self.staged.get(subject).is_some_and(|(_, p)| p.is_some());
             let profile = snap
                 .profile
                 .as_ref()
                 .filter(|_| profile_changed)
                 .and_then(|profile| {
                     let payload = serde_json::to_vec(profile).ok()?;
-                    Some(OutRecord::keyed(&self.profiles, subject.clone(), payload))
+                    Some(OutRecord::keyed(
+                        &self.profiles,
+                        subject.to_owned(),
+                        payload,
+                    ))
                 });
             let (payload, tombstone) = if snap.is_empty() {
                 (Vec::new(), true)
@@ -154,7 +156,7 @@ impl Staging {
                 codec::encode(&snap, self.encoding, &mut payload);
                 (payload, false)
             };
-            let key = subject_key(&self.tp.topic, self.tp.partition, &subject);
+            let key = subject_key(&self.tp.topic, self.tp.partition, subject);
             let record = OutRecord {
                 partition: Some(self.tp.partition),
                 tombstone,
@@ -164,7 +166,12 @@ impl Staging {
                 out.extend(profile);
                 out.push(record);
             } else {
-                self.staged.insert(subject, (record, profile));
+                match self.staged.get_mut(subject) {
+                    Some(slot) => *slot = (record, profile),
+                    None => {
+                        self.staged.insert(subject.to_owned(), (record, profile));
+                    }
+                }
             }
         }
         out
@@ -328,7 +335,7 @@ fn ms(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use levee_engine::Profile;
+    use levee_engine::{Profile, SubjectSnapshot};
 
     use super::super::delivery::fake::FakeSink;
     use super::*;
@@ -353,17 +360,26 @@ mod tests {
         }
     }
 
-    fn changed(subject: &str, snapshot: SubjectSnapshot, profile_changed: bool) -> Changed {
-        Changed {
-            subject: subject.into(),
-            snapshot,
-            profile_changed,
-        }
+    /// A change as a test writes it: owned.
+    struct Owned(String, SubjectSnapshot, bool);
+
+    fn changed(subject: &str, snapshot: SubjectSnapshot, profile_changed: bool) -> Owned {
+        Owned(subject.into(), snapshot, profile_changed)
     }
 
     /// A subject whose alerts and profile changed.
-    fn alerted(subject: &str) -> Vec<Changed> {
+    fn alerted(subject: &str) -> Vec<Owned> {
         vec![changed(subject, with_profile(), true)]
+    }
+
+    impl Staging {
+        fn stage_owned(&mut self, changes: Vec<Owned>) -> Vec<OutRecord> {
+            self.stage(changes.iter().map(|Owned(subject, snap, p)| Changed {
+                subject,
+                snapshot: snap.borrowed(),
+                profile_changed: *p,
+            }))
+        }
     }
 
     fn staging(send_now: bool) -> Staging {
@@ -383,13 +399,13 @@ mod tests {
     #[test]
     fn a_cut_writes_the_changed_subjects_then_the_partition_record() {
         let mut s = staging(false);
-        let staged = s.stage(vec![
+        let staged = s.stage_owned(vec![
             changed("s1", with_profile(), true),
             changed("s2", SubjectSnapshot::default(), false),
         ]);
         assert!(staged.is_empty(), "at-least-once: held until the cut");
         // A subject changed twice before the cut is written once.
-        assert!(s.stage(alerted("s1")).is_empty());
+        assert!(s.stage_owned(alerted("s1")).is_empty());
         let meta = Meta {
             next_offset: 7,
             watermark: 100,
@@ -423,13 +439,13 @@ mod tests {
     #[test]
     fn a_profile_is_written_only_when_it_changed() {
         let mut s = staging(true);
-        let windows_only = s.stage(vec![changed("s1", with_profile(), false)]);
+        let windows_only = s.stage_owned(vec![changed("s1", with_profile(), false)]);
         assert_eq!(keys(&windows_only), [format!("{CHANGELOG} events.a/1/s1")]);
         // At-least-once: a profile staged earlier in the cut stays staged
         // when the subject changes again without it.
         let mut s = staging(false);
-        s.stage(alerted("s1"));
-        s.stage(vec![changed("s1", with_profile(), false)]);
+        s.stage_owned(alerted("s1"));
+        s.stage_owned(vec![changed("s1", with_profile(), false)]);
         let cut = keys(&s.cut(Meta::default(), true));
         assert!(cut.contains(&"profiles s1".to_owned()), "{cut:?}");
     }
@@ -438,7 +454,7 @@ mod tests {
     fn records_are_in_the_configured_encoding() {
         for encoding in [Encoding::Binary, Encoding::Json] {
             let mut s = Staging::new(tp(), &topics(), encoding, true);
-            let out = s.stage(vec![changed("s1", with_profile(), false)]);
+            let out = s.stage_owned(vec![changed("s1", with_profile(), false)]);
             let payload = &out[0].payload;
             assert_eq!(payload[0] == b'{', encoding == Encoding::Json);
             let back = codec::decode(payload).unwrap();
@@ -475,7 +491,7 @@ mod tests {
     #[test]
     fn exactly_once_hands_records_out_as_they_change() {
         let mut s = staging(true);
-        let now = keys(&s.stage(alerted("s1")));
+        let now = keys(&s.stage_owned(alerted("s1")));
         assert_eq!(now, ["profiles s1", &format!("{CHANGELOG} events.a/1/s1")]);
         let cut = keys(&s.cut(Meta::default(), true));
         assert_eq!(cut, [format!("{CHANGELOG} events.a/1")]);
@@ -494,7 +510,7 @@ mod tests {
         let alert = OutRecord::keyed("alerts.tier1", "s1", b"{}".to_vec());
         produce(sink.as_ref(), &alert, cuts.pending()).await;
         let mut s = staging(false);
-        s.stage(alerted("s1"));
+        s.stage_owned(alerted("s1"));
         let records = s.cut(Meta::default(), true);
         let (reply, mut answer) = oneshot::channel();
         cuts.cut(records, Some(5), Some(reply)).await;
@@ -551,7 +567,7 @@ mod tests {
         let alert = OutRecord::keyed("alerts.tier1", "s1", b"{}".to_vec());
         produce(sink.as_ref(), &alert, cuts.pending()).await;
         let mut s = staging(false);
-        s.stage(alerted("s1"));
+        s.stage_owned(alerted("s1"));
         let (reply, answer) = oneshot::channel();
         cuts.cut(s.cut(Meta::default(), true), Some(1), Some(reply))
             .await;

@@ -149,16 +149,18 @@ impl Coordinator {
         rules: Arc<Rules>,
         runtime: Handle,
         restore: Arc<dyn Restore>,
+        shadow: Option<Arc<Rules>>,
     ) -> Self {
         let producers = Producers::new(Arc::clone(&producer), state_producer, &settings.topics);
         let rectifications = Rectifications::new(settings.state.max_pending_rectifications);
-        let shared = Shared::new(
+        let mut shared = Shared::new(
             &settings,
             rules,
             Arc::new(producers),
             restore,
             Arc::new(rectifications),
         );
+        shared.shadow = shadow;
         Coordinator {
             shared: Arc::new(shared),
             settings,

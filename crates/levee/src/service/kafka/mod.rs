@@ -22,6 +22,7 @@
 //! | [`transaction`] | exactly-once: **where a transaction begins, commits or aborts** |
 //! | [`partition`] | one partition's task: restore, evaluate, answer barriers |
 //! | [`records`] | the records of an event: alerts, verdicts, dead letters (the DLQ) |
+//! | [`shadow`] | shadow rules beside a partition's live ones: their alerts, the diff, warming up |
 //! | [`changelog`] | **where state is written**: changelog keys, records, cuts after delivery |
 //! | [`restore`] | reading a partition's state back on assignment |
 //! | [`rectify`] | the rectification table and its reader |
@@ -52,6 +53,7 @@ pub mod partition;
 pub mod records;
 pub mod rectify;
 pub mod restore;
+pub mod shadow;
 pub mod tables;
 pub mod transaction;
 pub mod work;

@@ -13,7 +13,7 @@
 //! into the open transaction. A barrier is answered with the next offset to
 //! commit once everything before it is done.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use super::error::{report, PipelineError, Retry};
 use super::records::{self, Rejected};
 use super::rectify::Rectifications;
 use super::restore::Restore;
+use super::shadow::Shadow;
 use super::work::{BarrierReply, Work};
 use super::TopicPartition;
 use crate::service::config::{Settings, Span, Topics};
@@ -76,6 +77,8 @@ pub struct Shared {
     pub dlq_max_payload: usize,
     /// `input.on_misrouted`: set misrouted events aside (else evaluate them).
     pub misrouted_to_dlq: bool,
+    /// `[shadow]`: the shadow rules, if on.
+    pub shadow: Option<Arc<Rules>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -108,6 +111,7 @@ impl Shared {
             dlq_max_payload: settings.dlq.max_payload_bytes,
             misrouted_to_dlq: settings.input.on_misrouted
                 == crate::service::config::OnMisrouted::Dlq,
+            shadow: None,
         }
     }
 
@@ -204,6 +208,8 @@ pub struct PartitionTask {
     failed: Option<PipelineError>,
     /// `levee_events_total{outcome="ok"}` of this partition's topic, by event type.
     ok_counters: HashMap<String, prometheus::IntCounter>,
+    /// The shadow rules' engine, once the state is restored.
+    shadow: Option<Shadow>,
 }
 
 impl std::fmt::Debug for PartitionTask {
@@ -237,6 +243,7 @@ impl PartitionTask {
             skip_below: 0,
             failed: None,
             ok_counters: HashMap::new(),
+            shadow: None,
             shared,
         }
     }
@@ -261,6 +268,9 @@ impl PartitionTask {
                 }
                 Work::Barrier(reply) => self.barrier(reply).await,
                 Work::Rectify(id, status) => {
+                    if let Some(s) = self.shadow.as_mut() {
+                        s.rectify(&id, status);
+                    }
                     if self.engine.rectify(&id, status) {
                         debug!(alert_id = %id, ?status, topic = %self.tp.topic, partition = self.tp.partition, "rectification applied");
                     }
@@ -269,7 +279,11 @@ impl PartitionTask {
                     // Alerts raised on the service's clock escalate on it.
                     self.refresh_now();
                     let escalated = self.engine.tick(self.now.secs, &self.now.text);
-                    for r in self.alert_records(escalated) {
+                    let mut records = self.alert_records(escalated);
+                    if let Some(s) = self.shadow.as_mut() {
+                        records.extend(s.tick(self.now.secs, &self.now.text));
+                    }
+                    for r in records {
                         self.send(r).await;
                     }
                 }
@@ -374,7 +388,7 @@ impl PartitionTask {
         }
         self.engine
             .restore_subjects(restored.subjects, meta.watermark);
-        for (subject, profile) in &self.engine.ledger().profiles {
+        for (subject, profile) in self.engine.ledger().profiles() {
             health().put_profile(&self.tp.topic, self.tp.partition, subject, Some(profile));
         }
         self.skip_below = meta.next_offset;
@@ -387,6 +401,16 @@ impl PartitionTask {
         {
             self.engine.rectify(&id, status);
         }
+        self.shadow = self.shared.shadow.as_ref().map(|rules| {
+            let mut s = Shadow::start(
+                Arc::clone(rules),
+                &self.engine,
+                &self.shared.topics.shadow,
+                self.shared.chinese,
+            );
+            s.set_clock(Clock::Wall(self.now.secs));
+            s
+        });
         info!(
             topic = %self.tp.topic,
             partition = self.tp.partition,
@@ -403,6 +427,9 @@ impl PartitionTask {
     fn refresh_now(&mut self) {
         if self.now.refresh() {
             self.engine.set_clock(Clock::Wall(self.now.secs));
+            if let Some(s) = self.shadow.as_mut() {
+                s.set_clock(Clock::Wall(self.now.secs));
+            }
         }
     }
 
@@ -413,9 +440,16 @@ impl PartitionTask {
         self.refresh_now();
         let watermark = self.engine.watermark();
         let escalated = self.engine.tick(self.now.secs, &self.now.text);
-        let out = self.alert_records(escalated);
-        if self.expiry.due(watermark) {
+        let mut out = self.alert_records(escalated);
+        let due = self.expiry.due(watermark);
+        if due {
             self.engine.expire(self.shared.ttl);
+        }
+        if let Some(s) = self.shadow.as_mut() {
+            out.extend(s.tick(self.now.secs, &self.now.text));
+            if due {
+                s.expire(self.shared.ttl);
+            }
         }
         out
     }
@@ -445,31 +479,25 @@ impl PartitionTask {
         if changes.is_empty() {
             return Vec::new();
         }
-        let profiled: HashSet<&str> = changes
+        // Encoded from the engine's own state, nothing copied on the way.
+        let (state, ledger) = (self.engine.state(), self.engine.ledger());
+        let snapshots: Vec<Changed<'_>> = changes
             .iter()
-            .filter(|(_, p)| *p)
-            .map(|(s, _)| s.as_str())
+            .map(|(subject, profile_changed)| Changed {
+                subject,
+                snapshot: levee_engine::ledger::snapshot_ref(state, &ledger, subject),
+                profile_changed: *profile_changed,
+            })
             .collect();
-        let snapshots = self
-            .engine
-            .snapshot(changes.iter().map(|(s, _)| s.clone()).collect());
         health().put_profiles(
             &self.tp.topic,
             self.tp.partition,
             snapshots
                 .iter()
-                .filter(|(subject, _)| profiled.contains(subject.as_str()))
-                .map(|(subject, snap)| (subject.as_str(), snap.profile.as_ref())),
+                .filter(|c| c.profile_changed)
+                .map(|c| (c.subject, c.snapshot.profile)),
         );
-        let changes = snapshots
-            .into_iter()
-            .map(|(subject, snapshot)| Changed {
-                profile_changed: profiled.contains(subject.as_str()),
-                subject,
-                snapshot,
-            })
-            .collect();
-        self.staging.stage(changes)
+        self.staging.stage(snapshots)
     }
 
     /// The records of a cut: what changed since the last one (those not
@@ -565,9 +593,14 @@ impl PartitionTask {
                 self.shared.dlq_max_payload,
             )];
         }
+        // The shadow rules see what the live rules accepted, after them.
+        let shadow = match self.shadow.as_mut() {
+            Some(s) => s.event(&self.engine, m, &self.now.text),
+            None => Vec::new(),
+        };
         let verdict = self.engine.verdict();
         if self.engine.hits().is_empty() && verdict.is_none() {
-            return Vec::new();
+            return shadow;
         }
         self.refresh_now();
         let source = Source::Kafka {
@@ -585,6 +618,7 @@ impl PartitionTask {
         if let Some(verdict) = verdict {
             out.extend(records::verdict(&self.shared.topics, verdict));
         }
+        out.extend(shadow);
         out
     }
 

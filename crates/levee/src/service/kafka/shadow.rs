@@ -1,0 +1,322 @@
+//! Shadow rules in one partition task: a second [`Engine`] over the shadow
+//! ruleset, fed the events the live engine accepted, its alerts written to
+//! `topics.shadow` and compared with the live ones.
+//!
+//! - It starts from a copy of the live state once the partition is
+//!   restored, keeping what the shadow graph has a definition for (state
+//!   is keyed by definition): a window equal to a live one has its history.
+//! - A control point of an event type that gains a window the live rules
+//!   lack (or a new point with `for:` or `suppress:`) starts cold: it is
+//!   *warming up* (`levee_shadow_warming_up`) until its longest new window
+//!   has passed in event time, so that its differences are not read as a
+//!   divergence.
+//! - Its alerts never reach the tier topics; it sends no verdict, writes no
+//!   changelog (its state is not tracked) and leaves the live engine as it
+//!   is. Its records go with the live output (the same transaction,
+//!   exactly-once).
+//! - The difference per event is counted in `levee_shadow_diff_total`:
+//!   added (only the shadow alerted), removed (only the live), tier.
+
+use std::sync::Arc;
+
+use levee_engine::{Clock, Engine, Hit, Source, StateKeys};
+use levee_rules::RuleGraph;
+use rdkafka::message::OwnedMessage;
+use rdkafka::Message;
+use tracing::{debug, error};
+
+use super::delivery::OutRecord;
+use crate::service::metrics;
+use crate::service::reload::Rules;
+
+/// How the shadow's alerts for one event differ from the live ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiffKind {
+    /// Only the shadow rules alerted.
+    Added,
+    /// Only the live rules alerted.
+    Removed,
+    /// Both, at another tier.
+    Tier,
+}
+
+impl DiffKind {
+    /// The `kind` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DiffKind::Added => "added",
+            DiffKind::Removed => "removed",
+            DiffKind::Tier => "tier",
+        }
+    }
+}
+
+/// The differences between the live and the shadow hits of one event, each
+/// given as (control point id, tier): per control point, at most one.
+pub fn diff<'a>(live: &[(&'a str, u8)], shadow: &[(&'a str, u8)]) -> Vec<(&'a str, DiffKind)> {
+    let mut out = Vec::new();
+    for &(id, tier) in shadow {
+        match live.iter().find(|(l, _)| *l == id) {
+            None => out.push((id, DiffKind::Added)),
+            Some(&(_, t)) if t != tier => out.push((id, DiffKind::Tier)),
+            Some(_) => {}
+        }
+    }
+    for &(id, _) in live {
+        if !shadow.iter().any(|(s, _)| *s == id) {
+            out.push((id, DiffKind::Removed));
+        }
+    }
+    out
+}
+
+/// Hits as (control point id, tier).
+fn ids<'g>(graph: &'g RuleGraph, hits: &[Hit]) -> Vec<(&'g str, u8)> {
+    hits.iter()
+        .filter_map(|h| {
+            let cp = graph.control_points.get(h.control_point as usize)?;
+            Some((cp.id.as_str(), h.tier))
+        })
+        .collect()
+}
+
+/// The shadow control points that start cold against state kept under
+/// `known`, each with how long (seconds of event time) it warms up: the
+/// longest window of its event type that `known` lacks, and, if the point
+/// itself is new, its `for:` and `suppress:`. Points of a type with a new
+/// window all wait for it: which windows a condition reads is not traced.
+pub fn cold_points(graph: &RuleGraph, known: &StateKeys) -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for cp in &graph.control_points {
+        let Some(et) = graph.event_types.get(cp.event_type as usize) else {
+            continue;
+        };
+        let mut longest = et
+            .aggregates
+            .iter()
+            .filter(|a| !known.has_window(a.key))
+            .map(|a| a.over)
+            .max()
+            .unwrap_or(0);
+        if !known.has_point(cp.key) {
+            longest = longest
+                .max(cp.hold_for.unwrap_or(0))
+                .max(cp.suppress.unwrap_or(0));
+        }
+        if longest > 0 {
+            out.push((cp.id.clone(), longest));
+        }
+    }
+    out
+}
+
+/// The shadow control points still warming up on one partition; each one
+/// counts in `levee_shadow_warming_up` until it is warm or the partition
+/// goes.
+#[derive(Debug, Default)]
+pub struct Warming {
+    /// Not dated yet (the partition had no event time when they started):
+    /// (id, length), dated from the first event.
+    waiting: Vec<(String, i64)>,
+    /// (id, event time at which it is warm).
+    until: Vec<(String, i64)>,
+}
+
+impl Warming {
+    /// Points starting cold at event time `since` (0 or less: not known
+    /// yet, the next event's); one already warming keeps the later end.
+    pub fn add(&mut self, points: Vec<(String, i64)>, since: i64) {
+        for (id, length) in points {
+            let fresh = !self.is_warming(&id);
+            if since > 0 {
+                let end = since.saturating_add(length);
+                match self.until.iter_mut().find(|(i, _)| *i == id) {
+                    Some(e) => e.1 = e.1.max(end),
+                    None => self.until.push((id.clone(), end)),
+                }
+            } else {
+                self.waiting.push((id.clone(), length));
+            }
+            if fresh {
+                metrics::shadow_warming(&id, true);
+            }
+        }
+    }
+
+    pub fn is_warming(&self, id: &str) -> bool {
+        self.waiting.iter().any(|(i, _)| i == id) || self.until.iter().any(|(i, _)| i == id)
+    }
+
+    /// The partition's event time is now `watermark`: dates what waited,
+    /// and returns the points that are warm now.
+    pub fn advance(&mut self, watermark: i64) -> Vec<String> {
+        if watermark > 0 {
+            for (id, length) in std::mem::take(&mut self.waiting) {
+                let end = watermark.saturating_add(length);
+                match self.until.iter_mut().find(|(i, _)| *i == id) {
+                    Some(e) => e.1 = e.1.max(end),
+                    None => self.until.push((id, end)),
+                }
+            }
+        }
+        let mut warm = Vec::new();
+        self.until.retain(|(id, end)| {
+            let done = watermark >= *end;
+            if done {
+                warm.push(id.clone());
+            }
+            !done
+        });
+        for id in &warm {
+            metrics::shadow_warming(id, false);
+        }
+        warm
+    }
+
+    /// Forgets points the shadow rules no longer have.
+    fn retain(&mut self, graph: &RuleGraph) {
+        let gone = |id: &str| graph.control_point(id).is_none();
+        for (id, _) in self.waiting.iter().chain(&self.until) {
+            if gone(id) {
+                metrics::shadow_warming(id, false);
+            }
+        }
+        self.waiting.retain(|(id, _)| !gone(id));
+        self.until.retain(|(id, _)| !gone(id));
+    }
+}
+
+impl Drop for Warming {
+    fn drop(&mut self) {
+        for (id, _) in self.waiting.iter().chain(&self.until) {
+            metrics::shadow_warming(id, false);
+        }
+    }
+}
+
+/// The shadow rules of one partition.
+#[derive(Debug)]
+pub struct Shadow {
+    rules: Arc<Rules>,
+    generation: u64,
+    engine: Engine,
+    warming: Warming,
+    /// `topics.shadow`.
+    topic: String,
+}
+
+impl Shadow {
+    /// Starts from a copy of `live`'s state (the partition just restored).
+    pub fn start(rules: Arc<Rules>, live: &Engine, topic: &str, chinese: bool) -> Self {
+        let (graph, generation) = rules.current();
+        let mut engine = Engine::new(Arc::clone(&graph));
+        engine.restore(live.state().clone(), live.ledger().clone());
+        // Never written anywhere: nothing to remember for a changelog.
+        engine.set_tracking(false);
+        engine.state_mut().retain_known(&StateKeys::of(&graph));
+        engine.set_chinese(chinese);
+        let mut warming = Warming::default();
+        warming.add(
+            cold_points(&graph, &StateKeys::of(live.graph())),
+            live.watermark(),
+        );
+        Shadow {
+            rules,
+            generation,
+            engine,
+            warming,
+            topic: topic.to_owned(),
+        }
+    }
+
+    /// The shadow rules reloaded: swapped here, between messages; points
+    /// new to the shadow engine's state start warming up.
+    fn refresh_rules(&mut self) {
+        if self.rules.generation() == self.generation {
+            return;
+        }
+        let (graph, generation) = self.rules.current();
+        let known = StateKeys::of(self.engine.graph());
+        self.engine.set_graph(Arc::clone(&graph));
+        self.generation = generation;
+        self.warming.retain(&graph);
+        self.warming
+            .add(cold_points(&graph, &known), self.engine.watermark());
+    }
+
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.engine.set_clock(clock);
+    }
+
+    /// One event the live engine has just evaluated (its hits are in
+    /// `live`): the shadow's alerts as records to the shadow topic, the
+    /// differences counted.
+    pub fn event(&mut self, live: &Engine, m: &OwnedMessage, detected_at: &str) -> Vec<OutRecord> {
+        self.refresh_rules();
+        let payload = m.payload().unwrap_or_default();
+        let hits: &[Hit] = match self.engine.decode(payload) {
+            Ok(()) => {
+                self.engine.run();
+                self.engine.hits()
+            }
+            Err(e) => {
+                // A schema the shadow rules changed: it alerts on nothing.
+                debug!(topic = m.topic(), offset = m.offset(), reason = %e, "the shadow rules refuse an event the live rules accept");
+                &[]
+            }
+        };
+        let shadow_hits = ids(self.engine.graph(), hits);
+        let live_hits = ids(live.graph(), live.hits());
+        for (id, kind) in diff(&live_hits, &shadow_hits) {
+            metrics::shadow_diff(id, kind.as_str());
+        }
+        let mut out = Vec::new();
+        if !shadow_hits.is_empty() {
+            let source = Source::Kafka {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+            };
+            let hits: Vec<Hit> = self.engine.hits().to_vec();
+            let alerts = hits
+                .into_iter()
+                .map(|h| self.engine.alert(h, &source, detected_at));
+            out.extend(alerts.filter_map(|a| self.record(a)));
+        }
+        self.warming.advance(self.engine.watermark());
+        out
+    }
+
+    /// Escalations of the shadow's open alerts now due.
+    pub fn tick(&mut self, now: i64, detected_at: &str) -> Vec<OutRecord> {
+        let alerts = self.engine.tick(now, detected_at);
+        alerts.into_iter().filter_map(|a| self.record(a)).collect()
+    }
+
+    pub fn rectify(&mut self, alert_id: &str, status: levee_engine::Status) {
+        self.engine.rectify(alert_id, status);
+    }
+
+    pub fn expire(&mut self, ttl: i64) {
+        self.engine.expire(ttl);
+    }
+
+    #[cfg(test)]
+    fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    fn record(&self, alert: levee_engine::Alert) -> Option<OutRecord> {
+        match serde_json::to_vec(&alert) {
+            Ok(payload) => Some(OutRecord::keyed(&self.topic, alert.subject, payload)),
+            Err(e) => {
+                error!(error = %e, "a shadow alert could not be serialized");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "shadow_tests.rs"]
+mod tests;
