@@ -32,6 +32,13 @@ events.marketing
 # keyed by alert_id: the latest status of each alert is what counts, and
 # every levee instance reads all of it
 events.rectification cleanup.policy=compact
+# registers (tables in rules/tables/), keyed by the table key, published by
+# the register's own system; every levee instance reads all of each
+tables.fleet cleanup.policy=compact
+tables.designated_stations cleanup.policy=compact
+tables.supplier_blacklist cleanup.policy=compact
+tables.roles cleanup.policy=compact
+tables.credit_limits cleanup.policy=compact
 # outputs, kept 30 days
 alerts.tier1 retention.ms=2592000000
 alerts.tier2 retention.ms=2592000000

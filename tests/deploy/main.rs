@@ -21,6 +21,11 @@ const TOPICS: &[&str] = &[
     "events.procurement",
     "events.marketing",
     "events.rectification",
+    "tables.fleet",
+    "tables.designated_stations",
+    "tables.supplier_blacklist",
+    "tables.roles",
+    "tables.credit_limits",
     "alerts.tier1",
     "alerts.tier2",
     "alerts.tier3",
@@ -31,7 +36,16 @@ const TOPICS: &[&str] = &[
     "levee.state-changelog",
 ];
 /// Keyed topics of which only the latest record per key matters.
-const COMPACTED: &[&str] = &["events.rectification", "profiles", "levee.state-changelog"];
+const COMPACTED: &[&str] = &[
+    "events.rectification",
+    "tables.fleet",
+    "tables.designated_stations",
+    "tables.supplier_blacklist",
+    "tables.roles",
+    "tables.credit_limits",
+    "profiles",
+    "levee.state-changelog",
+];
 const CHANGELOG: &str = "levee.state-changelog";
 /// The HTTP listener's port and the address it must bind in containers.
 const HTTP_PORT: u64 = 9464;

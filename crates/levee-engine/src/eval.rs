@@ -30,8 +30,9 @@ pub fn new_buffer(p: &Program) -> Vec<Val> {
 /// in `buf`. Generic nodes are evaluated once per event: a node runs when
 /// its stamp differs from `epoch`, and is then stamped. The lowered forms
 /// are cheap and idempotent, and evaluated every time they are reached.
-/// Aggregates are computed by `aggregate` (from the slots before theirs);
-/// `windows` are what an exact decision reads of them.
+/// Aggregates and table lookups are computed by `external` (from the
+/// slots before theirs); `windows` are what an exact decision reads of
+/// the aggregates.
 ///
 /// A lowered comparison of floats within rounding distance of each other,
 /// or a `%` near a step, is decided again by [`exact_code`], out of line:
@@ -48,7 +49,7 @@ pub fn run_code<W: Windows + Copy>(
     stamps: &mut [u32],
     epoch: u32,
     code: &[Code],
-    aggregate: &mut impl FnMut(u32, &[Val]) -> Val,
+    external: &mut impl FnMut(&Op, &[Val], &mut Val),
     windows: W,
 ) {
     let base = p.n_fields as usize;
@@ -62,9 +63,9 @@ pub fn run_code<W: Windows + Copy>(
                 stamps[i] = epoch;
                 match &ops[i] {
                     Op::Const(_) => {}
-                    Op::Aggregate(a) => {
+                    op @ (Op::Aggregate(_) | Op::Lookup(..)) => {
                         let (before, rest) = buf.split_at_mut(base + i);
-                        rest[0] = aggregate(*a, before);
+                        external(op, before, &mut rest[0]);
                     }
                     op => {
                         let (before, rest) = buf.split_at_mut(base + i);
@@ -351,7 +352,7 @@ macro_rules! operand {
 #[inline]
 fn eval_op<W: Windows>(cx: &Cx<'_, W>, op: &Op, lists: &[ConstList], b: &[Val], out: &mut Val) {
     match op {
-        Op::Const(_) | Op::Aggregate(_) => {}
+        Op::Const(_) | Op::Aggregate(_) | Op::Lookup(..) => {}
         Op::Arith(a, xs, ys) => {
             let x = operand!(b, *xs, out);
             let y = operand!(b, *ys, out);
@@ -434,8 +435,14 @@ fn eval_op<W: Windows>(cx: &Cx<'_, W>, op: &Op, lists: &[ConstList], b: &[Val], 
         }
         Op::If(c, x, y) => {
             let c = operand!(b, *c, out);
-            let x = operand!(b, *x, out);
-            let y = operand!(b, *y, out);
+            let (x, y) = (&b[*x as usize], &b[*y as usize]);
+            // An error in either branch is evalexpr's (it evaluates both);
+            // a missing value in the branch not taken is not read (a
+            // register's value, else the event's own).
+            if matches!(x, Val::Error) || matches!(y, Val::Error) {
+                *out = Val::Error;
+                return;
+            }
             let pick = match c {
                 Val::Bool(true) => x,
                 Val::Bool(false) => y,

@@ -324,7 +324,11 @@ impl<'c, 'b, W: Windows + ?Sized> Eval<'c, 'b, W> {
                 Some(Val::Int(i)) => i.unsigned_abs() <= EXACT_INT,
                 Some(Val::Float(_)) => match s.checked_sub(self.cx.n_fields) {
                     None => true,
-                    Some(i) => matches!(self.cx.ops.get(i as usize), Some(Op::Const(_))),
+                    // A table's value is a reading, as a field's is.
+                    Some(i) => matches!(
+                        self.cx.ops.get(i as usize),
+                        Some(Op::Const(_) | Op::Lookup(..))
+                    ),
                 },
                 _ => false,
             },
@@ -363,7 +367,7 @@ impl<'c, 'b, W: Windows + ?Sized> Eval<'c, 'b, W> {
         };
         let overflow = |v: Option<N>| v.ok_or(Stop::Overflow);
         match self.cx.ops.get(i as usize).ok_or(Stop::Inexact)? {
-            Op::Const(_) => leaf(f),
+            Op::Const(_) | Op::Lookup(..) => leaf(f),
             Op::Arith(a, x, y) => {
                 let (x, y) = (self.slot::<N>(*x)?, self.slot::<N>(*y)?);
                 if matches!(a, Arith::Div | Arith::Mod) && y.is_zero() {

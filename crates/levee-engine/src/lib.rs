@@ -20,6 +20,7 @@
 //! - [`state`]: per-subject state (windows, `for:`, suppression), kept
 //!   under each definition's key.
 //! - [`ledger`]: open alerts (escalation, rectification) and profiles.
+//! - [`tables`]: the tables' rows, looked up as of the event's time.
 
 pub mod alert;
 pub mod body;
@@ -33,6 +34,7 @@ pub mod rectify;
 pub mod render;
 mod run;
 pub mod state;
+pub mod tables;
 pub mod value;
 
 use std::cell::RefCell;
@@ -68,8 +70,7 @@ pub struct EvalStats {
 }
 
 /// The clock on which an alert's rectification period runs: it starts when
-/// the alert is raised to its recipients, and escalation reads the same
-/// clock.
+/// the alert is raised to its recipients, and escalation reads the same clock.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Clock {
     /// The event's own time: `levee replay` and `levee test`, where time is
@@ -130,6 +131,8 @@ pub struct Engine {
     evidence_order: Vec<Vec<u32>>,
     /// The alert [`Engine::write_alert`] fills, its strings re-used.
     scratch: RefCell<Alert>,
+    /// The tables' rows (shared: `levee run` changes them live).
+    tables: Arc<tables::TableSet>,
 }
 
 impl Engine {
@@ -170,7 +173,6 @@ impl Engine {
             })
             .collect();
         Engine {
-            graph,
             buffers,
             stamps,
             epochs,
@@ -187,6 +189,8 @@ impl Engine {
             clock: Clock::EventTime,
             evidence_order,
             scratch: RefCell::new(blank_alert()),
+            tables: Arc::new(tables::TableSet::from_graph(&graph)),
+            graph,
         }
     }
 
@@ -251,8 +255,7 @@ impl Engine {
         self.chinese = on;
     }
 
-    /// Stops (or resumes) remembering what changed for a changelog: off
-    /// where nothing writes one (replay, tests).
+    /// Stops (or resumes) remembering changes for a changelog (off in replay, tests).
     pub fn set_tracking(&mut self, on: bool) {
         self.state.set_tracking(on);
         self.ledger.get_mut().set_tracking(on);
@@ -273,8 +276,7 @@ impl Engine {
         self.state.watermark
     }
 
-    /// The subjects whose state, open alerts or profile changed since the
-    /// last call (what a changelog must write), sorted.
+    /// Subjects whose state, alerts or profile changed since the last call, sorted.
     pub fn take_dirty_subjects(&mut self) -> Vec<String> {
         self.take_changes().into_iter().map(|(s, _)| s).collect()
     }
@@ -337,9 +339,9 @@ impl Engine {
         self.ledger.get_mut().rectify(alert_id, status)
     }
 
-    /// Escalates every open alert whose period ran out by `now` (seconds,
-    /// on the engine's [`Clock`]: the watermark or a `{tick}` in replay and
-    /// tests, the wall clock in the service), returning the new alerts.
+    /// Escalates every open alert whose period ran out by `now` (seconds, on the
+    /// engine's [`Clock`]: event time in replay and tests, the wall clock in the
+    /// service), returning the new alerts.
     pub fn tick(&mut self, now: i64, detected_at: &str) -> Vec<Alert> {
         let mut ledger = std::mem::take(self.ledger.get_mut());
         let out = ledger.escalate(now, detected_at, |alert, tier| {
@@ -376,8 +378,7 @@ impl Engine {
         &self.hits
     }
 
-    /// Decodes one event and evaluates it; the hits are in [`Engine::hits`].
-    /// Allocates nothing once the buffers are warm.
+    /// Decodes and evaluates one event (hits in [`Engine::hits`]); no allocation once warm.
     pub fn evaluate(&mut self, bytes: &[u8]) -> Result<EvalStats, BadInput> {
         self.decode(bytes)?;
         Ok(self.run())
@@ -407,10 +408,9 @@ impl Engine {
         ))
     }
 
-    /// Where the last decoded event belongs: the stream of its type, and, if
-    /// its type keeps state per subject (windows, `for:`, suppression,
-    /// escalation), the subject's value, which must be its Kafka key for
-    /// the state to live in one partition.
+    /// Where the last decoded event belongs: its type's stream, and, if its type
+    /// keeps state per subject (windows, `for:`, suppression, escalation), the
+    /// subject, which must be its Kafka key for the state to live in one partition.
     pub fn routing(&self) -> (&str, Option<String>) {
         let ti = self.env.type_index as usize;
         let et = &self.graph.event_types[ti];
@@ -435,8 +435,7 @@ impl Engine {
         })
     }
 
-    /// Builds the alert for one hit of the last event evaluated, and enters
-    /// it in the ledger (call it once per hit).
+    /// Builds the alert for a hit of the last event, entering it in the ledger (once per hit).
     pub fn alert(&self, hit: Hit, source: &Source, detected_at: &str) -> Alert {
         let mut alert = blank_alert();
         let due = self.fill(hit, source, detected_at, &mut alert, true);
@@ -511,7 +510,8 @@ impl Engine {
         set(&mut a.title, &cp.title);
         a.tier = hit.tier;
         let tier = cp.tiers.iter().find(|t| t.tier == hit.tier);
-        set(&mut a.notify, tier.map_or("", |t| t.notify.as_str()));
+        let role = tier.map_or(levee_rules::default_notify(hit.tier), |t| Some(&*t.notify));
+        set(&mut a.notify, role.unwrap_or(""));
         // What levee did: only a request can be blocked.
         let action = if self.intercepts[cp.event_type as usize] {
             cp.action

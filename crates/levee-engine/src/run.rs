@@ -3,10 +3,27 @@
 //! control point is decided term by term, its `for:` and suppression
 //! state consulted, and its tier picked.
 
+use std::sync::Arc;
+
+use levee_rules::graph::Op;
 use levee_rules::plan::NumValue;
 
+use crate::tables::TableSet;
 use crate::value::Val;
 use crate::{eval, exact, state, Engine, EvalStats, Hit};
+
+impl Engine {
+    /// The tables' rows lookups read: by default the rule files' rows
+    /// ([`TableSet::from_graph`] of this engine's graph); `levee run` gives
+    /// every engine the set it keeps current from the tables' topics.
+    pub fn set_tables(&mut self, tables: Arc<TableSet>) {
+        self.tables = tables;
+    }
+
+    pub fn tables(&self) -> &Arc<TableSet> {
+        &self.tables
+    }
+}
 
 impl Engine {
     /// Evaluates the last decoded event: decides each control point of its
@@ -33,6 +50,7 @@ impl Engine {
             record,
             key,
             env,
+            tables,
             ..
         } = self;
         let et = &graph.event_types[ti];
@@ -73,11 +91,21 @@ impl Engine {
                 });
             }
         }
-        let mut aggregate = |a: u32, slots: &[Val]| {
+        let tables: &TableSet = tables;
+        // A table is read as of the event's time.
+        let lookup = |op: &Op, slots: &[Val], out: &mut Val| match op {
+            Op::Lookup(t, c, keys) => tables.lookup(*t, *c, keys, slots, at, out),
+            _ => *out = Val::Missing,
+        };
+        let mut aggregate = |op: &Op, slots: &[Val], out: &mut Val| {
+            let Op::Aggregate(a) = *op else {
+                return lookup(op, slots, out);
+            };
             let spec = &et.aggregates[a as usize];
             debug_assert_eq!(spec.subject, et.subject);
             let Some(s) = subject.as_deref_mut() else {
-                return Val::Missing;
+                *out = Val::Missing;
+                return;
             };
             let counts = spec
                 .filter
@@ -103,7 +131,7 @@ impl Engine {
                 },
             };
             let value = if counts { value } else { None };
-            s.aggregate(spec.key, spec, at, value, record)
+            *out = s.aggregate(spec.key, spec, at, value, record);
         };
         let p = &et.program;
         let lists = &graph.lists;
@@ -119,9 +147,13 @@ impl Engine {
             &mut aggregate,
             exact::NoWindows,
         );
-        // Every aggregate has run: nothing below reaches one. An exact
-        // decision reads their windows again (rarely: see `exact`).
-        let mut no_aggregate = |_: u32, _: &[Val]| Val::Missing;
+        // Every aggregate has run: nothing below reaches one, only
+        // lookups. An exact decision reads their windows again (rarely:
+        // see `exact`).
+        let mut no_aggregate = |op: &Op, slots: &[Val], out: &mut Val| match op {
+            Op::Lookup(t, c, keys) => tables.lookup(*t, *c, keys, slots, at, out),
+            _ => *out = Val::Missing,
+        };
         let windows = state::EventWindows {
             et,
             type_index: ti as u32,
@@ -264,9 +296,15 @@ impl Engine {
                 Some(s) => matches!(buf[s as usize], Val::Bool(true)),
             });
             let Some(t) = tier else { continue };
+            // Recusal (回避): the role it notifies is held by someone the
+            // alert is about; it goes one tier up.
+            let recused = t
+                .recuse
+                .is_some_and(|s| matches!(buf[s as usize], Val::Bool(true)));
+            let tier_no = if recused { (t.tier + 1).min(3) } else { t.tier };
             if let Some(period) = cp.suppress {
                 let due = state.with_subject(key, at, record, |s| {
-                    s.due(cp.key, t.tier, at, period, record)
+                    s.due(cp.key, tier_no, at, period, record)
                 });
                 if !due {
                     stats.suppressed += 1;
@@ -275,7 +313,7 @@ impl Engine {
             }
             hits.push(Hit {
                 control_point: ci,
-                tier: t.tier,
+                tier: tier_no,
             });
         }
         if record {

@@ -116,6 +116,8 @@ pub(crate) fn build(
         }
     }
 
+    let tables = crate::table::compile_tables(parsed, &list_defs, &calendar, &mut diags);
+
     // Event types.
     let mut type_defs: BTreeMap<&str, (&SourceFile, &EventTypeDef)> = BTreeMap::new();
     for (f, rf) in parsed {
@@ -302,6 +304,7 @@ pub(crate) fn build(
             &list_index,
             &mut list_defs,
         );
+        builder.tables = &tables;
         for (dname, e) in builder.lower_all_derived() {
             let src = def.derived.get(&dname).cloned().unwrap_or_default();
             diags.push(
@@ -397,6 +400,7 @@ pub(crate) fn build(
             point_index,
             lists: list_defs,
             calendar,
+            tables,
         },
         warnings: diags,
         register,

@@ -103,7 +103,7 @@ pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate to `name`, if one is close enough to be a typo.
-pub(crate) fn did_you_mean<'a>(
+pub fn did_you_mean<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {

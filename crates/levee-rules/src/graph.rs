@@ -162,7 +162,14 @@ pub enum Op {
     /// computed from the subject's state by the engine.
     Aggregate(u32),
     StrFn(StrFn, Slot),
+    /// A table read as of the event's time: table `.0` of the graph, column
+    /// `.1` ([`EXISTS`]: whether a row is valid), by the key in slots `.2`
+    /// (a scoped table's branch first). Missing when no row is valid.
+    Lookup(u32, u32, Box<[Slot]>),
 }
+
+/// The column of an [`Op::Lookup`] that asks only whether a row is valid.
+pub const EXISTS: u32 = u32::MAX;
 
 impl Op {
     /// The slots this operation reads.
@@ -186,7 +193,7 @@ impl Op {
             | Op::And(a, b)
             | Op::Or(a, b) => vec![*a, *b],
             Op::If(c, a, b) => vec![*c, *a, *b],
-            Op::Min(v) | Op::Max(v) => v.to_vec(),
+            Op::Min(v) | Op::Max(v) | Op::Lookup(_, _, v) => v.to_vec(),
         }
     }
 }
@@ -359,6 +366,10 @@ pub struct Tier {
     pub when: Option<Slot>,
     pub when_src: Option<String>,
     pub notify: String,
+    /// Recusal (回避): true when the role it notifies is held, in the
+    /// event's branch, by one of the point's `accountable` people (the
+    /// `roles` table); the alert then goes one tier up.
+    pub recuse: Option<Slot>,
 }
 
 /// A piece of a message template.
@@ -454,6 +465,8 @@ pub struct RuleGraph {
     pub lists: Vec<ConstList>,
     /// The business time zone and the working calendar.
     pub calendar: crate::Calendar,
+    /// Reference data (`tables:`, and the lists as one-column tables).
+    pub tables: Vec<crate::table::Table>,
 }
 
 impl RuleGraph {

@@ -11,6 +11,7 @@
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
 //! - [`graph`]: the compiled graph: per event type a flat program of nodes.
 //! - `point`: one control point's definition → its part of the graph.
+//! - `recusal`: 回避, a tier whose notified role is held by an accountable person.
 //! - [`plan`]: what each event evaluates; conditions split into `&&` terms.
 //! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
@@ -18,6 +19,7 @@
 //! - [`register`]: the register's columns (Chinese message, risk grade,
 //!   measure, owner, basis) and what `levee check` requires of them.
 //! - `template`: message templates and their placeholders.
+//! - [`table`]: reference data: table declarations and their rows.
 //! - [`variant`]: one control point's variants compiled against a catalog
 //!   parsed once (`levee test --mutate`).
 
@@ -34,8 +36,10 @@ pub mod model;
 pub mod plan;
 mod point;
 pub mod quality;
+mod recusal;
 pub mod register;
 pub mod render;
+pub mod table;
 mod template;
 pub mod variant;
 

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use evalexpr::{Node as ENode, Operator};
 
 mod functions;
+mod lookup;
 mod tree;
 
 pub(crate) use self::tree::value_to_const;
@@ -38,6 +39,8 @@ pub(crate) struct Builder<'a> {
     field_types: Vec<Ty>,
     lists: &'a FastMap<String, u32>,
     list_defs: &'a mut Vec<ConstList>,
+    /// The tables `lookup()` and `exists()` read.
+    pub(crate) tables: &'a [crate::table::Table],
     derived: BTreeMap<String, Derived>,
     derived_slots: Vec<(String, Slot)>,
     /// Derived values on the resolution stack, for cycle messages.
@@ -77,6 +80,7 @@ impl<'a> Builder<'a> {
             field_types,
             lists,
             list_defs,
+            tables: &[],
             derived: derived
                 .iter()
                 .map(|(k, v)| (k.clone(), Derived::Pending(v.clone())))

@@ -30,6 +30,10 @@ pub struct RuleFile {
     /// (`rules/calendar/*.yaml`).
     #[serde(default)]
     pub calendar: Option<CalendarDef>,
+    /// Reference data: registers as tables, looked up as of the event's
+    /// time (`rules/tables/*.yaml`).
+    #[serde(default)]
+    pub tables: BTreeMap<String, crate::table::TableDef>,
 }
 
 /// The business calendar, as rule files declare it: the time zone in one
@@ -283,6 +287,12 @@ pub struct ControlPointDef {
     /// up: a duration (`30d`) or working days on the calendar (`10wd`).
     #[serde(default)]
     pub escalate_after: Option<String>,
+    /// Fields naming the people accountable for the event (requester,
+    /// approver): where the role a tier notifies is held by one of them in
+    /// the event's branch (table `roles`), the alert goes one tier up
+    /// instead (回避, recusal).
+    #[serde(default)]
+    pub accountable: Vec<String>,
     /// Optional yes/no fields whose absence fails closed: when the
     /// condition is unknown only because some of these are missing (none
     /// of its terms false, no other field missing), the point fires, as a
@@ -378,6 +388,10 @@ pub struct TestCase {
     /// Events (by `event_id`) the case expects refused as `future`.
     #[serde(default)]
     pub expect_future: Vec<String>,
+    /// Table rows the case runs with, by table: they replace the rows the
+    /// rules give that table (`{fleet: [{vehicle_id: V1, …}]}`).
+    #[serde(default)]
+    pub tables: BTreeMap<String, Vec<serde_json::Value>>,
 }
 
 /// An alert a test case expects.

@@ -400,7 +400,7 @@ pub fn plan<'c>(
         let reads = cp
             .tiers
             .iter()
-            .filter_map(|t| t.when)
+            .flat_map(|t| t.when.into_iter().chain(t.recuse))
             .chain(cp.message.iter().filter_map(MessagePart::slot))
             .chain(cp.message_zh.iter().flatten().filter_map(MessagePart::slot))
             .chain(cp.evidence.iter().map(|(_, s)| *s))

@@ -152,11 +152,16 @@ pub(crate) fn compile_cp(
             },
             None => None,
         };
+        let recuse = crate::recusal::condition(cp, &notify, b).unwrap_or_else(|e| {
+            diags.push(error(format!("`accountable`: {e}")));
+            None
+        });
         tiers.push(Tier {
             tier: n,
             when,
             when_src: t.when.clone(),
             notify,
+            recuse,
         });
     }
     tiers.sort_by_key(|t| std::cmp::Reverse(t.tier));
@@ -208,10 +213,20 @@ pub(crate) fn compile_cp(
             names.push(n);
         }
     }
-    let evidence = names
+    let mut evidence: Vec<(String, Slot)> = names
         .into_iter()
         .filter_map(|n| b.resolve(&n).map(|(s, _)| (n, s)))
         .collect();
+    // And what they read of the registers, by the call as written.
+    let roots: Vec<Slot> = when
+        .into_iter()
+        .chain(
+            tiers
+                .iter()
+                .flat_map(|t| t.when.into_iter().chain(t.recuse)),
+        )
+        .collect();
+    evidence.extend(b.lookups_read(&roots));
 
     b.locals.clear();
     if diags[before..].iter().any(|d| d.is_error()) {

@@ -190,6 +190,7 @@ fn point(
         suppress: None,
         escalate_after: None,
         fail_closed: Vec::new(),
+        accountable: Vec::new(),
     }
 }
 

@@ -60,6 +60,12 @@ pub fn play(
 ) -> (Vec<Alert>, Vec<String>) {
     let mut problems = Vec::new();
     let mut engine = Engine::new(graph.clone());
+    // The case's rows replace the rules' rows of their tables.
+    for (name, rows) in &case.tables {
+        if let Err(e) = engine.tables().replace_rows(graph, name, rows) {
+            return (Vec::new(), vec![format!("tables: {e}")]);
+        }
+    }
     let mut alerts: Vec<Alert> = Vec::new();
     let detected = "1970-01-01T00:00:00.000Z";
     // The case's clock, if it sets one: the bound on event time.
@@ -340,6 +346,52 @@ control_points:
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].starts_with("expected T-1 at tier 2; got tier 1"));
         assert!(problems[1].starts_with("unexpected alert: T-1 at tier 1"));
+    }
+
+    #[test]
+    fn a_case_sets_table_rows_for_its_events() {
+        let t3 = r#"  - id: T-3
+    domain: d
+    title: t
+    event_type: t
+    when: a > lookup("limits", who, "max")
+    tiers: [{ tier: 1, notify: r }]
+    message: "{who}"
+tables:
+  limits:
+    key: who
+    columns: { who: { type: string }, max: { type: number } }
+    rows: [{ who: x, max: 1000 }]
+"#;
+        let text = format!("{RULES}{t3}");
+        let g = Arc::new(
+            levee_rules::compile(&RuleSources::from_texts([("t.yaml", text.as_str())]))
+                .unwrap()
+                .graph,
+        );
+        let expect = "expect: [{control_point: T-1, tier: 1}, {control_point: T-2, tier: 1}";
+        // The rules' row: 60 is within the limit of 1000.
+        let quiet = format!("cases:\n  - name: n\n    events: [{EVENT}]\n    {expect}]\n");
+        assert!(run(&g, "f", &case(&quiet), Scope::All).is_ok());
+        // The case's row replaces it: 60 is over 50.
+        let rows = "    tables: {limits: [{who: x, max: 50, valid_from: \"2025-12-31\"}]}\n";
+        let fires = format!(
+            "cases:\n  - name: n\n    events: [{EVENT}]\n    {expect}, {{control_point: T-3, tier: 1}}]\n{rows}"
+        );
+        assert!(run(&g, "f", &case(&fires), Scope::All).is_ok());
+        // Valid only from after the event: quiet again.
+        let later = fires.replace("2025-12-31", "2026-01-02");
+        let problems = run(&g, "f", &case(&later), Scope::All).unwrap_err();
+        assert!(
+            problems[0].starts_with("expected T-3 at tier 1"),
+            "{problems:?}"
+        );
+        let unknown = fires.replace("{limits:", "{limit:");
+        let problems = run(&g, "f", &case(&unknown), Scope::All).unwrap_err();
+        assert_eq!(
+            problems[0],
+            "tables: no table `limit`; did you mean `limits`?"
+        );
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! - `csv`: writing CSV records (`levee catalog --format csv`).
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
 //! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
+//! - `table_files`: table rows from files (`levee replay --tables DIR`).
 
 mod cases;
 mod cmd;
 mod csv;
 mod rules;
 mod service;
+mod table_files;
 
 /// mimalloc: levee allocates many small, short-lived strings and vectors
 /// per event and per alert, which it serves faster than the system's.

@@ -17,7 +17,7 @@ pub fn shipped() -> std::path::PathBuf {
 /// directory while the graph is in use.
 pub fn rules_with(points: &str) -> (tempfile::TempDir, Arc<RuleGraph>) {
     let dir = tempfile::tempdir().unwrap();
-    for sub in ["schemas", "lists", "calendar"] {
+    for sub in ["schemas", "lists", "calendar", "tables"] {
         let to = dir.path().join(sub);
         std::fs::create_dir_all(&to).unwrap();
         for f in std::fs::read_dir(shipped().join(sub)).unwrap() {

@@ -314,6 +314,12 @@ impl Calendar {
             .map_or(weekday_of(days) <= 5, |d| d.workday)
     }
 
+    /// The first second of a local date in the business time zone (a
+    /// table row's `valid_from: 2026-12-01`).
+    pub fn midnight(&self, date: NaiveDate) -> i64 {
+        self.start_of_day(days_since_epoch(date))
+    }
+
     /// The first second of a local date (days since the epoch).
     fn start_of_day(&self, days: i64) -> i64 {
         let naive = date_of(days).and_then(|d| d.and_hms_opt(0, 0, 0));

@@ -186,9 +186,14 @@ impl Builder<'_> {
                 let text = |s: &Self, _: &Op| format!("{name}({})", s.text(a));
                 Ok((self.push(Op::StrFn(f, a), Ty::Str, text), Ty::Str))
             }
+            "lookup" | "exists" => self.table_function(name, args, src),
             _ => {
                 let mut msg = format!("unknown function `{name}`");
-                let all = FUNCTIONS.iter().chain(MORE_FUNCTIONS.iter()).copied();
+                let all = FUNCTIONS
+                    .iter()
+                    .chain(MORE_FUNCTIONS.iter())
+                    .chain(super::lookup::TABLE_FUNCTIONS.iter())
+                    .copied();
                 if let Some(s) = did_you_mean(name, all.clone()) {
                     msg.push_str(&format!("; did you mean `{s}`?"));
                 } else {

@@ -110,6 +110,8 @@ impl Rng {
 struct Breach {
     events: Vec<Value>,
     truth: Vec<(usize, String, u8)>,
+    /// Its events are of types that read tables: checked where it lands.
+    reads_tables: bool,
 }
 
 /// A quiet event, and whether copies of it may share a subject.
@@ -156,15 +158,33 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
                 continue;
             };
             let weeks = Duration::weeks(weeks);
-            injected += 1;
+            let n = injected + 1;
+            let moved: Vec<(i64, Value)> = b
+                .events
+                .iter()
+                .enumerate()
+                .map(|(i, ev)| {
+                    rewrite(
+                        &graph,
+                        ev,
+                        &format!("b{n}-{}", i + 1),
+                        &format!("-b{n}"),
+                        weeks,
+                    )
+                })
+                .collect();
+            // A case that reads a register may mean another thing on
+            // another day (a row not valid yet): drawn only where it raises
+            // what its truth says.
+            if b.reads_tables && !raises_its_truth(&graph, &moved, &b.truth) {
+                continue;
+            }
+            injected = n;
             let mut ids = Vec::new();
-            for (i, ev) in b.events.iter().enumerate() {
+            for (i, (at, ev)) in moved.into_iter().enumerate() {
                 n_breach += 1;
-                let id = format!("b{injected}-{}", i + 1);
-                let suffix = format!("-b{injected}");
-                let (at, ev) = rewrite(&graph, ev, &id, &suffix, weeks);
+                ids.push(format!("b{injected}-{}", i + 1));
                 events.push((at, ev));
-                ids.push(id);
             }
             for (i, cp, tier) in &b.truth {
                 truth.push((ids[*i].clone(), cp.clone(), *tier));
@@ -271,7 +291,8 @@ fn rewrite(graph: &RuleGraph, ev: &Value, id: &str, suffix: &str, by: Duration) 
         // The subject gets a new identity. Every other string field that
         // names the same entity is renamed with it, so equalities between
         // fields hold as the author wrote them; values on a constant list
-        // keep their identity, so list membership holds too.
+        // or keys of a table's rows keep their identity, so membership and
+        // lookups hold too.
         let subject = &et.fields[et.subject as usize].name;
         let old = obj.get(subject).and_then(|v| v.as_str()).map(str::to_owned);
         if let Some(old) = old.filter(|o| !on_a_list(graph, o)) {
@@ -305,6 +326,12 @@ fn on_a_list(graph: &RuleGraph, value: &str) -> bool {
         l.items
             .iter()
             .any(|c| matches!(c, levee_rules::graph::Const::Str(s) if &**s == value))
+    }) || graph.tables.iter().any(|t| {
+        t.rows.iter().any(|r| {
+            r.key
+                .split(levee_rules::table::KEY_SEPARATOR)
+                .any(|part| part == value)
+        })
     })
 }
 
@@ -329,14 +356,20 @@ fn templates(graph: &Arc<RuleGraph>, rules: &Path, weeks: i64) -> anyhow::Result
                 .events
                 .iter()
                 .any(|e| e.get("rectify").is_some() || e.get("tick").is_some());
-            // Steps, or a clock of the case's own (events it refuses), are
+            // Steps, a clock of the case's own (events it refuses), or
+            // table rows of its own (the stream has the rules' rows) are
             // not a stream to copy.
-            if steps || case.now.is_some() {
+            if steps || case.now.is_some() || !case.tables.is_empty() {
                 continue;
             }
             if case.expect.is_empty() {
                 for ev in &case.events {
-                    if quiet(graph, ev) && seen.insert(ev.to_string(), ()).is_none() {
+                    // A quiet event about a register's row would keep its
+                    // identity, and its copies pile up on one subject.
+                    if quiet(graph, ev)
+                        && !names_a_row(graph, ev)
+                        && seen.insert(ev.to_string(), ()).is_none()
+                    {
                         clean.push(Clean {
                             event: ev.clone(),
                             recurs: recurs_quietly(graph, ev, weeks),
@@ -367,6 +400,7 @@ fn templates(graph: &Arc<RuleGraph>, rules: &Path, weeks: i64) -> anyhow::Result
             }
             if !truth.is_empty() {
                 breaches.push(Breach {
+                    reads_tables: case.events.iter().any(|e| reads_tables(graph, e)),
                     events: case.events.clone(),
                     truth,
                 });
@@ -415,6 +449,64 @@ fn recurs_quietly(graph: &Arc<RuleGraph>, ev: &Value, weeks: i64) -> bool {
             .evaluate(&bytes)
             .is_ok_and(|_| engine.hits().is_empty())
     })
+}
+
+/// Whether a case's events raise exactly its truth (escalations aside).
+fn raises_its_truth(
+    graph: &Arc<RuleGraph>,
+    events: &[(i64, Value)],
+    truth: &[(usize, String, u8)],
+) -> bool {
+    let mut engine = Engine::new(graph.clone());
+    let source = Source::Http { http: false };
+    let mut raised: Vec<(usize, String, u8)> = Vec::new();
+    // In the stream's order: by event time (a stable sort, as the output's).
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by_key(|&i| events[i].0);
+    for i in order {
+        let ev = &events[i].1;
+        let bytes = serde_json::to_vec(ev).unwrap_or_default();
+        if let Ok(p) = engine.process(&bytes, &source, "") {
+            raised.extend(p.alerts.into_iter().map(|a| (i, a.control_point, a.tier)));
+        }
+    }
+    let mut want = truth.to_vec();
+    raised.sort();
+    want.sort();
+    raised == want
+}
+
+/// Whether an event's subject is the key of a row of a declared table (not
+/// a list): its copies would keep that identity.
+fn names_a_row(graph: &RuleGraph, ev: &Value) -> bool {
+    let subject = ev
+        .get("type")
+        .and_then(Value::as_str)
+        .and_then(|t| graph.event_type(t))
+        .and_then(|(_, et)| ev.get(&et.fields[et.subject as usize].name))
+        .and_then(Value::as_str);
+    subject.is_some_and(|v| {
+        graph.tables.iter().filter(|t| !t.file.is_empty()).any(|t| {
+            t.rows.iter().any(|r| {
+                r.key
+                    .split(levee_rules::table::KEY_SEPARATOR)
+                    .any(|part| part == v)
+            })
+        })
+    })
+}
+
+/// Whether an event's type reads a table (a lookup in its program).
+fn reads_tables(graph: &RuleGraph, ev: &Value) -> bool {
+    ev.get("type")
+        .and_then(Value::as_str)
+        .and_then(|t| graph.event_type(t))
+        .is_some_and(|(_, et)| {
+            et.program
+                .nodes
+                .iter()
+                .any(|n| matches!(n.op, levee_rules::graph::Op::Lookup(..)))
+        })
 }
 
 /// Which event of a case raises `cp` at `tier`, replaying the case.

@@ -38,6 +38,10 @@ pub struct Args {
     /// After the alerts, print each subject's profile (一人一档) as a JSON line.
     #[arg(long)]
     profiles: bool,
+    /// Table rows from this directory: `<table>.jsonl` (a row per line)
+    /// or `<table>.yaml` (a list), replacing the rules' rows of that table.
+    #[arg(long)]
+    tables: Option<PathBuf>,
 }
 
 #[derive(Debug, Default)]
@@ -179,7 +183,12 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let clock = Clock::new(args.now.as_deref(), args.max_future_skew)?;
-    let mut engine = engine(graph);
+    let mut engine = engine(graph.clone());
+    if let Some(dir) = &args.tables {
+        for (table, n) in crate::table_files::load_dir(dir, &graph, engine.tables())? {
+            eprintln!("levee: table {table}: {n} rows from {}", dir.display());
+        }
+    }
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut dlq = match &args.dlq {

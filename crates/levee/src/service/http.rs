@@ -373,12 +373,13 @@ fn evaluate_one(
 impl Api {
     /// An engine over the rules in force, in what-if mode.
     fn engine(&self) -> (Arc<RuleGraph>, Engine) {
-        let (graph, _) = self.rules.current();
+        let (graph, _, tables) = self.rules.current_with_tables();
         let pooled = self.engines.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let engine = match pooled {
             Some(e) if Arc::ptr_eq(e.graph(), &graph) => e,
             _ => {
                 let mut e = Engine::new(Arc::clone(&graph));
+                e.set_tables(tables);
                 e.set_record(false);
                 e.set_chinese(self.chinese);
                 e

@@ -67,6 +67,8 @@ pub const READY: &str = "levee_ready";
 pub const STREAM_UP: &str = "levee_stream_up";
 pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
+pub const TABLE_ROWS: &str = "levee_table_rows";
+pub const TABLE_RECORDS_TOTAL: &str = "levee_table_records_total";
 pub const SHADOW_DIFF_TOTAL: &str = "levee_shadow_diff_total";
 pub const SHADOW_WARMING_UP: &str = "levee_shadow_warming_up";
 pub const SHADOW_RELOADS_TOTAL: &str = "levee_shadow_reloads_total";
@@ -93,6 +95,8 @@ pub const NAMES: &[&str] = &[
     STREAM_UP,
     HTTP_REQUESTS_TOTAL,
     HTTP_REQUEST_SECONDS,
+    TABLE_ROWS,
+    TABLE_RECORDS_TOTAL,
     SHADOW_DIFF_TOTAL,
     SHADOW_WARMING_UP,
     SHADOW_RELOADS_TOTAL,
@@ -260,6 +264,8 @@ struct Metrics {
     stream_up: IntGauge,
     http_requests: IntCounterVec,
     http_seconds: HistogramVec,
+    table_rows: IntGaugeVec,
+    table_records: IntCounterVec,
     shadow_diff: IntCounterVec,
     shadow_warming: IntGaugeVec,
     shadow_reloads: IntCounterVec,
@@ -337,6 +343,16 @@ impl Metrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                     300.0,
                 ],
+            ),
+            table_rows: gauge_vec(
+                TABLE_ROWS,
+                "Row versions a table holds (its topic's, or the rules' rows), by table.",
+                &["table"],
+            ),
+            table_records: counter(
+                TABLE_RECORDS_TOTAL,
+                "Records of table topics, by table and outcome (applied, or rejected: logged and skipped).",
+                &["table", "outcome"],
             ),
             lag: gauge_vec(
                 CONSUMER_LAG,
@@ -435,6 +451,8 @@ impl Metrics {
             Box::new(m.stream_up.clone()),
             Box::new(m.http_requests.clone()),
             Box::new(m.http_seconds.clone()),
+            Box::new(m.table_rows.clone()),
+            Box::new(m.table_records.clone()),
             Box::new(m.shadow_diff.clone()),
             Box::new(m.shadow_warming.clone()),
             Box::new(m.shadow_reloads.clone()),
@@ -602,6 +620,35 @@ pub fn ruleset(graph: &RuleGraph) {
     METRICS
         .control_points
         .set(i64::try_from(graph.control_points.len()).unwrap_or(i64::MAX));
+    // The rules' rows, until a table's topic is read.
+    METRICS.table_rows.reset();
+    for t in &graph.tables {
+        table_rows(&t.name, t.rows.len());
+        if t.topic.is_some() {
+            for outcome in ["applied", "rejected"] {
+                METRICS
+                    .table_records
+                    .with_label_values(&[t.name.as_str(), outcome]);
+            }
+        }
+    }
+}
+
+/// How many row versions a table holds now.
+pub fn table_rows(table: &str, versions: usize) {
+    METRICS
+        .table_rows
+        .with_label_values(&[table])
+        .set(i64::try_from(versions).unwrap_or(i64::MAX));
+}
+
+/// A record of a table topic applied (`true`) or rejected.
+pub fn table_record(table: &str, applied: bool) {
+    let outcome = if applied { "applied" } else { "rejected" };
+    METRICS
+        .table_records
+        .with_label_values(&[table, outcome])
+        .inc();
 }
 
 /// The shadow rules' alerts differ from the live ones on one event;

@@ -40,6 +40,8 @@ fn every_family_is_registered_with_help() {
     METRICS.lag.with_label_values(&["t", "0"]);
     METRICS.ruleset_info.with_label_values(&["v"]);
     METRICS.misrouted.with_label_values(&["t", "refuel"]);
+    table_rows("fleet", 3);
+    table_record("fleet", false);
     METRICS
         .data_quality
         .with_label_values(&["trip", "distance_km"]);

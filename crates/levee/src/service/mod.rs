@@ -113,6 +113,35 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     };
 
     debug!(elapsed_ms = ms(started), "start-up: producers created");
+    // Every table topic is read to its end before any event is evaluated
+    // (the group consumer starts after), then followed.
+    let stop = Arc::new(AtomicBool::new(false));
+    tokio::pin!(shutdown);
+    if let Some(mut reader) = kafka::tables::TableReader::new(&settings, Arc::clone(&rules))? {
+        let catch_stop = Arc::clone(&stop);
+        let mut catching_up = tokio::task::spawn_blocking(move || {
+            reader.catch_up(&catch_stop);
+            reader
+        });
+        let reader = tokio::select! {
+            r = &mut catching_up => r,
+            () = &mut shutdown => {
+                // Stopped before anything was evaluated: nothing to commit.
+                info!("shutting down while reading the table topics");
+                stop.store(true, Ordering::Release);
+                let _ = catching_up.await;
+                http_server.abort();
+                return Ok(());
+            }
+        }
+        .map_err(|e| anyhow!("reading the table topics: {e}"))?;
+        let follow_stop = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("levee-tables".to_owned())
+            .spawn(move || reader.follow(&follow_stop))
+            .context("starting the table reader")?;
+        debug!(elapsed_ms = ms(started), "start-up: tables read");
+    }
     let changelog = Arc::new(ChangelogReader::new(&settings)?);
     let context = Coordinator::new(
         settings.clone(),
@@ -149,7 +178,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         tokio::spawn(reload::watch(s, settings.rules.reload_interval.as_duration()))
     });
 
-    let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = oneshot::channel();
     let interval = settings.kafka.commit_interval.as_duration();
     let thread_stop = Arc::clone(&stop);
@@ -162,7 +190,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         })
         .context("starting the consumer thread")?;
 
-    tokio::pin!(shutdown);
     tokio::pin!(done_rx);
     // After a stop, what is left of `shutdown_timeout`.
     let mut deadline: Option<tokio::time::Instant> = None;

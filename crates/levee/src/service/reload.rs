@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use levee_engine::tables::TableSet;
 use levee_rules::{Diagnostic, RuleGraph, RuleSources};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info, warn};
@@ -50,6 +51,9 @@ pub struct Rules {
     origin: Origin,
     current: RwLock<(Arc<RuleGraph>, u64)>,
     generation: AtomicU64,
+    /// The rows of the graph's tables, kept current from their topics
+    /// (`kafka::tables`); every engine reads this one set.
+    tables: RwLock<Arc<TableSet>>,
     /// The rules in force (false: shadow rules, which leave
     /// `levee_ruleset_*` alone and count in `levee_shadow_reloads_total`).
     live: bool,
@@ -75,12 +79,26 @@ impl Rules {
         if live {
             metrics::ruleset(&compiled.graph);
         }
+        let tables = Arc::new(TableSet::from_graph(&compiled.graph));
         Ok(Rules {
             origin,
             current: RwLock::new((Arc::new(compiled.graph), 0)),
             generation: AtomicU64::new(0),
+            tables: RwLock::new(tables),
             live,
         })
+    }
+
+    /// The table rows engines of the graph in force read.
+    pub fn tables(&self) -> Arc<TableSet> {
+        Arc::clone(&self.tables.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The graph in force, its generation and its tables' rows, together
+    /// (a reload swaps them together).
+    pub fn current_with_tables(&self) -> (Arc<RuleGraph>, u64, Arc<TableSet>) {
+        let guard = self.current.read().unwrap_or_else(|p| p.into_inner());
+        (Arc::clone(&guard.0), guard.1, self.tables())
     }
 
     /// The graph in force and its generation.
@@ -129,6 +147,9 @@ impl Rules {
                 self.count(ReloadOutcome::Success);
                 {
                     let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
+                    let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+                    // Rows read from a topic stay with a table of the same shape.
+                    *tables = Arc::new(TableSet::carry_over(&compiled.graph, &guard.0, &tables));
                     let generation = guard.1 + 1;
                     *guard = (Arc::new(compiled.graph), generation);
                     self.generation.store(generation, Ordering::Release);

@@ -237,6 +237,7 @@ pub fn find(
                         expect_count: Default::default(),
                         now: b.case.now.clone(),
                         expect_future: b.case.expect_future.clone(),
+                        tables: b.case.tables.clone(),
                     };
                     let Some(want) = outcome(p.alone, b.file, &case, &p.def.id) else {
                         continue;

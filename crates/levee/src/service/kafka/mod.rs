@@ -26,6 +26,7 @@
 //! | [`changelog`] | **where state is written**: changelog keys, records, cuts after delivery |
 //! | [`restore`] | reading a partition's state back on assignment |
 //! | [`rectify`] | the rectification table and its reader |
+//! | [`tables`] | the table topics, read to their end before evaluating, then followed |
 //! | [`delivery`] | producing, counting deliveries; **where a record is resent** |
 //! | [`clients`] | client configurations; librdkafka logs and client errors |
 //! | [`work`] | what the consumer thread sends a partition task |
@@ -53,6 +54,7 @@ pub mod records;
 pub mod rectify;
 pub mod restore;
 pub mod shadow;
+pub mod tables;
 pub mod transaction;
 pub mod work;
 

@@ -222,9 +222,10 @@ impl std::fmt::Debug for PartitionTask {
 
 impl PartitionTask {
     pub fn new(tp: TopicPartition, shared: Arc<Shared>) -> Self {
-        let (graph, generation) = shared.rules.current();
+        let (graph, generation, tables) = shared.rules.current_with_tables();
         // Rectification periods run on the service's clock.
         let mut engine = Engine::new(graph);
+        engine.set_tables(tables);
         engine.set_clock(Clock::Wall(clock::now_secs()));
         engine.set_chinese(shared.chinese);
         let exactly_once = shared.exactly_once;
@@ -514,8 +515,9 @@ impl PartitionTask {
     /// Rules are swapped only here, between messages; the state stays.
     fn refresh_rules(&mut self) {
         if self.shared.rules.generation() != self.generation {
-            let (graph, generation) = self.shared.rules.current();
+            let (graph, generation, tables) = self.shared.rules.current_with_tables();
             self.engine.set_graph(graph);
+            self.engine.set_tables(tables);
             self.generation = generation;
         }
     }

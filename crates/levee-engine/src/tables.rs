@@ -1,0 +1,321 @@
+//! The rows of the rule graph's tables, looked up as of an event's time.
+//!
+//! One [`TableSet`] per ruleset, shared by every engine of a process (each
+//! table behind its own lock): `levee run` fills it from the tables' topics
+//! and applies their changes while partitions evaluate. Each key holds its
+//! versions, each valid from one instant to another; a lookup reads the
+//! version valid at the event's `occurred_at`, so what a register said when
+//! the event happened decides, whenever the event is processed.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use levee_rules::graph::{Const, FastMap, EXISTS};
+use levee_rules::table::{push_key_part, Row, RowError};
+use levee_rules::RuleGraph;
+
+use crate::value::Val;
+
+/// One version of a key's row.
+#[derive(Debug, Clone)]
+struct Version {
+    from: i64,
+    to: i64,
+    values: Box<[Option<Const>]>,
+}
+
+/// A key's versions: most keys have one, kept inline.
+#[derive(Debug, Clone)]
+enum Versions {
+    One(Version),
+    Many(Box<[Version]>),
+}
+
+impl Versions {
+    fn of(mut rows: Vec<Version>) -> Option<Versions> {
+        match rows.len() {
+            0 => None,
+            1 => rows.pop().map(Versions::One),
+            _ => {
+                rows.sort_by_key(|v| v.from);
+                Some(Versions::Many(rows.into()))
+            }
+        }
+    }
+
+    fn all(&self) -> &[Version] {
+        match self {
+            Versions::One(v) => std::slice::from_ref(v),
+            Versions::Many(vs) => vs,
+        }
+    }
+
+    /// The version valid at `at`: of those valid, the latest to start.
+    #[inline]
+    fn at(&self, at: i64) -> Option<&Version> {
+        match self {
+            Versions::One(v) => (v.from <= at && at < v.to).then_some(v),
+            Versions::Many(vs) => vs.iter().rev().find(|v| v.from <= at && at < v.to),
+        }
+    }
+}
+
+/// The rows of one table.
+#[derive(Debug, Default, Clone)]
+pub struct Rows {
+    keys: FastMap<Box<str>, Versions>,
+    versions: usize,
+}
+
+impl Rows {
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Versions held, over all keys.
+    pub fn versions(&self) -> usize {
+        self.versions
+    }
+
+    /// Sets a key's versions (a record of the table's topic): they replace
+    /// what the key had; none deletes it (a tombstone).
+    pub fn put(&mut self, key: &str, rows: impl IntoIterator<Item = Row>) {
+        let versions: Vec<Version> = rows
+            .into_iter()
+            .map(|r| Version {
+                from: r.valid_from,
+                to: r.valid_to,
+                values: r.values,
+            })
+            .collect();
+        let old = match Versions::of(versions) {
+            Some(v) => {
+                self.versions += v.all().len();
+                self.keys.insert(key.into(), v)
+            }
+            None => self.keys.remove(key),
+        };
+        if let Some(old) = old {
+            self.versions -= old.all().len();
+        }
+    }
+
+    /// Replaces every row (a test case's rows, `levee replay --tables`).
+    pub fn replace_all(&mut self, rows: impl IntoIterator<Item = Row>) {
+        self.keys.clear();
+        self.versions = 0;
+        self.extend(rows);
+    }
+
+    /// Adds rows: each a version of its key, beside the key's others.
+    pub fn extend(&mut self, rows: impl IntoIterator<Item = Row>) {
+        let mut by_key: FastMap<Box<str>, Vec<Row>> = FastMap::default();
+        for r in rows {
+            by_key.entry(r.key.clone()).or_default().push(r);
+        }
+        for (key, mut rows) in by_key {
+            if let Some(old) = self.keys.get(&key) {
+                rows.extend(old.all().iter().map(|v| Row {
+                    key: key.clone(),
+                    valid_from: v.from,
+                    valid_to: v.to,
+                    values: v.values.clone(),
+                }));
+            }
+            self.put(&key, rows);
+        }
+    }
+
+    /// The value of `column` ([`EXISTS`]: whether a row is valid) of the
+    /// row of `key` valid at `at`, into `out`: missing where no row is
+    /// valid or the row has no value.
+    #[inline]
+    pub fn read(&self, key: &str, column: u32, at: i64, out: &mut Val) {
+        let version = self.keys.get(key).and_then(|v| v.at(at));
+        if column == EXISTS {
+            *out = Val::Bool(version.is_some());
+            return;
+        }
+        match version.and_then(|v| v.values.get(column as usize)) {
+            Some(Some(Const::Str(s))) => out.set_str(s),
+            Some(Some(c)) => *out = Val::from_const(c),
+            _ => *out = Val::Missing,
+        }
+    }
+}
+
+/// Every table of a ruleset, by the graph's table index.
+#[derive(Debug, Default)]
+pub struct TableSet {
+    names: Vec<String>,
+    tables: Vec<RwLock<Rows>>,
+}
+
+/// Why rows given for a table (a test case's, a `--tables` file's) are
+/// refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    #[error("no table `{name}`{hint}")]
+    Unknown { name: String, hint: String },
+    #[error("table `{table}`, row {row}: {error}")]
+    Row {
+        table: String,
+        /// From 1.
+        row: usize,
+        error: RowError,
+    },
+}
+
+thread_local! {
+    /// A composite key being built (scratch, re-used).
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+impl TableSet {
+    /// The tables of `graph`, holding the rows its rule files give them.
+    pub fn from_graph(graph: &RuleGraph) -> TableSet {
+        let mut set = TableSet::default();
+        for t in &graph.tables {
+            let mut rows = Rows::default();
+            rows.extend(t.rows.iter().cloned());
+            set.names.push(t.name.clone());
+            set.tables.push(RwLock::new(rows));
+        }
+        set
+    }
+
+    /// The index of the table of that name.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == name)
+    }
+
+    /// Table names, by index.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Reads a table (e.g. to count its rows).
+    pub fn read(&self, table: usize) -> RwLockReadGuard<'_, Rows> {
+        self.tables[table]
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Changes a table.
+    pub fn write(&self, table: usize) -> RwLockWriteGuard<'_, Rows> {
+        self.tables[table]
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The set of a new ruleset (`graph`) taking over the rows of tables
+    /// read from a topic that the old ruleset (`old_graph`, `old`) has in
+    /// the same shape (columns, key, scope, topic); the others hold the new
+    /// rules' rows.
+    pub fn carry_over(graph: &RuleGraph, old_graph: &RuleGraph, old: &TableSet) -> TableSet {
+        let set = TableSet::from_graph(graph);
+        for (i, t) in graph.tables.iter().enumerate() {
+            let Some(j) = old.index(&t.name) else {
+                continue;
+            };
+            let o = &old_graph.tables[j];
+            let same = t.topic.is_some()
+                && t.topic == o.topic
+                && t.columns == o.columns
+                && t.key == o.key
+                && t.by_branch == o.by_branch;
+            if same {
+                let rows = old.read(j).clone();
+                *set.write(i) = rows;
+            }
+        }
+        set
+    }
+
+    /// Replaces the rows of table `name` by `rows` (each a row as JSON),
+    /// checked against its columns; nothing changes on an error.
+    pub fn replace_rows(
+        &self,
+        graph: &RuleGraph,
+        name: &str,
+        rows: &[serde_json::Value],
+    ) -> Result<(), TableError> {
+        let Some(i) = self.index(name) else {
+            let hint = levee_rules::diag::did_you_mean(name, self.names.iter().map(|n| n.as_str()))
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(TableError::Unknown {
+                name: name.to_owned(),
+                hint,
+            });
+        };
+        let table = &graph.tables[i];
+        let parsed = rows
+            .iter()
+            .enumerate()
+            .map(|(n, r)| {
+                table
+                    .row(r, &graph.calendar)
+                    .map_err(|error| TableError::Row {
+                        table: name.to_owned(),
+                        row: n + 1,
+                        error,
+                    })
+            })
+            .collect::<Result<Vec<Row>, _>>()?;
+        self.write(i).replace_all(parsed);
+        Ok(())
+    }
+
+    /// Evaluates a lookup node: table `table`, `column` (or [`EXISTS`]), by
+    /// the key in `keys` (slots of `slots`), as of `at`.
+    #[inline]
+    pub fn lookup(
+        &self,
+        table: u32,
+        column: u32,
+        keys: &[u32],
+        slots: &[Val],
+        at: i64,
+        out: &mut Val,
+    ) {
+        let Some(rows) = self.tables.get(table as usize) else {
+            *out = Val::Missing;
+            return;
+        };
+        let rows = rows.read().unwrap_or_else(|p| p.into_inner());
+        // One string key, the common case: no key to build.
+        if let [k] = keys {
+            match &slots[*k as usize] {
+                Val::Str(s) => return rows.read(s, column, at, out),
+                Val::Error => return *out = Val::Error,
+                Val::Missing => return *out = Val::Missing,
+                _ => {}
+            }
+        }
+        KEY.with_borrow_mut(|key| {
+            key.clear();
+            for (j, k) in keys.iter().enumerate() {
+                match &slots[*k as usize] {
+                    Val::Str(s) => push_key_part(key, j, s),
+                    Val::Int(i) => {
+                        push_key_part(key, j, "");
+                        let _ = write!(key, "{i}");
+                    }
+                    Val::Error => return *out = Val::Error,
+                    _ => return *out = Val::Missing,
+                }
+            }
+            rows.read(key, column, at, out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,204 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use levee_rules::{compile, RuleSources};
+
+use super::TableSet;
+use crate::{Engine, Source, Val};
+
+const RULES: &str = r#"
+event_types:
+  purchase:
+    stream: events.procurement
+    subject: supplier_id
+    fields:
+      supplier_id: { type: string, required: true }
+      amount_cny: { type: number, required: true }
+      station_id: { type: string }
+tables:
+  blacklist:
+    key: supplier_id
+    columns:
+      supplier_id: { type: string }
+      reason: { type: string }
+      limit_cny: { type: number }
+    topic: tables.blacklist
+    rows:
+      - { supplier_id: S1, reason: fraud, limit_cny: 100, valid_from: "2026-12-01T00:00:00+08:00" }
+  stations:
+    key: station_id
+    scope: branch
+    columns:
+      station_id: { type: string }
+    rows:
+      - { branch: wuhan, station_id: ST-1 }
+control_points:
+  - id: PS-900
+    domain: procurement
+    title: Purchase from a blacklisted supplier
+    event_type: purchase
+    when: exists("blacklist", supplier_id)
+    tiers: [{ tier: 1, notify: procurement_manager }]
+    message: "{supplier_id}"
+  - id: PS-901
+    domain: procurement
+    title: Purchase above the register's limit
+    event_type: purchase
+    when: amount_cny > lookup("blacklist", supplier_id, "limit_cny")
+    tiers: [{ tier: 1, notify: procurement_manager }]
+    message: "{supplier_id}"
+  - id: PS-902
+    domain: procurement
+    title: Station not designated for the branch
+    event_type: purchase
+    when: "!exists(\"stations\", station_id)"
+    tiers: [{ tier: 1, notify: procurement_manager }]
+    message: "{station_id}"
+"#;
+
+fn engine() -> Engine {
+    let c = compile(&RuleSources::from_texts([("rules.yaml", RULES)])).unwrap();
+    Engine::new(Arc::new(c.graph))
+}
+
+/// The control points an event fires, sorted.
+fn fired(e: &mut Engine, at: &str, supplier: &str, amount: f64, branch: &str) -> Vec<String> {
+    let ev = format!(
+        r#"{{"event_id":"p-{at}","type":"purchase","occurred_at":"{at}","branch":"{branch}","supplier_id":"{supplier}","amount_cny":{amount},"station_id":"ST-1"}}"#
+    );
+    let p = e
+        .process(ev.as_bytes(), &Source::Http { http: true }, "now")
+        .unwrap();
+    let mut ids: Vec<String> = p.alerts.iter().map(|a| a.control_point.clone()).collect();
+    ids.sort();
+    ids
+}
+
+const BEFORE: &str = "2026-11-30T23:59:59+08:00";
+const AFTER: &str = "2026-12-01T00:00:00+08:00";
+
+#[test]
+fn a_row_counts_from_its_valid_from_on_the_events_time() {
+    let mut e = engine();
+    assert_eq!(fired(&mut e, AFTER, "S1", 50.0, "wuhan"), ["PS-900"]);
+    // Processed later, dated before: the supplier was not blacklisted yet.
+    assert!(fired(&mut e, BEFORE, "S1", 500.0, "wuhan").is_empty());
+    assert_eq!(
+        fired(&mut e, AFTER, "S1", 100.01, "wuhan"),
+        ["PS-900", "PS-901"]
+    );
+    assert!(fired(&mut e, AFTER, "S2", 500.0, "wuhan").is_empty());
+}
+
+#[test]
+fn scoped_tables_read_the_events_branch() {
+    let mut e = engine();
+    assert!(fired(&mut e, AFTER, "S2", 1.0, "wuhan").is_empty());
+    assert_eq!(fired(&mut e, AFTER, "S2", 1.0, "yichang"), ["PS-902"]);
+}
+
+#[test]
+fn evidence_carries_the_values_read() {
+    let mut e = engine();
+    let ev = format!(
+        r#"{{"event_id":"p1","type":"purchase","occurred_at":"{AFTER}","branch":"wuhan","supplier_id":"S1","amount_cny":101}}"#
+    );
+    let p = e
+        .process(ev.as_bytes(), &Source::Http { http: true }, "now")
+        .unwrap();
+    let a = p
+        .alerts
+        .iter()
+        .find(|a| a.control_point == "PS-901")
+        .unwrap();
+    let ev = serde_json::to_value(&a.evidence).unwrap();
+    assert_eq!(
+        ev["lookup(\"blacklist\", supplier_id, \"limit_cny\")"],
+        serde_json::json!(100.0),
+        "{ev}"
+    );
+    // No station: the condition over it is unknown, nothing fires.
+    assert!(!p.alerts.iter().any(|a| a.control_point == "PS-902"));
+    assert_eq!(p.stats.unknown, 1);
+}
+
+#[test]
+fn rows_changed_while_running_change_the_next_verdict() {
+    let mut e = engine();
+    let set = Arc::new(TableSet::from_graph(e.graph()));
+    e.set_tables(set.clone());
+    let t = set.index("blacklist").unwrap();
+    assert!(fired(&mut e, AFTER, "S7", 500.0, "wuhan").is_empty());
+    let table = &e.graph().tables[t];
+    let cal = &e.graph().calendar;
+    let row = table
+        .row(
+            &serde_json::json!({"supplier_id": "S7", "valid_from": "2026-12-01"}),
+            cal,
+        )
+        .unwrap();
+    set.write(t).put("S7", [row]);
+    assert_eq!(set.read(t).len(), 2);
+    assert_eq!(fired(&mut e, AFTER, "S7", 500.0, "wuhan"), ["PS-900"]);
+    assert!(fired(&mut e, BEFORE, "S7", 500.0, "wuhan").is_empty());
+    // A tombstone deletes the key.
+    set.write(t).put("S7", []);
+    assert_eq!(set.read(t).len(), 1);
+    assert!(fired(&mut e, AFTER, "S7", 500.0, "wuhan").is_empty());
+}
+
+#[test]
+fn versions_are_read_as_of_and_missing_values_are_unknown() {
+    let e = engine();
+    let set = TableSet::from_graph(e.graph());
+    let t = set.index("blacklist").unwrap();
+    let table = &e.graph().tables[t];
+    let cal = &e.graph().calendar;
+    let rows = table
+        .versions(
+            &serde_json::json!([
+                {"supplier_id": "S3", "limit_cny": 10, "valid_to": "2026-06-01"},
+                {"supplier_id": "S3", "valid_from": "2026-06-01"}
+            ]),
+            cal,
+        )
+        .unwrap();
+    set.write(t).put("S3", rows);
+    assert_eq!(set.read(t).versions(), 3);
+    let (_, col) = (0, table.column("limit_cny").unwrap().0);
+    let june = cal.midnight(chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap());
+    let slots = [Val::Str("S3".to_owned())];
+    let mut out = Val::Missing;
+    set.lookup(t as u32, col, &[0], &slots, june - 1, &mut out);
+    assert_eq!(out, Val::Float(10.0));
+    set.lookup(t as u32, col, &[0], &slots, june, &mut out);
+    assert_eq!(out, Val::Missing, "the later version has no limit");
+    set.lookup(
+        t as u32,
+        levee_rules::graph::EXISTS,
+        &[0],
+        &slots,
+        june,
+        &mut out,
+    );
+    assert_eq!(out, Val::Bool(true));
+    set.lookup(t as u32, col, &[0], &[Val::Missing], june, &mut out);
+    assert_eq!(out, Val::Missing);
+    set.lookup(t as u32, col, &[0], &[Val::Error], june, &mut out);
+    assert_eq!(out, Val::Error);
+    // An integer key is read as its decimal text.
+    set.write(t).put(
+        "42",
+        table.row(&serde_json::json!({"supplier_id": "42"}), cal),
+    );
+    set.lookup(
+        t as u32,
+        levee_rules::graph::EXISTS,
+        &[0],
+        &[Val::Int(42)],
+        june,
+        &mut out,
+    );
+    assert_eq!(out, Val::Bool(true));
+}
