@@ -45,7 +45,6 @@ use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::Statistics;
 
 pub const EVENTS_TOTAL: &str = "levee_events_total";
@@ -117,131 +116,8 @@ pub const PROCESS_NAMES: &[&str] = &[
 /// The `type` label of an event whose type the rules do not know.
 pub const UNKNOWN_TYPE: &str = "unknown";
 
-/// Why a message went to the DLQ: the `reason` label (also its
-/// `levee.error.kind` header). The engine's [`BadKind`]s, and `late`.
-pub const DLQ_REASONS: &[&str] = &[
-    "not_json",
-    "not_object",
-    "unknown_type",
-    "missing_field",
-    "wrong_type",
-    "future",
-    "duplicate_field",
-    "too_deep",
-    "number_range",
-    "bom",
-    "invalid_unicode",
-    "non_finite",
-    "oversize",
-    "misrouted",
-    "late",
-];
-
-/// What went wrong talking to Kafka: the `kind` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KafkaErrorKind {
-    /// A broker connection failed or was lost.
-    Transport,
-    /// No broker is reachable.
-    AllBrokersDown,
-    /// Authentication or authorization failed.
-    Auth,
-    /// Polling the consumer returned an error.
-    Consume,
-    /// The producer refused or failed to deliver a record.
-    Produce,
-    /// Committing offsets failed.
-    Commit,
-    /// A transaction failed (exactly-once).
-    Transaction,
-    /// Anything else librdkafka reports.
-    Other,
-}
-
-impl KafkaErrorKind {
-    pub const ALL: [KafkaErrorKind; 8] = [
-        KafkaErrorKind::Transport,
-        KafkaErrorKind::AllBrokersDown,
-        KafkaErrorKind::Auth,
-        KafkaErrorKind::Consume,
-        KafkaErrorKind::Produce,
-        KafkaErrorKind::Commit,
-        KafkaErrorKind::Transaction,
-        KafkaErrorKind::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KafkaErrorKind::Transport => "transport",
-            KafkaErrorKind::AllBrokersDown => "all_brokers_down",
-            KafkaErrorKind::Auth => "auth",
-            KafkaErrorKind::Consume => "consume",
-            KafkaErrorKind::Produce => "produce",
-            KafkaErrorKind::Commit => "commit",
-            KafkaErrorKind::Transaction => "transaction",
-            KafkaErrorKind::Other => "other",
-        }
-    }
-
-    /// The kind of an error librdkafka reported through a client callback.
-    pub fn of_client_error(error: &KafkaError) -> Self {
-        match error.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::AllBrokersDown) => KafkaErrorKind::AllBrokersDown,
-            Some(
-                RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::Resolve
-                | RDKafkaErrorCode::NetworkException
-                | RDKafkaErrorCode::RequestTimedOut
-                | RDKafkaErrorCode::OperationTimedOut,
-            ) => KafkaErrorKind::Transport,
-            Some(
-                RDKafkaErrorCode::Authentication
-                | RDKafkaErrorCode::SaslAuthenticationFailed
-                | RDKafkaErrorCode::TopicAuthorizationFailed
-                | RDKafkaErrorCode::GroupAuthorizationFailed
-                | RDKafkaErrorCode::ClusterAuthorizationFailed,
-            ) => KafkaErrorKind::Auth,
-            _ => KafkaErrorKind::Other,
-        }
-    }
-}
-
-/// What a rules reload did: the `outcome` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReloadOutcome {
-    /// New rules compiled and are in force.
-    Success,
-    /// The files changed but compiled to the same ruleset.
-    Unchanged,
-    /// The new rules do not compile; the old ones stay.
-    Failed,
-}
-
-impl ReloadOutcome {
-    pub const ALL: [ReloadOutcome; 3] = [
-        ReloadOutcome::Success,
-        ReloadOutcome::Unchanged,
-        ReloadOutcome::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReloadOutcome::Success => "success",
-            ReloadOutcome::Unchanged => "unchanged",
-            ReloadOutcome::Failed => "failed",
-        }
-    }
-}
-
-/// The routes of the HTTP listener: the `route` label.
-pub const HTTP_ROUTES: &[&str] = &[
-    "/metrics",
-    "/healthz",
-    "/readyz",
-    "/v1/evaluate",
-    "/v1/subjects/{id}",
-    "other",
-];
+mod labels;
+pub use labels::{KafkaErrorKind, ReloadOutcome, DLQ_REASONS, HTTP_ROUTES};
 
 struct Metrics {
     registry: Registry,
