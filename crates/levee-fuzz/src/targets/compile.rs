@@ -153,7 +153,14 @@ impl Compile {
                 .collect();
         }
         let shared: Vec<usize> = (0..parsed.len())
-            .filter(|&i| parsed[i].0.starts_with("calendar/") || parsed[i].0.starts_with("lists/"))
+            .filter(|&i| {
+                let path = &parsed[i].0;
+                // The calendar, the lists and the tables (registers that
+                // points look up) are shared by every control-point file.
+                ["calendar/", "lists/", "tables/"]
+                    .iter()
+                    .any(|dir| path.starts_with(dir))
+            })
             .collect();
         let mut units = Vec::new();
         for (i, (path, _, rf)) in parsed.iter().enumerate() {
