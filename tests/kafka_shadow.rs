@@ -10,7 +10,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::http_address;
@@ -42,32 +41,6 @@ fn shadow_rules(dir: &Path) {
     );
     assert_ne!(text, changed, "VF-001's threshold is where it was");
     std::fs::write(file, changed).unwrap();
-}
-
-/// `levee replay` of the events with the rules in `rules`: the alerts as
-/// raised (escalations left out, as [`replay`] does).
-fn replay_with(setup: &Setup, rules: &Path, lines: &[String]) -> AlertSet {
-    let file = setup.dir.path().join("shadow-replay.jsonl");
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(LEVEE)
-        .arg("--rules")
-        .arg(rules)
-        .args(["replay", "--now", &rfc3339(test_now())])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let alerts: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|a| a["escalated_from"].is_null())
-        .collect();
-    alert_keys(&alerts)
 }
 
 /// Trips 15-20 % over standard on vehicles of their own: VF-001 at 15 %

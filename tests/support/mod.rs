@@ -376,7 +376,12 @@ pub fn alert_keys(alerts: &[Value]) -> AlertSet {
 /// spanning more than a period escalates in one and not (yet) in the other.
 /// The escalation tests (kafka_state.rs) check those on their own.
 pub fn replay(setup: &Setup, lines: &[String]) -> AlertSet {
-    let out = replay_output(setup, lines);
+    replay_with(setup, &setup.rules, lines)
+}
+
+/// [`replay`] with the rules in `rules` (a shadow ruleset, say).
+pub fn replay_with(setup: &Setup, rules: &std::path::Path, lines: &[String]) -> AlertSet {
+    let out = replay_output_with(setup, rules, lines);
     assert!(
         out.status.success(),
         "{}",
@@ -394,13 +399,22 @@ pub fn replay(setup: &Setup, lines: &[String]) -> AlertSet {
 /// `levee replay` of these lines with the setup's rules on the tests' clock,
 /// as it ran (stdout: alerts; stderr: bad lines and the summary).
 pub fn replay_output(setup: &Setup, lines: &[String]) -> std::process::Output {
+    replay_output_with(setup, &setup.rules, lines)
+}
+
+/// [`replay_output`] with the rules in `rules` (a shadow ruleset, say).
+pub fn replay_output_with(
+    setup: &Setup,
+    rules: &std::path::Path,
+    lines: &[String],
+) -> std::process::Output {
     static REPLAYS: AtomicUsize = AtomicUsize::new(0);
     let n = REPLAYS.fetch_add(1, Ordering::Relaxed);
     let file = setup.dir.path().join(format!("replay-{n}.jsonl"));
     fs::write(&file, lines.join("\n") + "\n").unwrap();
     Command::new(LEVEE)
         .arg("--rules")
-        .arg(&setup.rules)
+        .arg(rules)
         .args(["replay", "--now", &rfc3339(test_now())])
         .arg(&file)
         .output()
