@@ -102,6 +102,35 @@ impl Source {
     }
 }
 
+impl Alert {
+    /// An alert with nothing in it yet, for the engine to fill.
+    pub(crate) fn blank() -> Alert {
+        Alert {
+            alert_id: String::new(),
+            control_point: String::new(),
+            domain: String::new(),
+            title: String::new(),
+            tier: 0,
+            notify: String::new(),
+            action: String::new(),
+            subject: String::new(),
+            branch: String::new(),
+            event_id: String::new(),
+            event_type: String::new(),
+            occurred_at: String::new(),
+            detected_at: String::new(),
+            source: Source::Http { http: true },
+            ruleset_version: String::new(),
+            message: String::new(),
+            message_zh: None,
+            evidence: serde_json::Map::new(),
+            calendar: None,
+            escalated_from: None,
+            rectify_by: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,7 +188,7 @@ impl Engine {
             key: String::new(),
             clock: Clock::EventTime,
             evidence_order,
-            scratch: RefCell::new(blank_alert()),
+            scratch: RefCell::new(Alert::blank()),
             tables: Arc::new(tables::TableSet::from_graph(&graph)),
             graph,
         }
@@ -427,6 +427,26 @@ impl Engine {
         (et.stream.as_str(), subject)
     }
 
+    /// Takes the event `live` (an engine over other rules) has just
+    /// decoded instead of decoding its bytes again, where this graph's
+    /// event type of that name has the same fields in the same slots.
+    /// Returns false, having changed nothing, where it has not.
+    pub fn take_decoded(&mut self, live: &Engine) -> bool {
+        let theirs = &live.graph.event_types[live.env.type_index as usize];
+        let Some((ti, ours)) = self.graph.event_type(&theirs.name) else {
+            return false;
+        };
+        if !same_fields(ours, theirs) {
+            return false;
+        }
+        let n = ours.fields.len();
+        let from = &live.buffers[live.env.type_index as usize][..n];
+        self.buffers[ti as usize][..n].clone_from_slice(from);
+        self.env.clone_from(&live.env);
+        self.env.type_index = ti;
+        true
+    }
+
     /// Decodes one event into its type's buffer, without evaluating it.
     pub fn decode(&mut self, bytes: &[u8]) -> Result<(), BadInput> {
         let buffers = &mut self.buffers;
@@ -437,7 +457,7 @@ impl Engine {
 
     /// Builds the alert for a hit of the last event, entering it in the ledger (once per hit).
     pub fn alert(&self, hit: Hit, source: &Source, detected_at: &str) -> Alert {
-        let mut alert = blank_alert();
+        let mut alert = Alert::blank();
         let due = self.fill(hit, source, detected_at, &mut alert, true);
         if self.record {
             self.ledger.borrow_mut().raised(&alert, due);
@@ -655,31 +675,13 @@ impl Engine {
     }
 }
 
-/// An alert with nothing in it yet, for [`Engine::fill`] to fill.
-fn blank_alert() -> Alert {
-    Alert {
-        alert_id: String::new(),
-        control_point: String::new(),
-        domain: String::new(),
-        title: String::new(),
-        tier: 0,
-        notify: String::new(),
-        action: String::new(),
-        subject: String::new(),
-        branch: String::new(),
-        event_id: String::new(),
-        event_type: String::new(),
-        occurred_at: String::new(),
-        detected_at: String::new(),
-        source: Source::Http { http: true },
-        ruleset_version: String::new(),
-        message: String::new(),
-        message_zh: None,
-        evidence: serde_json::Map::new(),
-        calendar: None,
-        escalated_from: None,
-        rectify_by: None,
-    }
+/// Whether two event types decode alike: the same fields, types and
+/// requirements, slot for slot.
+fn same_fields(a: &levee_rules::graph::EventType, b: &levee_rules::graph::EventType) -> bool {
+    a.fields.len() == b.fields.len()
+        && a.fields.iter().zip(&b.fields).all(|(x, y)| {
+            x.name == y.name && x.ty == y.ty && x.required == y.required && x.common == y.common
+        })
 }
 
 /// Sets a string, re-using its allocation.

@@ -254,7 +254,14 @@ impl Shadow {
     pub fn event(&mut self, live: &Engine, m: &OwnedMessage, detected_at: &str) -> Vec<OutRecord> {
         self.refresh_rules();
         let payload = m.payload().unwrap_or_default();
-        let hits: &[Hit] = match self.engine.decode(payload) {
+        // The live engine's decoded event where both schemas read it alike
+        // (the usual case: a shadow ruleset changes points, not schemas).
+        let decoded = if self.engine.take_decoded(live) {
+            Ok(())
+        } else {
+            self.engine.decode(payload)
+        };
+        let hits: &[Hit] = match decoded {
             Ok(()) => {
                 self.engine.run();
                 self.engine.hits()
