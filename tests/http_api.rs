@@ -95,8 +95,16 @@ async fn an_approval_platform_gets_block_and_allow_as_the_catalog_says() {
             (verdict.to_string(), blocking.clone()),
             (want, want_blocking)
         );
+        // Requests of a type that keeps state are decided by the stream:
+        // their alerts were raised from the input topic.
+        let decided_by = body["decided_by"].as_str().unwrap();
         for alert in body["alerts"].as_array().unwrap() {
-            assert_eq!(alert["source"], json!({"http": true}), "{alert}");
+            if decided_by == "stream" {
+                let topic = alert["source"]["topic"].as_str().unwrap();
+                assert_eq!(topic, setup.topic_of(&serde_json::to_vec(event).unwrap()));
+            } else {
+                assert_eq!(alert["source"], json!({"http": true}), "{alert}");
+            }
             assert_eq!(alert["event_id"], event["event_id"]);
             for field in [
                 "alert_id",
@@ -163,7 +171,7 @@ async fn an_approval_platform_gets_block_and_allow_as_the_catalog_says() {
         "{body}"
     );
 
-    // What-if: asking twice gives the same answer, and nothing reaches Kafka.
+    // Asking twice gives the same answer.
     let once = post(addr, &serde_json::to_vec(&cases[0].0).unwrap()).json();
     let twice = post(addr, &serde_json::to_vec(&cases[0].0).unwrap()).json();
     assert_eq!(
@@ -171,10 +179,41 @@ async fn an_approval_platform_gets_block_and_allow_as_the_catalog_says() {
         twice["alerts"].as_array().unwrap().len()
     );
     assert_eq!(once["verdict"], twice["verdict"]);
+    // Every request is recorded on `decisions`, with who decided it; an
+    // event that is no request is evaluated what-if: nothing of it reaches
+    // Kafka.
+    let trip = json!({
+        "event_id": "TRIP-http", "type": "trip", "occurred_at": "2026-11-06T09:00:00+08:00",
+        "branch": "wuhan", "vehicle_id": "V-http", "driver_id": "E9", "distance_km": 10,
+        "fuel_used_l": 12, "standard_l_per_100km": 8
+    });
+    let r = post(addr, &serde_json::to_vec(&trip).unwrap());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json().get("decided_by").is_none(), "{}", r.text());
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let decisions: Vec<Value> = support::broker()
+        .consume_all(&setup.decisions, WAIT)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| serde_json::from_slice(m.payload.as_deref().unwrap()).unwrap())
+        .collect();
+    for (event, verdict, _) in &cases {
+        let d = decisions
+            .iter()
+            .find(|d| d["event_id"] == event["event_id"])
+            .unwrap_or_else(|| panic!("no decision for {event}: {decisions:?}"));
+        assert_eq!(
+            (&d["source"], &d["verdict"]),
+            (&json!("http"), &json!(verdict)),
+            "{d}"
+        );
+        assert_eq!(d["request"], *event, "{d}");
+    }
+    let alerts = setup.alerts().await;
     assert!(
-        setup.alerts().await.is_empty(),
-        "HTTP evaluation produced alerts to Kafka"
+        alerts.iter().all(|a| a["event_id"] != "TRIP-http"),
+        "a what-if evaluation produced alerts to Kafka"
     );
 
     // HTTP requests are counted.

@@ -38,6 +38,7 @@
 //! | `http.max_body_bytes` | `1048576` | larger request bodies get 413 |
 //! | `http.max_batch` | `1000` | most events in one `POST /v1/evaluate` array; more get 413 |
 //! | `http.read_timeout` | `10s` | a request body not read in this long gets 408 (the token is checked before the body is read) |
+//! | `http.decision_timeout` | `5s` | how long `/v1/evaluate` waits for the stream's decision on a request that keeps state; then 503 with `Retry-After` |
 //!
 //! A renamed key (`kafka.commit_interval_ms`, `state.tick_interval_ms`,
 //! `rules.reload_interval_secs`) set in the file or the environment wins
@@ -346,6 +347,8 @@ pub struct HttpSettings {
     pub max_batch: usize,
     /// How long a client may take to send a request's body.
     pub read_timeout: Span,
+    /// How long `/v1/evaluate` waits for the stream's decision on a request.
+    pub decision_timeout: Span,
 }
 
 /// What `Debug` shows of a secret.
@@ -359,6 +362,7 @@ impl fmt::Debug for HttpSettings {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_batch", &self.max_batch)
             .field("read_timeout", &self.read_timeout)
+            .field("decision_timeout", &self.decision_timeout)
             .finish()
     }
 }

@@ -11,10 +11,19 @@
 //!
 //! `/v1/*` need `Authorization: Bearer <http.token>` when a token is set
 //! (401 otherwise) and answer 503 while the instance is not ready. Evaluate
-//! takes the same path as the stream: the compiled rules in force, an
-//! [`Engine`] in what-if mode (`set_record(false)`: nothing is recorded, no
-//! alert is produced). Bad input is 400 with the engine's reason; bodies
-//! over `http.max_body_bytes` and arrays over `http.max_batch` are 413.
+//! first checks each event with the compiled rules in force, an [`Engine`]
+//! in what-if mode (`set_record(false)`): bad input is 400 with the
+//! engine's reason, and nothing reaches Kafka; bodies over
+//! `http.max_body_bytes` and arrays over `http.max_batch` are 413. Then, in
+//! `levee run`:
+//! - a *request* (`request: true`) whose type keeps state and has a `block`
+//!   point is decided by the stream itself ([`Interceptor`]): appended to
+//!   its input topic, evaluated by its partition's owner in order, with its
+//!   history, and the answer is that decision (`decided_by: stream`); no
+//!   decision within `http.decision_timeout` is 503 with `Retry-After`;
+//! - any other request is answered at once from the what-if evaluation
+//!   (`decided_by: local`) and recorded on `decisions` all the same;
+//! - an event that is no request is evaluated what-if only.
 //!
 //! ```sh
 //! curl -s localhost:9464/v1/evaluate -d '{"event_id":"a1","type":"campaign_application",…}'
@@ -41,6 +50,7 @@ use tokio::net::TcpListener;
 
 use super::config::HttpSettings;
 use super::health::health;
+use super::kafka::intercept::{InterceptError, Interceptor};
 use super::metrics;
 use super::reload::Rules;
 
@@ -62,6 +72,8 @@ struct Api {
     /// sized for the whole ruleset: building one per request would cost more
     /// than evaluating).
     engines: Mutex<Vec<Engine>>,
+    /// The way into the stream (`levee run`); none: what-if answers only.
+    stream: Option<Arc<Interceptor>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -80,12 +92,14 @@ pub async fn bind(settings: &HttpSettings) -> anyhow::Result<TcpListener> {
 /// The routes, over the rules in force.
 /// `max_future_skew` (seconds): events stamped further ahead of the clock
 /// are refused as `future`, as the stream refuses them. `chinese`: alerts
-/// carry `message_zh`, as the stream's do.
+/// carry `message_zh`, as the stream's do. `stream`: requests go through
+/// it.
 pub fn router(
     settings: &HttpSettings,
     max_future_skew: i64,
     chinese: bool,
     rules: Arc<Rules>,
+    stream: Option<Arc<Interceptor>>,
 ) -> Router {
     let api = Arc::new(Api {
         rules,
@@ -96,6 +110,7 @@ pub fn router(
         max_body_bytes: settings.max_body_bytes,
         read_timeout: settings.read_timeout.as_duration(),
         engines: Mutex::new(Vec::new()),
+        stream,
     });
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -220,11 +235,30 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug, Serialize)]
 struct Evaluation {
     event_id: String,
-    verdict: &'static str,
+    verdict: String,
     /// The blocking control points (empty when the verdict is `allow`).
     control_points: Vec<String>,
     alerts: Vec<Alert>,
     ruleset_version: String,
+    /// `stream` or `local` for a request (see the module doc).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_by: Option<&'static str>,
+    /// How it is to be decided.
+    #[serde(skip)]
+    route: Route,
+}
+
+/// How an evaluated event is decided.
+#[derive(Debug, Default)]
+enum Route {
+    /// No request: the what-if answer.
+    #[default]
+    WhatIf,
+    /// A request that keeps no state: the what-if answer, recorded.
+    Local,
+    /// A request that keeps state: the stream's, for its `stream` and
+    /// `subject`.
+    Stream { stream: String, subject: String },
 }
 
 /// The answer for an array of events.
@@ -242,8 +276,10 @@ struct BatchEvaluation {
 #[derive(Debug, Serialize)]
 struct BatchResult {
     event_id: String,
-    verdict: &'static str,
+    verdict: String,
     control_points: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decided_by: Option<&'static str>,
 }
 
 async fn evaluate(
@@ -290,7 +326,10 @@ async fn evaluate(
         Err(e) if e.too_large() => error(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Ok(Events::One(body)) => match evaluate_one(&mut engine, &graph, body, &now, bound) {
-            Ok(e) => Json(e).into_response(),
+            Ok(e) => match decide(&api, e, body).await {
+                Ok(e) => Json(e).into_response(),
+                Err(r) => r,
+            },
             Err(r) => bad_input(None, r),
         },
         Ok(Events::Many(events)) => {
@@ -303,7 +342,11 @@ async fn evaluate(
             };
             let mut failed = None;
             for (i, raw) in events.iter().enumerate() {
-                match evaluate_one(&mut engine, &graph, raw, &now, bound) {
+                let evaluated = match evaluate_one(&mut engine, &graph, raw, &now, bound) {
+                    Ok(e) => decide(&api, e, raw).await.map_err(|r| (Some(r), None)),
+                    Err(bad) => Err((None, Some(bad))),
+                };
+                match evaluated {
                     Ok(e) => {
                         if e.verdict == "block" {
                             batch.verdict = "block";
@@ -318,10 +361,11 @@ async fn evaluate(
                             event_id: e.event_id,
                             verdict: e.verdict,
                             control_points: e.control_points,
+                            decided_by: e.decided_by,
                         });
                     }
-                    Err(r) => {
-                        failed = Some(bad_input(Some(i), r));
+                    Err((r, bad)) => {
+                        failed = r.or_else(|| bad.map(|b| bad_input(Some(i), b)));
                         break;
                     }
                 }
@@ -361,13 +405,106 @@ fn evaluate_one(
         Some(v) => (v.verdict, v.control_points),
         None => ("allow", Vec::new()),
     };
+    let et = &graph.event_types[engine.envelope().type_index as usize];
+    let blocks = et
+        .control_points
+        .iter()
+        .any(|&c| graph.control_points[c as usize].action == levee_rules::model::Action::Block);
+    let route = match engine.routing() {
+        _ if !et.request => Route::WhatIf,
+        (stream, Some(subject)) if blocks => Route::Stream {
+            stream: stream.to_owned(),
+            subject,
+        },
+        _ => Route::Local,
+    };
     Ok(Evaluation {
         event_id: engine.envelope().event_id.clone(),
-        verdict,
+        verdict: verdict.to_owned(),
         control_points,
         alerts: processed.alerts,
         ruleset_version: graph.version.clone(),
+        decided_by: None,
+        route,
     })
+}
+
+/// Decides a request as its route says (see the module doc): the what-if
+/// answer, recorded, or the stream's own decision. `Err` is the response
+/// to give instead.
+async fn decide(api: &Api, mut e: Evaluation, raw: &[u8]) -> Result<Evaluation, Response> {
+    let Some(stream) = &api.stream else {
+        return Ok(e);
+    };
+    match std::mem::take(&mut e.route) {
+        Route::WhatIf => Ok(e),
+        Route::Local => {
+            let started = Instant::now();
+            let verdict = levee_engine::Verdict {
+                event_id: e.event_id.clone(),
+                verdict: if e.verdict == "block" {
+                    "block"
+                } else {
+                    "allow"
+                },
+                control_points: e.control_points.clone(),
+                ruleset_version: e.ruleset_version.clone(),
+            };
+            stream.record(&verdict, &e.alerts, raw);
+            metrics::interception("local", "decided");
+            metrics::interception_took("local", started.elapsed());
+            e.decided_by = Some("local");
+            Ok(e)
+        }
+        Route::Stream {
+            stream: name,
+            subject,
+        } => {
+            let Some(topic) = stream.topic_for(&name) else {
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no input topic of this instance carries {name}: a request of this type cannot be decided by the stream (topics.inputs)"),
+                ));
+            };
+            let started = Instant::now();
+            let decided = stream.decide(topic, &subject, &e.event_id, raw).await;
+            let outcome = match &decided {
+                Ok(d) if d["verdict"] == "rejected" => "rejected",
+                Ok(_) => "decided",
+                Err(InterceptError::NotReady) => "not_ready",
+                Err(InterceptError::Timeout(_)) => "timeout",
+                Err(InterceptError::Append { .. }) => "failed",
+            };
+            metrics::interception("stream", outcome);
+            metrics::interception_took("stream", started.elapsed());
+            let d = decided.map_err(|err| {
+                let mut r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("{err}: try again with the same event_id (it counts once)"),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            })?;
+            if d["verdict"] == "rejected" {
+                let body = json!({
+                    "error": d["rejected"]["reason"],
+                    "kind": d["rejected"]["kind"],
+                    "decided_by": "stream",
+                });
+                return Err((StatusCode::BAD_REQUEST, Json(body)).into_response());
+            }
+            e.verdict = d["verdict"].as_str().unwrap_or("allow").to_owned();
+            e.control_points =
+                serde_json::from_value(d["control_points"].clone()).unwrap_or_default();
+            e.alerts = serde_json::from_value(d["alerts"].clone()).unwrap_or_default();
+            if let Some(v) = d["ruleset_version"].as_str() {
+                e.ruleset_version = v.to_owned();
+            }
+            e.decided_by = Some("stream");
+            Ok(e)
+        }
+    }
 }
 
 impl Api {

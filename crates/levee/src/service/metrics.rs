@@ -31,6 +31,8 @@
 //! | `levee_shadow_diff_total` | counter | `control_point`, `kind` (`added`, `removed`, `tier`) |
 //! | `levee_shadow_warming_up` | gauge | `control_point` |
 //! | `levee_shadow_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
+//! | `levee_interceptions_total` | counter | `path`, `outcome` ([`intercept::OUTCOMES`]) |
+//! | `levee_interception_seconds` | histogram | `path` |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
 
 use std::sync::LazyLock;
@@ -99,6 +101,8 @@ pub const NAMES: &[&str] = &[
     SHADOW_DIFF_TOTAL,
     SHADOW_WARMING_UP,
     SHADOW_RELOADS_TOTAL,
+    intercept::INTERCEPTIONS_TOTAL,
+    intercept::INTERCEPTION_SECONDS,
 ];
 
 /// The process collector's families (Linux).
@@ -116,7 +120,9 @@ pub const PROCESS_NAMES: &[&str] = &[
 /// The `type` label of an event whose type the rules do not know.
 pub const UNKNOWN_TYPE: &str = "unknown";
 
+mod intercept;
 mod labels;
+pub use intercept::{interception, interception_took};
 pub use labels::{KafkaErrorKind, ReloadOutcome, DLQ_REASONS, HTTP_ROUTES};
 
 struct Metrics {
@@ -338,6 +344,7 @@ impl Metrics {
             #[allow(clippy::expect_used)] // distinct names: checked by the tests
             m.registry.register(c).expect("metric names are unique");
         }
+        intercept::register(&m.registry);
         // Known label values start at zero, so rate() and increase() see
         // the first occurrence.
         for reason in DLQ_REASONS {

@@ -85,6 +85,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         // Tests listen on port 0 and read the port from this line.
         info!("HTTP listener on http://{address}");
     }
+    let stop = Arc::new(AtomicBool::new(false));
+    let interceptor = kafka::intercept::Interceptor::start(&settings, Arc::clone(&stop))?;
     let http_server = tokio::spawn(http::serve(
         listener,
         http::router(
@@ -92,6 +94,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             settings.state.max_future_skew.secs(),
             settings.alerts.chinese(),
             Arc::clone(&rules),
+            Some(Arc::clone(&interceptor)),
         ),
         std::future::pending(),
     ));
@@ -115,7 +118,6 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     debug!(elapsed_ms = ms(started), "start-up: producers created");
     // Every table topic is read to its end before any event is evaluated
     // (the group consumer starts after), then followed.
-    let stop = Arc::new(AtomicBool::new(false));
     tokio::pin!(shutdown);
     if let Some(mut reader) = kafka::tables::TableReader::new(&settings, Arc::clone(&rules))? {
         let catch_stop = Arc::clone(&stop);
@@ -234,6 +236,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     if let Err(e) = flushed {
         warn!(error = %e, "flushing the producer failed");
     }
+    // Local decisions of requests still on their way to `decisions`.
+    tokio::task::spawn_blocking(move || interceptor.flush(Duration::from_secs(1)))
+        .await
+        .map_err(|e| anyhow!("flushing the request producer: {e}"))?;
     http_server.abort();
     match &result {
         Ok(()) => info!("levee stopped"),

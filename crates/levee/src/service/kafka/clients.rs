@@ -115,6 +115,20 @@ pub fn state_producer_config(settings: &Settings) -> ClientConfig {
     c
 }
 
+/// `/v1/evaluate`'s producer of requests and decisions: the producer
+/// settings (its partitioner among them: the upstream producers'), never
+/// transactional (a second producer with levee's transactional id would
+/// fence the stream's), and no linger: a handler is waiting.
+pub fn request_producer_config(settings: &Settings) -> ClientConfig {
+    let mut c = producer_config(settings);
+    c.remove("transactional.id");
+    c.set("linger.ms", "0").set(
+        "client.id",
+        format!("levee-{}-requests", settings.instance_id()),
+    );
+    c
+}
+
 /// The group consumer's configuration: levee's settings, then the passthrough.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
@@ -158,6 +172,23 @@ pub fn rectification_reader_config(settings: &Settings) -> ClientConfig {
         "client.id",
         format!("levee-{}-rectification", settings.instance_id()),
     );
+    config
+}
+
+/// The decisions reader's configuration (all partitions, no group): the
+/// consumer settings, uncommitted records included (a decision inside an
+/// open transaction is the stream's answer already; an aborted one is
+/// evaluated again in the same order), and little waiting at the end.
+pub fn decisions_reader_config(settings: &Settings) -> ClientConfig {
+    let mut config = consumer_config(settings);
+    config
+        .remove("statistics.interval.ms")
+        .set("isolation.level", "read_uncommitted")
+        .set("fetch.wait.max.ms", "5")
+        .set(
+            "client.id",
+            format!("levee-{}-decisions", settings.instance_id()),
+        );
     config
 }
 
@@ -239,6 +270,8 @@ mod tests {
             changelog_reader_config(&s, "probe"),
             changelog_reader_config(&s, "restore"),
             rectification_reader_config(&s),
+            request_producer_config(&s),
+            decisions_reader_config(&s),
         ]
         .iter()
         .map(|c| c.get("client.id").unwrap().to_owned())
@@ -250,7 +283,9 @@ mod tests {
                 "levee-i1-state",
                 "levee-i1-probe",
                 "levee-i1-restore",
-                "levee-i1-rectification"
+                "levee-i1-rectification",
+                "levee-i1-requests",
+                "levee-i1-decisions"
             ]
         );
         let reader = changelog_reader_config(&s, "restore");

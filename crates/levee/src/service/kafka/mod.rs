@@ -22,6 +22,8 @@
 //! | [`transaction`] | exactly-once: **where a transaction begins, commits or aborts** |
 //! | [`partition`] | one partition's task: restore, evaluate, answer barriers |
 //! | [`records`] | the records of an event: alerts, verdicts, dead letters (the DLQ) |
+//! | [`intercept`] | `/v1/evaluate` through the stream: a request appended, its decision awaited |
+//! | [`requests`] | requests appended by `/v1/evaluate`: their headers and decision records |
 //! | [`shadow`] | shadow rules beside a partition's live ones: their alerts, the diff, warming up |
 //! | [`changelog`] | **where state is written**: changelog keys, records, cuts after delivery |
 //! | [`restore`] | reading a partition's state back on assignment |
@@ -48,10 +50,12 @@ pub mod consume;
 pub mod coordinator;
 pub mod delivery;
 pub mod error;
+pub mod intercept;
 pub mod out;
 pub mod partition;
 pub mod records;
 pub mod rectify;
+pub mod requests;
 pub mod restore;
 pub mod shadow;
 pub mod tables;

@@ -29,6 +29,7 @@ use super::delivery::{produce, OutRecord, PendingDeliveries, Sink};
 use super::error::{report, PipelineError, Retry};
 use super::records::{self, Rejected};
 use super::rectify::Rectifications;
+use super::requests;
 use super::restore::Restore;
 use super::shadow::Shadow;
 use super::work::{BarrierReply, Work};
@@ -586,12 +587,19 @@ impl PartitionTask {
         };
         if let Some(bad) = rejected {
             debug!(topic = m.topic(), partition = m.partition(), offset = m.offset(), reason = %bad, "bad input to the DLQ");
-            return vec![records::dead_letter(
+            let mut out = vec![records::dead_letter(
                 &self.shared.topics,
                 m,
                 &bad,
                 self.shared.dlq_max_payload,
             )];
+            // A request appended over HTTP: its handler waits for an answer.
+            if let Some(event_id) = requests::from_http(m) {
+                let version = &self.engine.graph().version;
+                let topic = &self.shared.topics.decisions;
+                out.extend(requests::refusal(topic, event_id, &bad, payload, version));
+            }
+            return out;
         }
         // The shadow rules see what the live rules accepted, after them.
         let shadow = match self.shadow.as_mut() {
@@ -614,9 +622,17 @@ impl PartitionTask {
             .iter()
             .map(|&hit| self.engine.alert(hit, &source, &self.now.text))
             .collect();
+        let decision = match (&verdict, requests::from_http(m)) {
+            (Some(v), Some(_)) => {
+                let topic = &self.shared.topics.decisions;
+                requests::decision(topic, v, &alerts, payload, requests::DecidedBy::Stream)
+            }
+            _ => None,
+        };
         let mut out = self.alert_records(alerts);
-        if let Some(verdict) = verdict {
-            out.extend(records::verdict(&self.shared.topics, verdict));
+        match decision {
+            Some(d) => out.push(d),
+            None => out.extend(verdict.and_then(|v| records::verdict(&self.shared.topics, v))),
         }
         out.extend(shadow);
         out
