@@ -105,11 +105,20 @@ async fn third_application_is_blocked(delivery: &str) {
         "{alert}"
     );
 
+    // Sent again (a retry), to the other instance: the same decision, and
+    // the request counts once: the next one is the fourth submission.
+    let again = evaluate(addr[0], &application("int-3", &day(1), "APR-3"));
+    assert_eq!(again, third);
+    let fourth = evaluate(addr[0], &application("int-4", &day(0), "APR-4"));
+    let alert = &fourth["alerts"].as_array().unwrap()[0];
+    assert_eq!(alert["evidence"]["submissions_60d"], 4, "{alert}");
+
     // What the stream decided is what HTTP answered, recorded once each.
-    let recorded = decisions(&setup, &["int-1", "int-2", "int-3"]).await;
+    let recorded = decisions(&setup, &["int-1", "int-2", "int-3", "int-4"]).await;
     let of =
         |id: &str| -> Vec<&Value> { recorded.iter().filter(|d| d["event_id"] == id).collect() };
-    assert_eq!(of("int-3").len(), 1, "{recorded:?}");
+    assert_eq!(of("int-3").len(), 2, "answered twice, alike: {recorded:?}");
+    assert_eq!(of("int-3")[0], of("int-3")[1]);
     let d = of("int-3")[0];
     assert_eq!(
         (&d["source"], &d["verdict"]),
@@ -126,8 +135,8 @@ async fn third_application_is_blocked(delivery: &str) {
         .iter()
         .filter(|a| a["control_point"] == "MC-102")
         .collect();
-    assert_eq!(mc102.len(), 1, "{mc102:?}");
-    assert_eq!(mc102[0]["event_id"], "int-3");
+    let ids: Vec<&Value> = mc102.iter().map(|a| &a["event_id"]).collect();
+    assert_eq!(ids, [&json!("int-3"), &json!("int-4")], "{mc102:?}");
     for levee in [a, b] {
         let (status, log) = levee.terminate().await;
         assert!(status.success(), "{log}");

@@ -211,6 +211,8 @@ pub struct PartitionTask {
     ok_counters: HashMap<String, prometheus::IntCounter>,
     /// The shadow rules' engine, once the state is restored.
     shadow: Option<Shadow>,
+    /// Decisions on requests from HTTP, for a request appended again.
+    answered: requests::Answered,
 }
 
 impl std::fmt::Debug for PartitionTask {
@@ -245,6 +247,7 @@ impl PartitionTask {
             failed: None,
             ok_counters: HashMap::new(),
             shadow: None,
+            answered: requests::Answered::default(),
             shared,
         }
     }
@@ -573,6 +576,13 @@ impl PartitionTask {
     /// One message's records: its alerts and verdict, or its dead letter.
     fn evaluate(&mut self, m: &OwnedMessage) -> Vec<OutRecord> {
         let payload = m.payload().unwrap_or_default();
+        if let Some(known) =
+            requests::from_http(m).and_then(|id| Some((id, self.answered.get(id)?)))
+        {
+            let (event_id, decision) = known;
+            let topic = &self.shared.topics.decisions;
+            return vec![OutRecord::keyed(topic, event_id, decision.to_vec())];
+        }
         let started = Instant::now();
         let rejected = match self.decode_checked(m) {
             Ok(_) => {
@@ -623,9 +633,13 @@ impl PartitionTask {
             .map(|&hit| self.engine.alert(hit, &source, &self.now.text))
             .collect();
         let decision = match (&verdict, requests::from_http(m)) {
-            (Some(v), Some(_)) => {
+            (Some(v), Some(id)) => {
                 let topic = &self.shared.topics.decisions;
-                requests::decision(topic, v, &alerts, payload, requests::DecidedBy::Stream)
+                let d = requests::decision(topic, v, &alerts, payload, requests::DecidedBy::Stream);
+                if let Some(d) = &d {
+                    self.answered.insert(id, &d.payload);
+                }
+                d
             }
             _ => None,
         };

@@ -12,6 +12,8 @@
 //! ([`refusal`]) besides its dead letter, so nobody waits in vain. A
 //! request answered without the stream is recorded the same way.
 
+use std::collections::{HashMap, VecDeque};
+
 use levee_engine::{Alert, Verdict};
 use rdkafka::message::{Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::Message;
@@ -158,6 +160,43 @@ fn write(topic: &str, event_id: &str, record: &Decision<'_>) -> Option<OutRecord
     }
 }
 
+/// The decisions one partition task made on requests from HTTP, by
+/// `event_id`: a request appended again (a retry after a 503, the same
+/// `event_id` sent twice) gets the same decision and is not evaluated, nor
+/// counted in its subject's history, again. Kept while the task keeps the
+/// partition, the [`Answered::MAX`] latest.
+#[derive(Debug, Default)]
+pub struct Answered {
+    by_id: HashMap<String, Vec<u8>>,
+    order: VecDeque<String>,
+}
+
+impl Answered {
+    /// How many a partition remembers.
+    pub const MAX: usize = 10_000;
+
+    /// The decision record's payload for `event_id`, if it was decided.
+    pub fn get(&self, event_id: &str) -> Option<&[u8]> {
+        self.by_id.get(event_id).map(Vec::as_slice)
+    }
+
+    /// Remembers a decision, forgetting the oldest past [`Answered::MAX`].
+    pub fn insert(&mut self, event_id: &str, payload: &[u8]) {
+        if self
+            .by_id
+            .insert(event_id.to_owned(), payload.to_vec())
+            .is_none()
+        {
+            self.order.push_back(event_id.to_owned());
+        }
+        while self.order.len() > Self::MAX {
+            if let Some(old) = self.order.pop_front() {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -192,6 +231,20 @@ mod tests {
             value: Some(HTTP),
         });
         assert_eq!(from_http(&message(Some(no_id))), None);
+    }
+
+    #[test]
+    fn a_partition_remembers_its_latest_decisions() {
+        let mut answered = Answered::default();
+        answered.insert("r1", b"one");
+        answered.insert("r1", b"one again");
+        assert_eq!(answered.get("r1"), Some(&b"one again"[..]));
+        for i in 0..Answered::MAX {
+            answered.insert(&format!("x{i}"), b"x");
+        }
+        assert_eq!(answered.get("r1"), None, "the oldest is forgotten");
+        assert_eq!(answered.get("x0"), Some(&b"x"[..]));
+        assert_eq!(answered.order.len(), Answered::MAX);
     }
 
     #[test]
