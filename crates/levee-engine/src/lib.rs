@@ -19,7 +19,8 @@
 //! - [`rectify`]: rectification messages (`events.rectification`).
 //! - [`state`]: per-subject state (windows, `for:`, suppression), kept
 //!   under each definition's key.
-//! - [`ledger`]: open alerts (escalation, rectification) and profiles.
+//! - [`ledger`]: open alerts (escalation, rectification) and subject profiles.
+//! - [`people`]: person profiles (一人一档) folded from alerts and rectifications.
 //! - [`tables`]: the tables' rows, looked up as of the event's time.
 
 pub mod alert;
@@ -30,6 +31,7 @@ pub mod eval;
 pub mod exact;
 mod hostile;
 pub mod ledger;
+pub mod people;
 pub mod rectify;
 pub mod render;
 mod run;
@@ -440,7 +442,8 @@ impl Engine {
         let mut alert = blank_alert();
         let due = self.fill(hit, source, detected_at, &mut alert, true);
         if self.record {
-            self.ledger.borrow_mut().raised(&alert, due);
+            let kind = &self.graph.control_points[hit.control_point as usize].subject_kind;
+            self.ledger.borrow_mut().raised(&alert, kind, due);
         }
         alert
     }
@@ -478,7 +481,9 @@ impl Engine {
             out,
         );
         if self.record {
-            self.ledger.borrow_mut().raised(&alert, due);
+            self.ledger
+                .borrow_mut()
+                .raised(&alert, &cp.subject_kind, due);
         }
         Written {
             tier: alert.tier,
@@ -521,6 +526,7 @@ impl Engine {
         set(&mut a.action, action.as_str());
         a.subject.clear();
         buf[cp.subject as usize].write_display(&mut a.subject);
+        alert::set_people(&mut a.people, cp.people.iter().map(|&s| &buf[s as usize]));
         set(&mut a.branch, &env.branch);
         set(&mut a.event_id, &env.event_id);
         set(&mut a.event_type, &env.event_type);
@@ -666,6 +672,7 @@ fn blank_alert() -> Alert {
         notify: String::new(),
         action: String::new(),
         subject: String::new(),
+        people: Vec::new(),
         branch: String::new(),
         event_id: String::new(),
         event_type: String::new(),
