@@ -299,3 +299,30 @@ fn check_counts_and_lists_the_points_without_a_named_basis() {
         "BD-002 names the tender law"
     );
 }
+
+#[test]
+fn catalog_json_names_each_points_people() {
+    let out = levee(&["catalog", "--format", "json"]);
+    assert!(out.status.success());
+    let cps: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let people = |id: &str| -> Vec<String> {
+        let cp = cps.iter().find(|c| c["id"] == id).expect(id);
+        serde_json::from_value(cp["people"].clone()).unwrap()
+    };
+    // As written (recusal reads them), by default every person field of
+    // the type, and nobody for a data-quality point.
+    assert_eq!(people("SO-002"), ["requester_id", "approver_id"]);
+    assert_eq!(
+        people("BA-001"),
+        ["customer_manager_id", "prior_manager_id"]
+    );
+    assert_eq!(people("DQ-trip-fuel_used_l"), Vec::<String>::new());
+    assert!(
+        cps.iter()
+            .filter(|c| c["domain"] != "data_quality")
+            .filter(|c| c["people"].as_array().unwrap().is_empty())
+            .count()
+            < cps.len() / 4,
+        "most integrity points name someone"
+    );
+}

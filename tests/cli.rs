@@ -418,6 +418,7 @@ fn alerts_have_the_contract_fields() {
             "notify",
             "action",
             "subject",
+            "people",
             "branch",
             "event_id",
             "event_type",

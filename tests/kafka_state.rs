@@ -190,8 +190,9 @@ async fn unrectified_alerts_escalate_on_the_clock_that_raised_them() {
     })
     .await;
     rectify(&setup, &ba101("e-rect"), "rectified").await;
-    wait_profile(&setup, "G-rect", "rectified", 1).await;
-    wait_profile(&setup, "G-early", "dismissed", 1).await;
+    // Profiles are keyed by the typed subject (BA-101's: group_customer_id).
+    wait_profile(&setup, "group_customer:G-rect", "rectified", 1).await;
+    wait_profile(&setup, "group_customer:G-early", "dismissed", 1).await;
 
     // Several ticks on the clock that raised them: nothing is due yet, the
     // 90-day-old event included.

@@ -233,11 +233,20 @@ async fn prometheus_reads_back_what_was_produced() {
         "no process metrics"
     );
 
-    // The subjects' profiles are served by the instance holding them.
+    // The subjects' profiles are served by the instance holding them,
+    // under the typed subject (`<kind>:<id>`, the kind from the point).
+    let graph = levee_rules::compile_dir(&setup.rules).unwrap().graph;
     let mut per_subject: BTreeMap<String, u64> = BTreeMap::new();
     for a in expected.values() {
+        let cp = graph
+            .control_point(a["control_point"].as_str().unwrap())
+            .unwrap();
         *per_subject
-            .entry(a["subject"].as_str().unwrap().to_owned())
+            .entry(format!(
+                "{}:{}",
+                cp.subject_kind,
+                a["subject"].as_str().unwrap()
+            ))
             .or_default() += 1;
     }
     let (subject, n) = per_subject.iter().max_by_key(|(_, n)| **n).unwrap();

@@ -32,6 +32,11 @@ pub struct Alert {
     pub notify: String,
     pub action: String,
     pub subject: String,
+    /// The employee numbers of the people accountable for the event (the
+    /// point's `people` fields), distinct, missing ones left out, in the
+    /// order of the list; person profiles (一人一档) are built on them.
+    #[serde(default)]
+    pub people: Vec<String>,
     pub branch: String,
     pub event_id: String,
     pub event_type: String,
@@ -88,6 +93,30 @@ pub fn write_alert_id(event_type: &str, event_id: &str, control_point: &str, out
     }
 }
 
+/// Sets `people` to the distinct strings among `values` (missing and
+/// empty ones left out), in order, re-using its strings.
+pub(crate) fn set_people<'a>(
+    people: &mut Vec<String>,
+    values: impl Iterator<Item = &'a crate::Val>,
+) {
+    let mut n = 0;
+    for v in values {
+        let crate::Val::Str(v) = v else {
+            continue;
+        };
+        if v.is_empty() || people[..n].iter().any(|p| p == v) {
+            continue;
+        }
+        if people.len() == n {
+            people.push(String::new());
+        }
+        people[n].clear();
+        people[n].push_str(v);
+        n += 1;
+    }
+    people.truncate(n);
+}
+
 impl Source {
     /// Sets `self` to `source`, re-using a file name's allocation.
     pub fn set(&mut self, source: &Source) {
@@ -114,6 +143,7 @@ impl Alert {
             notify: String::new(),
             action: String::new(),
             subject: String::new(),
+            people: Vec::new(),
             branch: String::new(),
             event_id: String::new(),
             event_type: String::new(),
@@ -148,6 +178,23 @@ mod tests {
         write_alert_id("refuel", "e-1", "VF-001", &mut out);
         assert_eq!(out, format!("x{id}"));
         assert_ne!(id, alert_id("refuel", "e-1", "VF-002"));
+    }
+
+    #[test]
+    fn people_are_the_distinct_present_strings_in_order() {
+        use crate::Val;
+        let vals = [
+            Val::Str("E-2".into()),
+            Val::Missing,
+            Val::Str(String::new()),
+            Val::Str("E-1".into()),
+            Val::Str("E-2".into()),
+        ];
+        let mut people = vec!["old".to_owned(); 5];
+        set_people(&mut people, vals.iter());
+        assert_eq!(people, ["E-2", "E-1"]);
+        set_people(&mut people, [Val::Missing].iter());
+        assert!(people.is_empty());
     }
 
     #[test]

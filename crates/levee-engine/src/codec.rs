@@ -302,7 +302,7 @@ mod tests {
             alert_id: "a1".into(),
             ..test_alert()
         };
-        ledger.raised(&alert, Some(1_782_592_000));
+        ledger.raised(&alert, "", Some(1_782_592_000));
         let mut snaps = crate::ledger::snapshot(&Default::default(), &ledger, vec!["G1".into()]);
         let (_, mut snap) = snaps.pop().expect("one snapshot");
         snap.state = Some(state);

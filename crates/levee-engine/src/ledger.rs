@@ -142,23 +142,39 @@ pub struct Ledger {
     untracked: bool,
 }
 
+/// A profile's key: `<kind>:<subject>` (`supplier:S-1`); the subject alone
+/// when the kind is empty.
+pub fn typed(kind: &str, subject: &str) -> String {
+    if kind.is_empty() {
+        return subject.to_owned();
+    }
+    let mut s = String::with_capacity(kind.len() + 1 + subject.len());
+    s.push_str(kind);
+    s.push(':');
+    s.push_str(subject);
+    s
+}
+
 fn tier_index(t: u8) -> usize {
     usize::from(t.clamp(1, 3) - 1)
 }
 
 impl Ledger {
-    /// Records a newly raised alert.
-    pub fn raised(&mut self, alert: &Alert, escalate_at: Option<i64>) {
-        self.mark(&alert.subject);
+    /// Records a newly raised alert about a subject of kind `kind` (its
+    /// field's name without `_id`): kept under `<kind>:<subject>`, so a
+    /// supplier and a vehicle of the same id have profiles of their own.
+    pub fn raised(&mut self, alert: &Alert, kind: &str, escalate_at: Option<i64>) {
+        let subject = typed(kind, &alert.subject);
+        self.mark(&subject);
         let k = key(&alert.alert_id);
         if let Some(old) = self.open.remove(&k) {
             // The same alert raised again (a redelivered event): one entry.
             self.forget(&old, k);
         }
-        let entry = self.entry(&alert.subject);
+        let entry = self.entry(&subject);
         entry.open.push(k);
         let p = entry.profile.get_or_insert_with(|| Profile {
-            subject: alert.subject.clone(),
+            subject: subject.clone(),
             ..Profile::default()
         });
         p.alerts += 1;
@@ -186,7 +202,7 @@ impl Ledger {
         self.open.insert(
             k,
             OpenAlert {
-                subject: alert.subject.clone(),
+                subject,
                 tier: alert.tier,
                 alert: escalate_at.map(|_| Box::new(alert.clone())),
                 chain: vec![alert.alert_id.clone()],
@@ -543,6 +559,7 @@ mod tests {
             notify: "department_manager".to_owned(),
             action: "alert".to_owned(),
             subject: subject.to_owned(),
+            people: Vec::new(),
             branch: "wuhan".to_owned(),
             event_id: format!("e-{id}"),
             event_type: "arrears_snapshot".to_owned(),
@@ -559,6 +576,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn profiles_are_kept_under_the_typed_subject() {
+        let mut ledger = Ledger::default();
+        ledger.raised(&alert("a1", "S-1", 1), "supplier", None);
+        ledger.raised(&alert("a2", "S-1", 2), "vehicle", None);
+        let keys: BTreeSet<&str> = ledger.profiles().map(|(s, _)| s).collect();
+        assert_eq!(keys, BTreeSet::from(["supplier:S-1", "vehicle:S-1"]));
+        let p = ledger.profile_of("vehicle:S-1").unwrap();
+        assert_eq!((p.subject.as_str(), p.by_tier), ("vehicle:S-1", [0, 1, 0]));
+        assert!(ledger.profile_of("S-1").is_none());
+        assert!(ledger.rectify("a1", Status::Rectified));
+        assert_eq!(ledger.profile_of("supplier:S-1").unwrap().rectified, 1);
+    }
+
     fn next(deadline: Option<i64>) -> impl Fn(&Alert, u8) -> Escalation {
         move |_, tier| Escalation {
             notify: format!("tier-{tier}"),
@@ -570,8 +601,8 @@ mod tests {
     #[test]
     fn an_unrectified_alert_escalates_once_due_and_a_rectified_one_never() {
         let mut ledger = Ledger::default();
-        ledger.raised(&alert("a1", "G1", 1), Some(100));
-        ledger.raised(&alert("a2", "G2", 1), Some(100));
+        ledger.raised(&alert("a1", "G1", 1), "", Some(100));
+        ledger.raised(&alert("a2", "G2", 1), "", Some(100));
         assert!(ledger.rectify("a2", Status::Rectified));
         assert!(ledger.escalate(99, "t", next(Some(200))).is_empty());
         let up = ledger.escalate(100, "t", next(Some(200)));
@@ -589,7 +620,7 @@ mod tests {
     #[test]
     fn acknowledging_keeps_the_deadline_and_tier_3_is_the_last() {
         let mut ledger = Ledger::default();
-        ledger.raised(&alert("a1", "G1", 2), Some(10));
+        ledger.raised(&alert("a1", "G1", 2), "", Some(10));
         assert!(ledger.rectify("a1", Status::Acknowledged));
         let up = ledger.escalate(10, "t", next(Some(20)));
         assert_eq!(up[0].tier, 3);
@@ -601,9 +632,9 @@ mod tests {
     #[test]
     fn a_snapshot_holds_only_its_subjects_alerts_and_a_redelivery_is_one() {
         let mut ledger = Ledger::default();
-        ledger.raised(&alert("a1", "G1", 1), None);
-        ledger.raised(&alert("a1", "G1", 1), None);
-        ledger.raised(&alert("a2", "G2", 1), Some(5));
+        ledger.raised(&alert("a1", "G1", 1), "", None);
+        ledger.raised(&alert("a1", "G1", 1), "", None);
+        ledger.raised(&alert("a2", "G2", 1), "", Some(5));
         assert_eq!(ledger.open_count(), 2);
         let snaps = snapshot(&State::default(), &ledger, vec!["G2".to_owned()]);
         assert_eq!(snaps.len(), 1);
@@ -627,7 +658,7 @@ mod tests {
     fn a_snapshot_restores_profile_and_open_alerts() {
         let mut ledger = Ledger::default();
         let state = State::default();
-        ledger.raised(&alert("a1", "G1", 1), Some(50));
+        ledger.raised(&alert("a1", "G1", 1), "", Some(50));
         let snaps = snapshot(&state, &ledger, vec!["G1".to_owned()]);
         let (mut state2, mut ledger2) = (State::default(), Ledger::default());
         for (subject, snap) in snaps {

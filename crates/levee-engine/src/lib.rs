@@ -19,7 +19,8 @@
 //! - [`rectify`]: rectification messages (`events.rectification`).
 //! - [`state`]: per-subject state (windows, `for:`, suppression), kept
 //!   under each definition's key.
-//! - [`ledger`]: open alerts (escalation, rectification) and profiles.
+//! - [`ledger`]: open alerts (escalation, rectification) and subject profiles.
+//! - [`people`]: person profiles (一人一档) folded from alerts and rectifications.
 //! - [`tables`]: the tables' rows, looked up as of the event's time.
 
 pub mod alert;
@@ -30,6 +31,7 @@ pub mod eval;
 pub mod exact;
 mod hostile;
 pub mod ledger;
+pub mod people;
 pub mod rectify;
 pub mod render;
 mod run;
@@ -460,7 +462,8 @@ impl Engine {
         let mut alert = Alert::blank();
         let due = self.fill(hit, source, detected_at, &mut alert, true);
         if self.record {
-            self.ledger.borrow_mut().raised(&alert, due);
+            let kind = &self.graph.control_points[hit.control_point as usize].subject_kind;
+            self.ledger.borrow_mut().raised(&alert, kind, due);
         }
         alert
     }
@@ -498,7 +501,9 @@ impl Engine {
             out,
         );
         if self.record {
-            self.ledger.borrow_mut().raised(&alert, due);
+            self.ledger
+                .borrow_mut()
+                .raised(&alert, &cp.subject_kind, due);
         }
         Written {
             tier: alert.tier,
@@ -541,6 +546,7 @@ impl Engine {
         set(&mut a.action, action.as_str());
         a.subject.clear();
         buf[cp.subject as usize].write_display(&mut a.subject);
+        alert::set_people(&mut a.people, cp.people.iter().map(|&s| &buf[s as usize]));
         set(&mut a.branch, &env.branch);
         set(&mut a.event_id, &env.event_id);
         set(&mut a.event_type, &env.event_type);

@@ -56,6 +56,14 @@ pub(crate) fn write_alert_with(
     write_str(out, &alert.action);
     out.extend_from_slice(b",\"subject\":");
     write_str(out, &alert.subject);
+    out.extend_from_slice(b",\"people\":[");
+    for (i, p) in alert.people.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, p);
+    }
+    out.push(b']');
     out.extend_from_slice(b",\"branch\":");
     write_str(out, &alert.branch);
     out.extend_from_slice(b",\"event_id\":");
@@ -238,6 +246,7 @@ mod tests {
             notify: "branch_audit".into(),
             action: "alert".into(),
             subject: "鄂A12345".into(),
+            people: Vec::new(),
             branch: "wuhan".into(),
             event_id: "e-1".into(),
             event_type: "refuel".into(),

@@ -105,7 +105,11 @@ fn snapshots_restore_windows_durations_and_open_alerts() {
         got.iter().any(|(_, t)| *t == 2),
         "an escalation crossed the restore: {got:?}"
     );
-    assert_eq!(b.profile("G2"), straight.profile("G2"));
+    // Profiles are kept under the typed subject.
+    assert!(straight.profile("G2").is_none());
+    let g2 = straight.profile("group_customer:G2");
+    assert!(g2.is_some());
+    assert_eq!(b.profile("group_customer:G2"), g2);
 }
 
 #[test]
@@ -115,13 +119,15 @@ fn rectification_and_expiry_make_subjects_dirty() {
     assert!(!alerts.is_empty());
     e.take_dirty_subjects();
     assert!(e.rectify(&alerts[0].0, Status::Rectified));
-    assert_eq!(e.take_dirty_subjects(), ["G1"]);
+    // The profile is kept under the typed subject, the windows under the key.
+    assert_eq!(e.take_dirty_subjects(), ["group_customer:G1"]);
     feed(&mut e, &arrears("a2", "G9", "2027-09-01T00:00:00Z", 10));
     e.take_dirty_subjects();
     assert_eq!(e.expire(400 * 86_400), 1);
     assert_eq!(e.take_dirty_subjects(), ["G1"]);
-    let snap = e.snapshot(vec!["G1".into()]);
-    assert!(snap[0].1.state.is_none() && snap[0].1.profile.is_some());
+    let snap = e.snapshot(vec!["G1".into(), "group_customer:G1".into()]);
+    assert!(snap[0].1.state.is_none() && snap[0].1.profile.is_none());
+    assert!(snap[1].1.state.is_none() && snap[1].1.profile.is_some());
 }
 
 fn rss_bytes() -> u64 {

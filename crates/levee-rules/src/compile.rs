@@ -221,6 +221,7 @@ pub(crate) fn build(
                 ty: *t,
                 required: true,
                 common: true,
+                person: false,
             })
             .collect();
         for (fname, fdef) in &def.fields {
@@ -235,11 +236,18 @@ pub(crate) fn build(
                     "field name `{fname}` must be an identifier (letters, digits, `_`) to be usable in expressions"
                 )));
             }
+            if fdef.person && fdef.ty != FieldType::String {
+                diags.push(err(format!(
+                    "field `{fname}` says `person: true`: an employee number is a string, not {}",
+                    format!("{:?}", fdef.ty).to_lowercase()
+                )));
+            }
             fields.push(FieldSpec {
                 name: fname.clone(),
                 ty: fdef.ty,
                 required: fdef.required,
                 common: false,
+                person: fdef.person,
             });
         }
         let field_index: FastMap<String, Slot> = fields
@@ -353,6 +361,13 @@ pub(crate) fn build(
             cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]),
             &program,
             &aggregates,
+            &fields,
+            &cp_indices,
+            &mut control_points,
+            &mut diags,
+        );
+        crate::people::resolve(
+            cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]),
             &fields,
             &cp_indices,
             &mut control_points,

@@ -318,6 +318,8 @@ pub struct FieldSpec {
     pub required: bool,
     /// True for the common fields, which the decoder fills from the envelope.
     pub common: bool,
+    /// It holds an employee number (`person: true`).
+    pub person: bool,
 }
 
 /// One event type with its schema and program.
@@ -367,7 +369,7 @@ pub struct Tier {
     pub when_src: Option<String>,
     pub notify: String,
     /// Recusal (回避): true when the role it notifies is held, in the
-    /// event's branch, by one of the point's `accountable` people (the
+    /// event's branch, by one of the point's `people`, as written (the
     /// `roles` table); the alert then goes one tier up.
     pub recuse: Option<Slot>,
 }
@@ -407,6 +409,13 @@ pub struct ControlPoint {
     pub when_src: String,
     pub when: Slot,
     pub subject: Slot,
+    /// What kind of thing the subject is, from its field's name without
+    /// `_id` (`supplier_id` → `supplier`): profiles are kept under
+    /// `<kind>:<subject>`.
+    pub subject_kind: String,
+    /// The slots of its `people` (person fields), in order: alerts carry
+    /// their values.
+    pub people: Vec<Slot>,
     /// Highest tier first.
     pub tiers: Vec<Tier>,
     pub action: Action,

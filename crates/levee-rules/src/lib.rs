@@ -11,7 +11,8 @@
 //! - `lower`: evalexpr trees → typed, hash-consed, constant-folded nodes.
 //! - [`graph`]: the compiled graph: per event type a flat program of nodes.
 //! - `point`: one control point's definition → its part of the graph.
-//! - `recusal`: 回避, a tier whose notified role is held by an accountable person.
+//! - `people`: the people accountable for a point's events (`people:`, person fields).
+//! - `recusal`: 回避, a tier whose notified role is held by one of its `people`.
 //! - [`plan`]: what each event evaluates; conditions split into `&&` terms.
 //! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
@@ -33,6 +34,7 @@ pub mod load;
 mod lower;
 pub mod missing;
 pub mod model;
+mod people;
 pub mod plan;
 mod point;
 pub mod quality;

@@ -148,6 +148,11 @@ pub struct FieldDef {
     /// data-quality problem, not an integrity risk.
     #[serde(default)]
     pub plausible: Option<PlausibleDef>,
+    /// The field holds an HR employee number (工号), one namespace across
+    /// every event type: whom person profiles (一人一档) and `people:` of
+    /// control points name. Only a string field may say so.
+    #[serde(default)]
+    pub person: bool,
 }
 
 /// The type of a field as JSON carries it.
@@ -287,12 +292,19 @@ pub struct ControlPointDef {
     /// up: a duration (`30d`) or working days on the calendar (`10wd`).
     #[serde(default)]
     pub escalate_after: Option<String>,
-    /// Fields naming the people accountable for the event (requester,
-    /// approver): where the role a tier notifies is held by one of them in
-    /// the event's branch (table `roles`), the alert goes one tier up
-    /// instead (回避, recusal).
+    /// The people accountable for the event: fields of the event type
+    /// marked `person: true` (requester, approver). Alerts carry their
+    /// values (`people`), which person profiles (一人一档) are built on.
+    /// Absent: every person field of the type. Written out, the list also
+    /// drives recusal (回避): where the role a tier notifies is held by one
+    /// of them in the event's branch (table `roles`), the alert goes one
+    /// tier up instead.
     #[serde(default)]
-    pub accountable: Vec<String>,
+    pub people: Option<Vec<String>>,
+    /// The former name of `people`, refused with a pointer to it.
+    #[serde(default)]
+    #[schemars(skip)]
+    pub accountable: Option<serde_json::Value>,
     /// Optional yes/no fields whose absence fails closed: when the
     /// condition is unknown only because some of these are missing (none
     /// of its terms false, no other field missing), the point fires, as a

@@ -153,7 +153,7 @@ pub(crate) fn compile_cp(
             None => None,
         };
         let recuse = crate::recusal::condition(cp, &notify, b).unwrap_or_else(|e| {
-            diags.push(error(format!("`accountable`: {e}")));
+            diags.push(error(format!("`people`: {e}")));
             None
         });
         tiers.push(Tier {
@@ -242,6 +242,11 @@ pub(crate) fn compile_cp(
         event_type: type_idx,
         when_src: cp.when.clone(),
         when: when?,
+        subject_kind: {
+            let name = b.slot_name(subject);
+            name.strip_suffix("_id").unwrap_or(&name).to_owned()
+        },
+        people: Vec::new(),
         subject,
         tiers,
         action: cp.action,

@@ -190,7 +190,9 @@ fn point(
         suppress: None,
         escalate_after: None,
         fail_closed: Vec::new(),
-        accountable: Vec::new(),
+        // A wrong reading is the data owner's, not a breach by anyone.
+        people: Some(Vec::new()),
+        accountable: None,
     }
 }
 

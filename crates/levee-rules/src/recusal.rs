@@ -1,6 +1,7 @@
 //! Recusal (回避): an alert must not go to someone it is about. A control
 //! point lists the fields naming the people accountable for its event
-//! (`accountable: [requester_id, approver_id]`); for each tier, the role it
+//! (`people: [requester_id, approver_id]`, written out: the default list
+//! of every person field does not recuse); for each tier, the role it
 //! notifies is looked up in the `roles` table (key `role`, scoped by
 //! branch, column `holder`) as of the event's time, and where one of those
 //! people holds it, the alert goes one tier up instead.
@@ -20,30 +21,25 @@ pub(crate) fn condition(
     notify: &str,
     b: &mut Builder<'_>,
 ) -> Result<Option<Slot>, String> {
-    if cp.accountable.is_empty() {
+    let Some(people) = cp.people.as_ref().filter(|p| !p.is_empty()) else {
         return Ok(None);
-    }
+    };
     if !b.tables.iter().any(|t| t.name == ROLES) {
         return Err(format!(
             "recusal reads a `{ROLES}` table (key `role`, `scope: branch`, a string column `holder`), and none is declared"
         ));
     }
-    for f in &cp.accountable {
-        match b.resolve(f) {
-            Some((_, Ty::Str)) => {}
-            Some((_, t)) => {
-                return Err(format!(
-                    "`{f}` names a person, so it must be a string, not {}",
-                    t.name()
-                ))
-            }
-            None => return Err(format!("`{f}` is not a field or derived value")),
-        }
+    // Each must be a person field, a string: `crate::people` says so when
+    // one is not, once for the point.
+    if !people
+        .iter()
+        .all(|f| matches!(b.resolve(f), Some((_, Ty::Str))))
+    {
+        return Ok(None);
     }
     let role = serde_json::to_string(notify).map_err(|e| e.to_string())?;
     let holder = format!("lookup(\"{ROLES}\", {role}, \"holder\")");
-    let src = cp
-        .accountable
+    let src = people
         .iter()
         .map(|f| format!("{holder} == {f}"))
         .collect::<Vec<_>>()
@@ -66,7 +62,7 @@ event_types:
     subject: supplier_id
     fields:
       supplier_id: { type: string, required: true }
-      requester_id: { type: string, required: true }
+      requester_id: { type: string, required: true, person: true }
       amount_cny: { type: number, required: true }
 control_points:
   - id: SO-902
@@ -74,7 +70,7 @@ control_points:
     title: t
     event_type: purchase
     when: amount_cny > 10
-    accountable: [ACC]
+    people: [ACC]
     tiers: [{ tier: 1, notify: procurement_manager }, { tier: 2, when: amount_cny > 100 }]
     message: "{supplier_id}"
 "#;
@@ -112,7 +108,7 @@ tables:
         assert!(
             e.iter().any(|d| d
                 .message
-                .contains("`accountable`: recusal reads a `roles` table")),
+                .contains("`people`: recusal reads a `roles` table")),
             "{e:?}"
         );
         let rules = RULES.replace("ACC", "amount_cny");
@@ -122,7 +118,8 @@ tables:
         ]))
         .unwrap_err();
         assert!(
-            e.iter().any(|d| d.message.contains("must be a string")),
+            e.iter()
+                .any(|d| d.message.contains("`amount_cny` is not a person field")),
             "{e:?}"
         );
         let rules = RULES.replace("ACC", "requestor_id");

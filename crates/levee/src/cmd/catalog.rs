@@ -172,6 +172,11 @@ fn to_json(graph: &RuleGraph) -> serde_json::Value {
                 .iter()
                 .map(|&s| et.fields[s as usize].name.as_str())
                 .collect();
+            let people: Vec<&str> = cp
+                .people
+                .iter()
+                .map(|&s| et.fields[s as usize].name.as_str())
+                .collect();
             json!({
                 "id": cp.id,
                 "domain": cp.domain,
@@ -181,6 +186,7 @@ fn to_json(graph: &RuleGraph) -> serde_json::Value {
                 "event_type": graph.event_types[cp.event_type as usize].name,
                 "when": cp.when_src,
                 "fail_closed": fail_closed,
+                "people": people,
                 "tiers": tiers,
                 "action": cp.action.as_str(),
                 "tags": cp.tags,

@@ -5,6 +5,7 @@ pub mod diff;
 pub mod gen;
 pub mod graph;
 pub mod mutate;
+pub mod profiles;
 pub mod replay;
 pub mod run;
 pub mod test;

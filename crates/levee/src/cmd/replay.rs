@@ -35,9 +35,15 @@ pub struct Args {
     /// with a `verdict` field.
     #[arg(long)]
     decisions: bool,
-    /// After the alerts, print each subject's profile (一人一档) as a JSON line.
+    /// After the alerts, print each subject's profile (keyed by
+    /// `<kind>:<id>`), then each person's (一人一档, keyed by `person`), as
+    /// JSON lines; `--now` is the time the risk scores decay to.
     #[arg(long)]
     profiles: bool,
+    /// The half-life of a person's risk score: an alert this old weighs
+    /// half as much.
+    #[arg(long, default_value = "180d", value_parser = parse_skew)]
+    half_life: i64,
     /// Table rows from this directory: `<table>.jsonl` (a row per line)
     /// or `<table>.yaml` (a list), replacing the rules' rows of that table.
     #[arg(long)]
@@ -108,6 +114,10 @@ pub fn open(name: &str) -> anyhow::Result<(Box<dyn BufRead>, &str)> {
 pub trait Sink {
     fn alert(&mut self, alert: &Alert) -> anyhow::Result<()>;
     fn verdict(&mut self, verdict: &Verdict) -> anyhow::Result<()>;
+
+    /// A rectification read, applied to the engine already; `event_time`
+    /// is the latest event time read.
+    fn rectified(&mut self, _r: &levee_engine::rectify::Rectification, _event_time: i64) {}
 
     /// The alerts of the event just evaluated, one per hit, counted in
     /// `totals`.
@@ -183,6 +193,10 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     };
     let clock = Clock::new(args.now.as_deref(), args.max_future_skew)?;
+    let settings =
+        levee_engine::people::Settings::new(args.half_life, levee_engine::people::Settings::LAST)
+            .context("--half-life")?;
+    let mut people = levee_engine::people::People::default();
     let mut engine = engine(graph.clone());
     if let Some(dir) = &args.tables {
         for (table, n) in crate::table_files::load_dir(dir, &graph, engine.tables())? {
@@ -217,17 +231,39 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
         .reserve(usize::try_from(bytes / 256).unwrap_or(0).min(1 << 24));
     for name in &args.files {
         let (reader, shown) = open(name)?;
-        replay_one(
-            reader,
-            shown,
-            &mut engine,
-            &clock,
-            args.decisions,
-            &mut JsonLines::new(&mut out),
-            &mut dlq,
-            &mut err,
-            &mut totals,
-        )?;
+        let lines = JsonLines::new(&mut out);
+        let (e, c, d) = (&mut engine, &clock, args.decisions);
+        if args.profiles {
+            let mut sink = super::profiles::Recording {
+                inner: lines,
+                people: &mut people,
+                graph: &graph,
+            };
+            replay_one(
+                reader,
+                shown,
+                e,
+                c,
+                d,
+                &mut sink,
+                &mut dlq,
+                &mut err,
+                &mut totals,
+            )?;
+        } else {
+            let mut sink = lines;
+            replay_one(
+                reader,
+                shown,
+                e,
+                c,
+                d,
+                &mut sink,
+                &mut dlq,
+                &mut err,
+                &mut totals,
+            )?;
+        }
     }
     if args.profiles {
         let ledger = engine.ledger();
@@ -237,6 +273,7 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
             serde_json::to_writer(&mut out, p)?;
             out.write_all(b"\n")?;
         }
+        super::profiles::write(&mut out, &people, clock.bound.0, settings)?;
     }
     out.flush()?;
     if let Some(d) = &mut dlq {
@@ -320,6 +357,7 @@ pub fn replay_one(
         if let Some(r) = rect {
             match r {
                 Ok(r) => {
+                    out.rectified(&r, engine.watermark());
                     if !engine.rectify(&r.alert_id, r.status) {
                         writeln!(
                             err,

@@ -1,0 +1,175 @@
+//! `levee replay --profiles` on the shipped rules and examples: person
+//! profiles (一人一档) built from the alerts the same replay prints.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+const NOW: &str = "2026-12-01T00:00:00Z";
+
+/// The replay's stdout: alerts, subject profiles and person profiles.
+struct Replay {
+    alerts: Vec<Value>,
+    subjects: Vec<Value>,
+    people: BTreeMap<String, Value>,
+    /// Person profile ids in the order printed.
+    order: Vec<String>,
+}
+
+fn replay(args: &[&str]) -> Replay {
+    let out = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .arg("replay")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run levee");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut r = Replay {
+        alerts: Vec::new(),
+        subjects: Vec::new(),
+        people: BTreeMap::new(),
+        order: Vec::new(),
+    };
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).expect("a JSON line");
+        if v.get("alert_id").is_some() {
+            r.alerts.push(v);
+        } else if let Some(p) = v.get("person") {
+            let p = p.as_str().unwrap().to_owned();
+            r.order.push(p.clone());
+            r.people.insert(p, v);
+        } else {
+            assert!(v.get("subject").is_some(), "{v}");
+            r.subjects.push(v);
+        }
+    }
+    r
+}
+
+/// For each person the alerts name, the first ids of their alerts: an
+/// escalation belongs to the alert it escalates.
+fn expected(alerts: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut first: BTreeMap<String, String> = BTreeMap::new();
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for a in alerts {
+        let id = a["alert_id"].as_str().unwrap().to_owned();
+        let root = match a.get("escalated_from").and_then(Value::as_str) {
+            Some(from) => first.get(from).cloned().unwrap_or_else(|| from.to_owned()),
+            None => id.clone(),
+        };
+        first.insert(id, root.clone());
+        for p in a["people"].as_array().expect("people: an array") {
+            out.entry(p.as_str().unwrap().to_owned())
+                .or_default()
+                .insert(root.clone());
+        }
+    }
+    out
+}
+
+fn last_ids(profile: &Value) -> BTreeSet<String> {
+    profile["last_alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["alert_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn person_profiles_hold_the_alerts_that_name_each_person() {
+    let r = replay(&["--now", NOW, "--profiles"]);
+    let want = expected(&r.alerts);
+    assert!(!want.is_empty(), "the examples name people");
+    assert_eq!(
+        r.people.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>()
+    );
+    let mut sorted = r.order.clone();
+    sorted.sort();
+    assert_eq!(r.order, sorted, "one line per person, by employee number");
+    for (person, ids) in &want {
+        let p = &r.people[person];
+        assert_eq!(p["alerts"], ids.len(), "{person}: {p}");
+        let last = last_ids(p);
+        assert_eq!(last.len(), ids.len().min(5), "{person}: {p}");
+        assert!(last.is_subset(ids), "{person}: {p}");
+        assert_eq!(p["open"], ids.len(), "nothing rectified: {p}");
+    }
+    // The customer manager of the examples' worst arrears (BA-001 tier 3).
+    let ids = &want["CM-052"];
+    assert_eq!(&last_ids(&r.people["CM-052"]), ids);
+    assert!(r
+        .alerts
+        .iter()
+        .any(|a| a["control_point"] == "BA-001" && a["people"][0] == "CM-052"));
+    // Subject profiles are keyed by the typed subject.
+    for s in &r.subjects {
+        let key = s["subject"].as_str().unwrap();
+        let (kind, id) = key.split_once(':').expect("<kind>:<id>");
+        assert!(
+            r.alerts.iter().any(|a| a["subject"] == id),
+            "{key} is no alert's subject"
+        );
+        assert!(!kind.is_empty() && !kind.ends_with("_id"), "{key}");
+    }
+}
+
+#[test]
+fn a_rectification_in_the_input_counts_and_the_score_decays() {
+    let r = replay(&["--now", NOW, "--profiles"]);
+    let before = &r.people["CM-052"];
+    let target = r
+        .alerts
+        .iter()
+        .find(|a| a["people"][0] == "CM-052" && a.get("escalated_from").is_none())
+        .expect("an alert about CM-052");
+    let id = target["alert_id"].as_str().unwrap();
+    let raised = chrono::DateTime::parse_from_rfc3339(target["occurred_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let mut text = std::fs::read_to_string(repo().join("examples/events.jsonl")).unwrap();
+    text.push_str(&format!(
+        "{{\"alert_id\":\"{id}\",\"status\":\"rectified\",\"by\":\"CM-052\",\"at\":\"{}\"}}\n",
+        chrono::DateTime::from_timestamp(raised + 3 * 86_400, 0)
+            .unwrap()
+            .to_rfc3339()
+    ));
+    std::fs::write(&input, text).unwrap();
+    let path = input.to_str().unwrap();
+    let after = &replay(&["--now", NOW, "--profiles", path]).people["CM-052"];
+    assert_eq!(after["rectified"], 1, "{after}");
+    assert_eq!(after["open"], before["open"].as_u64().unwrap() - 1);
+    assert_eq!(after["time_to_rectify"]["count"], 1);
+    assert_eq!(after["time_to_rectify"]["mean_s"], 3 * 86_400);
+    assert!(after["risk_score"].as_f64().unwrap() < before["risk_score"].as_f64().unwrap());
+
+    // One half-life later, every score is half (to the rounding).
+    let later = "2026-12-31T00:00:00Z";
+    let a = replay(&["--now", NOW, "--profiles", "--half-life", "30d"]);
+    let b = replay(&["--now", later, "--profiles", "--half-life", "30d"]);
+    for (person, p) in &a.people {
+        let (x, y) = (
+            p["risk_score"].as_f64().unwrap(),
+            b.people[person]["risk_score"].as_f64().unwrap(),
+        );
+        assert!(
+            x > 0.0 && (x / 2.0 - y).abs() <= 0.01,
+            "{person}: {x} then {y}"
+        );
+    }
+}
