@@ -221,6 +221,7 @@ pub(crate) fn build(
                 ty: *t,
                 required: true,
                 common: true,
+                sensitive: false,
             })
             .collect();
         for (fname, fdef) in &def.fields {
@@ -235,11 +236,17 @@ pub(crate) fn build(
                     "field name `{fname}` must be an identifier (letters, digits, `_`) to be usable in expressions"
                 )));
             }
+            if fdef.sensitive && fdef.ty != FieldType::String {
+                diags.push(err(format!(
+                    "field `{fname}`: only a string field can be `sensitive` (a sample replaces its values by a keyed hash, a string)"
+                )));
+            }
             fields.push(FieldSpec {
                 name: fname.clone(),
                 ty: fdef.ty,
                 required: fdef.required,
                 common: false,
+                sensitive: fdef.sensitive,
             });
         }
         let field_index: FastMap<String, Slot> = fields
@@ -358,6 +365,19 @@ pub(crate) fn build(
             &mut control_points,
             &mut diags,
         );
+        let scope = crate::sensitive::TypeScope {
+            file: &f.path,
+            line: et_line,
+            item: &et_item,
+            program: &program,
+            aggregates: &aggregates,
+            fields: &fields,
+            points: &cp_indices,
+            control_points: &control_points,
+            lists: &list_defs,
+            tables: &tables,
+        };
+        crate::sensitive::check(&scope, &mut diags);
         let plan = crate::plan::plan(
             &program,
             &aggregates,

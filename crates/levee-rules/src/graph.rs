@@ -318,6 +318,8 @@ pub struct FieldSpec {
     pub required: bool,
     /// True for the common fields, which the decoder fills from the envelope.
     pub common: bool,
+    /// Personal data (`sensitive: true`): hashed in a recorded sample.
+    pub sensitive: bool,
 }
 
 /// One event type with its schema and program.

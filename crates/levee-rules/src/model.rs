@@ -148,6 +148,13 @@ pub struct FieldDef {
     /// data-quality problem, not an integrity risk.
     #[serde(default)]
     pub plausible: Option<PlausibleDef>,
+    /// Personal data (a name, a phone or ID number, a bank account, a
+    /// licence plate): a recorded sample (`[sample]` of `levee run`) holds
+    /// a keyed hash of it, never the value. Only string fields; conditions
+    /// may compare it for equality with another sensitive field, test it
+    /// for emptiness (`len(f) > 0`), count it or show it, nothing else.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 /// The type of a field as JSON carries it.
