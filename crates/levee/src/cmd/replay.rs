@@ -17,7 +17,8 @@ use levee_rules::RuleGraph;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// JSON-lines files of events (types may be mixed); `-` reads stdin.
+    /// JSON-lines files of events (types may be mixed); `-` reads stdin;
+    /// a sample directory (`levee run`'s `[sample]`) reads its segments.
     #[arg(default_value = "examples/events.jsonl")]
     files: Vec<String>,
     /// Fix the clock (RFC 3339): `detected_at`, and the bound on event
@@ -89,6 +90,16 @@ pub fn engine(graph: std::sync::Arc<RuleGraph>) -> Engine {
     // Nothing writes a changelog in a replay.
     engine.set_tracking(false);
     engine
+}
+
+/// Warns, for each sample directory among `inputs`, if `graph` marks other
+/// fields sensitive than the sample hashed.
+pub fn warn_sample_mismatch(inputs: &[String], graph: &RuleGraph) {
+    for name in inputs.iter().filter(|n| Path::new(n).is_dir()) {
+        if let Some(w) = crate::sample::mismatch(Path::new(name), graph) {
+            eprintln!("levee: warning: {w}");
+        }
+    }
 }
 
 /// Opens an input file (`-`: stdin), and the name its bad lines are shown under.
@@ -178,10 +189,12 @@ impl<W: Write> Sink for JsonLines<'_, W> {
     }
 }
 
-pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
     let Some(graph) = crate::rules::load(rules) else {
         return Ok(ExitCode::FAILURE);
     };
+    warn_sample_mismatch(&args.files, &graph);
+    args.files = crate::sample::expand_inputs(&args.files)?;
     let clock = Clock::new(args.now.as_deref(), args.max_future_skew)?;
     let mut engine = engine(graph.clone());
     if let Some(dir) = &args.tables {
