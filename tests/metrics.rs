@@ -321,6 +321,7 @@ fn the_alerting_rules_use_levee_metrics() {
         "LeveeEndToEndLatencyHigh",
         "LeveeShadowDiverges",
         "LeveeShadowRulesReloadFailed",
+        "LeveeSampleDropping",
     ] {
         assert!(alerts.iter().any(|a| a == needed), "no {needed} rule");
     }

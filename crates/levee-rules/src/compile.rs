@@ -326,6 +326,8 @@ pub(crate) fn build(
         }
 
         let mut cp_indices = Vec::new();
+        // Where each of them is written (file, line), for diagnostics.
+        let mut cp_places: Vec<(&str, Option<usize>)> = Vec::new();
         for (cf, cp, line) in cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]) {
             if let Some(d) = too_deep_expression(cf, cp, *line, &def.derived) {
                 diags.push(d);
@@ -335,6 +337,7 @@ pub(crate) fn build(
                 compile_cp(cf, cp, *line, ti as u32, subject, &mut builder, &mut diags)
             {
                 cp_indices.push(control_points.len() as u32);
+                cp_places.push((cf.path.as_str(), *line));
                 control_points.push(compiled);
             }
         }
@@ -373,6 +376,7 @@ pub(crate) fn build(
             aggregates: &aggregates,
             fields: &fields,
             points: &cp_indices,
+            places: &cp_places,
             control_points: &control_points,
             lists: &list_defs,
             tables: &tables,

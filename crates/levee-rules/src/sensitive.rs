@@ -40,6 +40,8 @@ pub struct TypeScope<'a> {
     pub fields: &'a [FieldSpec],
     /// The type's control points, as indices into `control_points`.
     pub points: &'a [u32],
+    /// Where each of `points` is written: file and line.
+    pub places: &'a [(&'a str, Option<usize>)],
     pub control_points: &'a [ControlPoint],
     pub lists: &'a [ConstList],
     pub tables: &'a [Table],
@@ -189,8 +191,13 @@ impl TypeScope<'_> {
             .map(|n| n.text.clone());
         let skip = std::collections::HashSet::new();
         let mut named = false;
-        for &c in self.points {
+        for (i, &c) in self.points.iter().enumerate() {
             let cp = &self.control_points[c as usize];
+            let (file, line) = self
+                .places
+                .get(i)
+                .copied()
+                .unwrap_or((cp.file.as_str(), None));
             let roots = std::iter::once(cp.when)
                 .chain(cp.tiers.iter().filter_map(|t| t.when))
                 .chain(cp.tiers.iter().filter_map(|t| t.recuse));
@@ -200,7 +207,9 @@ impl TypeScope<'_> {
                 .contains(&node)
             {
                 named = true;
-                let mut d = Diagnostic::error(&cp.file, why.clone()).item(&cp.id);
+                let mut d = Diagnostic::error(file, why.clone())
+                    .at_line(line)
+                    .item(&cp.id);
                 if let Some(t) = &text {
                     d = d.expression(t.clone());
                 }

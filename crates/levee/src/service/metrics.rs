@@ -103,6 +103,8 @@ pub const NAMES: &[&str] = &[
     SHADOW_DIFF_TOTAL,
     SHADOW_WARMING_UP,
     SHADOW_RELOADS_TOTAL,
+    SAMPLE_EVENTS_TOTAL,
+    SAMPLE_BYTES,
 ];
 
 /// The process collector's families (Linux).
