@@ -368,6 +368,16 @@ pub(crate) fn build(
             &mut control_points,
             &mut diags,
         );
+        // Where each derived value is written, for the errors below.
+        let derived_places: Vec<(Slot, String, Option<usize>)> =
+            if fields.iter().any(|f| f.sensitive) {
+                derived
+                    .iter()
+                    .map(|(n, s)| (*s, n.clone(), find_key_line(&f.text, n)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
         let scope = crate::sensitive::TypeScope {
             file: &f.path,
             line: et_line,
@@ -377,6 +387,7 @@ pub(crate) fn build(
             fields: &fields,
             points: &cp_indices,
             places: &cp_places,
+            derived: &derived_places,
             control_points: &control_points,
             lists: &list_defs,
             tables: &tables,

@@ -42,6 +42,8 @@ pub struct TypeScope<'a> {
     pub points: &'a [u32],
     /// Where each of `points` is written: file and line.
     pub places: &'a [(&'a str, Option<usize>)],
+    /// The type's derived values: slot, name and line.
+    pub derived: &'a [(Slot, String, Option<usize>)],
     pub control_points: &'a [ControlPoint],
     pub lists: &'a [ConstList],
     pub tables: &'a [Table],
@@ -216,15 +218,27 @@ impl TypeScope<'_> {
                 diags.push(d);
             }
         }
-        if !named {
-            let mut d = Diagnostic::error(self.file, why)
-                .at_line(self.line)
-                .item(self.item);
-            if let Some(t) = text {
-                d = d.expression(t);
-            }
-            diags.push(d);
+        if named {
+            return;
         }
+        // Read by no control point: under the derived value that reads it,
+        // else the event type (a `plausible` condition).
+        let (line, item) = self
+            .derived
+            .iter()
+            .find(|(slot, _, _)| {
+                self.program
+                    .cone([*slot], self.aggregates, &skip)
+                    .contains(&node)
+            })
+            .map_or((self.line, self.item.to_owned()), |(_, name, line)| {
+                (*line, format!("{}, derived `{name}`", self.item))
+            });
+        let mut d = Diagnostic::error(self.file, why).at_line(line).item(item);
+        if let Some(t) = text {
+            d = d.expression(t);
+        }
+        diags.push(d);
     }
 }
 

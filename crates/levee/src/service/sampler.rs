@@ -86,6 +86,7 @@ impl Sampler {
             segments,
             key: key.clone(),
             failing: false,
+            unmasked: false,
         };
         writer
             .begin(Manifest::read(&settings.dir).ok().flatten())
@@ -162,6 +163,8 @@ struct Writer {
     key: Option<Key>,
     /// Writing failed last time (logged once until it works again).
     failing: bool,
+    /// An event could not be masked (logged once per rules generation).
+    unmasked: bool,
 }
 
 impl Writer {
@@ -207,7 +210,11 @@ impl Writer {
                     self.outcome(written, true);
                 }
                 Err(e) => {
-                    warn!(event_type = %item.event_type, error = %e, "event left out of the sample");
+                    if !self.unmasked {
+                        // A sensitive field gained on a reload without a key.
+                        warn!(event_type = %item.event_type, error = %e, "events left out of the sample");
+                        self.unmasked = true;
+                    }
                     metrics::sample_event(false);
                 }
             }
@@ -245,6 +252,7 @@ impl Writer {
         }
         let (graph, generation) = self.rules.current();
         self.generation = generation;
+        self.unmasked = false;
         let sensitive: BTreeMap<String, Vec<String>> = sensitive_fields(&graph);
         if sensitive != self.manifest.sensitive {
             let old = std::mem::replace(&mut self.manifest.sensitive, sensitive);

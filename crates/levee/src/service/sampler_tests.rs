@@ -197,3 +197,47 @@ fn a_sample_under_another_key_is_started_afresh() {
         BTreeSet::from(["C".to_owned()])
     );
 }
+
+#[test]
+fn a_reload_that_changes_the_sensitive_fields_begins_a_new_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules_dir = tmp.path().join("rules");
+    let rules = rules(&rules_dir, RULES);
+    let dir = tmp.path().join("sample");
+    let s = Sampler::start(
+        &settings(&dir, 10_000, 1 << 20),
+        Arc::clone(&rules),
+        key_env,
+    )
+    .unwrap()
+    .unwrap();
+    s.offer_event("refuel", "A", event("A", 1).as_bytes());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sampled(&dir).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first event never reached the file"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // vehicle_plate is no longer sensitive: A's sample held it hashed.
+    std::fs::write(
+        rules_dir.join("types.yaml"),
+        RULES.replace(
+            "vehicle_plate: { type: string, sensitive: true }",
+            "vehicle_plate: { type: string }",
+        ),
+    )
+    .unwrap();
+    rules.reload("test");
+    assert_ne!(rules.generation(), 0, "the changed rules did not load");
+    s.offer_event("refuel", "B", event("B", 2).as_bytes());
+    s.finish();
+    let events = sampled(&dir);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["card"], "B");
+    assert_eq!(events[0]["vehicle_plate"], "鄂A00002");
+    assert_ne!(events[0]["plate_seen"], "鄂A00002");
+    let m = Manifest::read(&dir).unwrap().unwrap();
+    assert_eq!(m.sensitive["refuel"], ["plate_seen"]);
+}
