@@ -228,6 +228,10 @@ fn a_sample_hashed_under_other_sensitive_fields_is_warned_about() {
         err.contains("warning: the sample") && err.contains("refuel.plate_seen"),
         "{err}"
     );
+    // Both rulesets give it: said once.
+    let out = levee(&["diff", "--base", "rules", dir.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stderr).matches("warning: the sample").count(), 1);
 }
 
 #[test]

@@ -92,14 +92,14 @@ pub fn engine(graph: std::sync::Arc<RuleGraph>) -> Engine {
     engine
 }
 
-/// Warns, for each sample directory among `inputs`, if `graph` marks other
-/// fields sensitive than the sample hashed.
-pub fn warn_sample_mismatch(inputs: &[String], graph: &RuleGraph) {
-    for name in inputs.iter().filter(|n| Path::new(n).is_dir()) {
-        if let Some(w) = crate::sample::mismatch(Path::new(name), graph) {
-            eprintln!("levee: warning: {w}");
-        }
-    }
+/// For each sample directory among `inputs` whose hashed fields are not
+/// those `graph` marks sensitive, a warning.
+pub fn sample_mismatches(inputs: &[String], graph: &RuleGraph) -> Vec<String> {
+    inputs
+        .iter()
+        .filter(|n| Path::new(n).is_dir())
+        .filter_map(|name| crate::sample::mismatch(Path::new(name), graph))
+        .collect()
 }
 
 /// Opens an input file (`-`: stdin), and the name its bad lines are shown under.
@@ -193,7 +193,9 @@ pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
     let Some(graph) = crate::rules::load(rules) else {
         return Ok(ExitCode::FAILURE);
     };
-    warn_sample_mismatch(&args.files, &graph);
+    for w in sample_mismatches(&args.files, &graph) {
+        eprintln!("levee: warning: {w}");
+    }
     args.files = crate::sample::expand_inputs(&args.files)?;
     let clock = Clock::new(args.now.as_deref(), args.max_future_skew)?;
     let mut engine = engine(graph.clone());

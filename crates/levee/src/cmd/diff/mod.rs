@@ -93,8 +93,16 @@ pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
     let (Some(base_graph), Some(head_graph)) = (base, head) else {
         return Ok(ExitCode::from(CANNOT));
     };
-    replay::warn_sample_mismatch(&args.files, &base_graph);
-    replay::warn_sample_mismatch(&args.files, &head_graph);
+    // Once each, though both rulesets may give it.
+    let mut warnings = replay::sample_mismatches(&args.files, &base_graph);
+    for w in replay::sample_mismatches(&args.files, &head_graph) {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+    for w in warnings {
+        eprintln!("levee: warning: {w}");
+    }
     args.files = crate::sample::expand_inputs(&args.files)?;
     let clock = replay::Clock::new(args.now.as_deref(), args.max_future_skew)?;
     let stdin = if args.files.iter().any(|f| f == "-") {
