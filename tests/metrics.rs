@@ -330,6 +330,7 @@ fn the_alerting_rules_use_levee_metrics() {
         "LeveeEndToEndLatencyHigh",
         "LeveeShadowDiverges",
         "LeveeShadowRulesReloadFailed",
+        "LeveeSampleDropping",
     ] {
         assert!(alerts.iter().any(|a| a == needed), "no {needed} rule");
     }
@@ -337,10 +338,12 @@ fn the_alerting_rules_use_levee_metrics() {
 
 /// The metric families of metrics.rs's table (README and the module doc).
 fn exposition_names() -> Vec<String> {
-    let src = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service/metrics.rs"),
-    )
-    .unwrap();
+    // metrics.rs and its submodules (src/service/metrics/*.rs).
+    let service = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service");
+    let mut src = std::fs::read_to_string(service.join("metrics.rs")).unwrap();
+    for e in std::fs::read_dir(service.join("metrics")).unwrap() {
+        src.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
     src.lines()
         .filter_map(|l| l.strip_prefix("pub const "))
         .filter_map(|l| l.split_once("&str = \"levee_"))

@@ -222,6 +222,7 @@ pub(crate) fn build(
                 required: true,
                 common: true,
                 person: false,
+                sensitive: false,
             })
             .collect();
         for (fname, fdef) in &def.fields {
@@ -242,12 +243,18 @@ pub(crate) fn build(
                     format!("{:?}", fdef.ty).to_lowercase()
                 )));
             }
+            if fdef.sensitive && fdef.ty != FieldType::String {
+                diags.push(err(format!(
+                    "field `{fname}`: only a string field can be `sensitive` (a sample replaces its values by a keyed hash, a string)"
+                )));
+            }
             fields.push(FieldSpec {
                 name: fname.clone(),
                 ty: fdef.ty,
                 required: fdef.required,
                 common: false,
                 person: fdef.person,
+                sensitive: fdef.sensitive,
             });
         }
         let field_index: FastMap<String, Slot> = fields
@@ -327,6 +334,8 @@ pub(crate) fn build(
         }
 
         let mut cp_indices = Vec::new();
+        // Where each of them is written (file, line), for diagnostics.
+        let mut cp_places: Vec<(&str, Option<usize>)> = Vec::new();
         for (cf, cp, line) in cps_by_type.get(name).map(|v| v.as_slice()).unwrap_or(&[]) {
             if let Some(d) = too_deep_expression(cf, cp, *line, &def.derived) {
                 diags.push(d);
@@ -336,6 +345,7 @@ pub(crate) fn build(
                 compile_cp(cf, cp, *line, ti as u32, subject, &mut builder, &mut diags)
             {
                 cp_indices.push(control_points.len() as u32);
+                cp_places.push((cf.path.as_str(), *line));
                 control_points.push(compiled);
             }
         }
@@ -373,6 +383,31 @@ pub(crate) fn build(
             &mut control_points,
             &mut diags,
         );
+        // Where each derived value is written, for the errors below.
+        let derived_places: Vec<(Slot, String, Option<usize>)> =
+            if fields.iter().any(|f| f.sensitive) {
+                derived
+                    .iter()
+                    .map(|(n, s)| (*s, n.clone(), find_key_line(&f.text, n)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        let scope = crate::sensitive::TypeScope {
+            file: &f.path,
+            line: et_line,
+            item: &et_item,
+            program: &program,
+            aggregates: &aggregates,
+            fields: &fields,
+            points: &cp_indices,
+            places: &cp_places,
+            derived: &derived_places,
+            control_points: &control_points,
+            lists: &list_defs,
+            tables: &tables,
+        };
+        crate::sensitive::check(&scope, &mut diags);
         let plan = crate::plan::plan(
             &program,
             &aggregates,

@@ -320,6 +320,8 @@ pub struct FieldSpec {
     pub common: bool,
     /// It holds an employee number (`person: true`).
     pub person: bool,
+    /// Personal data (`sensitive: true`): hashed in a recorded sample.
+    pub sensitive: bool,
 }
 
 /// One event type with its schema and program.

@@ -19,6 +19,8 @@
 //! - [`render`]: `levee graph` output (Graphviz dot, Mermaid).
 //! - [`register`]: the register's columns (Chinese message, risk grade,
 //!   measure, owner, basis) and what `levee check` requires of them.
+//! - [`sensitive`]: what a condition may do with a `sensitive` field, so
+//!   that a sample's keyed hashes keep every outcome.
 //! - `template`: message templates and their placeholders.
 //! - [`table`]: reference data: table declarations and their rows.
 //! - [`variant`]: one control point's variants compiled against a catalog
@@ -41,6 +43,7 @@ pub mod quality;
 mod recusal;
 pub mod register;
 pub mod render;
+pub mod sensitive;
 pub mod table;
 mod template;
 pub mod variant;

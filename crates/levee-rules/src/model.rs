@@ -153,6 +153,13 @@ pub struct FieldDef {
     /// control points name. Only a string field may say so.
     #[serde(default)]
     pub person: bool,
+    /// Personal data (a name, a phone or ID number, a bank account, a
+    /// licence plate): a recorded sample (`[sample]` of `levee run`) holds
+    /// a keyed hash of it, never the value. Only string fields; conditions
+    /// may compare it for equality with another sensitive field, test it
+    /// for emptiness (`len(f) > 0`), count it or show it, nothing else.
+    #[serde(default)]
+    pub sensitive: bool,
 }
 
 /// The type of a field as JSON carries it.

@@ -7,6 +7,8 @@
 //! - `cases`: running one rule test case and checking what it expects.
 //! - `csv`: writing CSV records (`levee catalog --format csv`).
 //! - `rules`: loading and compiling the rules directory with printed diagnostics.
+//! - `sample`: a recorded sample of the input stream: its keyed hash,
+//!   segment files and manifest; a sample directory as `replay`/`diff` input.
 //! - `service`: `levee run`, the Kafka service (config, pipeline, reload).
 //! - `table_files`: table rows from files (`levee replay --tables DIR`).
 
@@ -14,6 +16,7 @@ mod cases;
 mod cmd;
 mod csv;
 mod rules;
+mod sample;
 mod service;
 mod table_files;
 

@@ -17,7 +17,8 @@ use levee_rules::RuleGraph;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// JSON-lines files of events (types may be mixed); `-` reads stdin.
+    /// JSON-lines files of events (types may be mixed); `-` reads stdin;
+    /// a sample directory (`levee run`'s `[sample]`) reads its segments.
     #[arg(default_value = "examples/events.jsonl")]
     files: Vec<String>,
     /// Fix the clock (RFC 3339): `detected_at`, and the bound on event
@@ -95,6 +96,16 @@ pub fn engine(graph: std::sync::Arc<RuleGraph>) -> Engine {
     // Nothing writes a changelog in a replay.
     engine.set_tracking(false);
     engine
+}
+
+/// For each sample directory among `inputs` whose hashed fields are not
+/// those `graph` marks sensitive, a warning.
+pub fn sample_mismatches(inputs: &[String], graph: &RuleGraph) -> Vec<String> {
+    inputs
+        .iter()
+        .filter(|n| Path::new(n).is_dir())
+        .filter_map(|name| crate::sample::mismatch(Path::new(name), graph))
+        .collect()
 }
 
 /// Opens an input file (`-`: stdin), and the name its bad lines are shown under.
@@ -188,10 +199,14 @@ impl<W: Write> Sink for JsonLines<'_, W> {
     }
 }
 
-pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
     let Some(graph) = crate::rules::load(rules) else {
         return Ok(ExitCode::FAILURE);
     };
+    for w in sample_mismatches(&args.files, &graph) {
+        eprintln!("levee: warning: {w}");
+    }
+    args.files = crate::sample::expand_inputs(&args.files)?;
     let clock = Clock::new(args.now.as_deref(), args.max_future_skew)?;
     let settings =
         levee_engine::people::Settings::new(args.half_life, levee_engine::people::Settings::LAST)

@@ -31,6 +31,11 @@
 //! | `rules.dir` | `rules` | the rules directory (also `--rules`) |
 //! | `rules.reload_interval` | `5s` | poll the rule files for changes (`0s`: SIGHUP only; was `reload_interval_secs`, still read) |
 //! | `shadow.rules_dir` | empty (off) | shadow rules (a directory, or a git revision of `rules.dir`'s repository) evaluated beside the live ones, alerts to `topics.shadow` only ([`super::shadow`]) |
+//! | `sample.enabled` | `false` | keep a rolling sample of the input events for `levee diff` ([`super::sample`], docs/rule-changes.md) |
+//! | `sample.dir` | `sample` | the sample's directory (segments and `manifest.json`); one per instance |
+//! | `sample.max_bytes` | `1GiB` | the most its segments take together (a [`super::size::Size`], at least `64KiB`); the oldest segment is deleted first |
+//! | `sample.subjects_per_10000` | `100` | subjects of each event type sampled per 10,000 (1 to 10000), each with its whole history |
+//! | `sample.key_env` | `LEVEE_SAMPLE_KEY` | the environment variable holding the key of the sample's hash (at least 16 bytes; never in the file); required when sampling is on and the rules mark `sensitive` fields |
 //! | `log.format` | `text` | or `json` |
 //! | `log.level` | `info` | a tracing filter (`RUST_LOG` wins) |
 //! | `http.listen` | `127.0.0.1:9464` | `/metrics`, `/healthz`, `/readyz`, `/v1/*` (`0.0.0.0:9464` in containers; port 0: any free port) |
@@ -52,6 +57,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 pub use super::duration::{Offset, Span};
+pub use super::sample::SampleSettings;
 pub use super::shadow::ShadowSettings;
 
 /// The embedded defaults.
@@ -95,6 +101,7 @@ pub struct Settings {
     pub topics: Topics,
     pub rules: RulesSettings,
     pub shadow: ShadowSettings,
+    pub sample: SampleSettings,
     pub log: LogSettings,
     pub state: StateSettings,
     pub input: InputSettings,
@@ -620,6 +627,7 @@ impl Settings {
         if self.http.max_body_bytes == 0 || self.http.max_batch == 0 {
             errors.push("http.max_body_bytes and http.max_batch must be at least 1".to_owned());
         }
+        self.sample.validate(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {

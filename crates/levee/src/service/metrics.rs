@@ -33,6 +33,8 @@
 //! | `levee_shadow_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `levee_interceptions_total` | counter | `path`, `outcome` ([`intercept::OUTCOMES`]) |
 //! | `levee_interception_seconds` | histogram | `path` |
+//! | `levee_sample_events_total` | counter | `outcome` (`written`, `dropped`) |
+//! | `levee_sample_bytes` | gauge | |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
 
 use std::sync::LazyLock;
@@ -73,6 +75,8 @@ pub const TABLE_RECORDS_TOTAL: &str = "levee_table_records_total";
 pub const SHADOW_DIFF_TOTAL: &str = "levee_shadow_diff_total";
 pub const SHADOW_WARMING_UP: &str = "levee_shadow_warming_up";
 pub const SHADOW_RELOADS_TOTAL: &str = "levee_shadow_reloads_total";
+pub const SAMPLE_EVENTS_TOTAL: &str = "levee_sample_events_total";
+pub const SAMPLE_BYTES: &str = "levee_sample_bytes";
 
 /// Every levee metric family, for documentation and the dashboard test.
 #[allow(dead_code)] // read by the tests
@@ -103,6 +107,8 @@ pub const NAMES: &[&str] = &[
     SHADOW_RELOADS_TOTAL,
     intercept::INTERCEPTIONS_TOTAL,
     intercept::INTERCEPTION_SECONDS,
+    SAMPLE_EVENTS_TOTAL,
+    SAMPLE_BYTES,
 ];
 
 /// The process collector's families (Linux).
@@ -151,6 +157,8 @@ struct Metrics {
     shadow_diff: IntCounterVec,
     shadow_warming: IntGaugeVec,
     shadow_reloads: IntCounterVec,
+    sample_events: IntCounterVec,
+    sample_bytes: IntGauge,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -312,6 +320,15 @@ impl Metrics {
                 "Reloads of the shadow rules (SIGHUP or file change), by outcome.",
                 &["outcome"],
             ),
+            sample_events: counter(
+                SAMPLE_EVENTS_TOTAL,
+                "Events of sampled subjects ([sample]), by outcome: written to the sample, or dropped (the writer's queue was full, or writing failed).",
+                &["outcome"],
+            ),
+            sample_bytes: gauge(
+                SAMPLE_BYTES,
+                "Bytes the sample's segment files take on disk (at most sample.max_bytes).",
+            ),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.events.clone()),
@@ -338,6 +355,8 @@ impl Metrics {
             Box::new(m.shadow_diff.clone()),
             Box::new(m.shadow_warming.clone()),
             Box::new(m.shadow_reloads.clone()),
+            Box::new(m.sample_events.clone()),
+            Box::new(m.sample_bytes.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
         for c in collectors {
@@ -356,6 +375,9 @@ impl Metrics {
         for outcome in ReloadOutcome::ALL {
             m.reloads.with_label_values(&[outcome.as_str()]);
             m.shadow_reloads.with_label_values(&[outcome.as_str()]);
+        }
+        for outcome in ["written", "dropped"] {
+            m.sample_events.with_label_values(&[outcome]);
         }
         m
     }
@@ -552,6 +574,19 @@ pub fn shadow_warming(control_point: &str, up: bool) {
     } else {
         g.dec();
     }
+}
+
+/// An event of a sampled subject written to the sample, or dropped.
+pub fn sample_event(written: bool) {
+    let outcome = if written { "written" } else { "dropped" };
+    METRICS.sample_events.with_label_values(&[outcome]).inc();
+}
+
+/// The bytes the sample's segments take.
+pub fn sample_bytes(bytes: u64) {
+    METRICS
+        .sample_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
 }
 
 /// A reload of the shadow rules.

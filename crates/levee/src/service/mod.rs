@@ -10,6 +10,9 @@
 //!   rectifications (its module doc has a table of its modules).
 //! - [`reload`]: the rules in force; reload on SIGHUP or file change.
 //! - [`shadow`]: `[shadow]`, the shadow rules' settings.
+//! - [`sample`]: `[sample]`, the recorded sample's settings and its key;
+//!   [`sampler`]: the queue and writer thread that record it.
+//! - [`size`]: the settings' amounts of bytes (`512MiB`).
 //! - [`metrics`]: every Prometheus metric (names, labels, help) and its helpers.
 //! - [`health`]: readiness flags the pipeline sets and `/readyz` reads.
 //! - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/v1/evaluate`, `/v1/subjects/{id}`.
@@ -23,7 +26,10 @@ pub mod http;
 pub mod kafka;
 pub mod metrics;
 pub mod reload;
+pub mod sample;
+pub mod sampler;
 pub mod shadow;
+pub mod size;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,6 +83,11 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     };
     let (graph, _) = rules.current();
     debug!(elapsed_ms = ms(started), "start-up: rules compiled");
+    // Before anything is consumed: a missing key stops the start.
+    let sample = sampler::Sampler::start(&settings.sample, Arc::clone(&rules), |var| {
+        std::env::var(var).ok()
+    })?
+    .map(Arc::new);
     metrics::init_events(&settings.topics.inputs, &graph);
     health::health().set_rules_compiled();
     health::health().set_broker_up(true);
@@ -153,7 +164,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         tokio::runtime::Handle::current(),
         changelog,
         shadow.clone(),
-    );
+    )
+    .with_sample(sample);
     let consumer: LeveeConsumer = clients::consumer_config(&settings)
         .create_with_context(context)
         .context("bad [kafka.consumer] settings")?;

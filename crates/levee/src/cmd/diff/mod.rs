@@ -41,7 +41,8 @@ pub struct Args {
     /// (`--rules`) as it is on disk.
     #[arg(long, value_name = "REV|DIR")]
     head: Option<String>,
-    /// JSON-lines files of events (and rectifications); `-` reads stdin.
+    /// JSON-lines files of events (and rectifications); `-` reads stdin; a
+    /// sample directory (`levee run`'s `[sample]`) reads its segments.
     #[arg(default_value = "examples/events.jsonl", value_name = "EVENTS")]
     files: Vec<String>,
     /// Fix the clock (RFC 3339), as in `levee replay`.
@@ -71,7 +72,7 @@ enum Format {
 /// The exit code when the diff cannot be made.
 const CANNOT: u8 = 2;
 
-pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
     let head_label = args
         .head
         .clone()
@@ -92,6 +93,17 @@ pub fn run(rules: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let (Some(base_graph), Some(head_graph)) = (base, head) else {
         return Ok(ExitCode::from(CANNOT));
     };
+    // Once each, though both rulesets may give it.
+    let mut warnings = replay::sample_mismatches(&args.files, &base_graph);
+    for w in replay::sample_mismatches(&args.files, &head_graph) {
+        if !warnings.contains(&w) {
+            warnings.push(w);
+        }
+    }
+    for w in warnings {
+        eprintln!("levee: warning: {w}");
+    }
+    args.files = crate::sample::expand_inputs(&args.files)?;
     let clock = replay::Clock::new(args.now.as_deref(), args.max_future_skew)?;
     let stdin = if args.files.iter().any(|f| f == "-") {
         let mut buf = Vec::new();

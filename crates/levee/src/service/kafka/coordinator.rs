@@ -173,6 +173,15 @@ impl Coordinator {
         }
     }
 
+    /// Hands every partition task the sampler (`[sample]`); before any
+    /// task starts.
+    pub fn with_sample(mut self, sample: Option<Arc<crate::service::sampler::Sampler>>) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.sample = sample;
+        }
+        self
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }

@@ -80,6 +80,8 @@ pub struct Shared {
     pub misrouted_to_dlq: bool,
     /// `[shadow]`: the shadow rules, if on.
     pub shadow: Option<Arc<Rules>>,
+    /// `[sample]`: the sampler, if on.
+    pub sample: Option<Arc<crate::service::sampler::Sampler>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -113,6 +115,7 @@ impl Shared {
             misrouted_to_dlq: settings.input.on_misrouted
                 == crate::service::config::OnMisrouted::Dlq,
             shadow: None,
+            sample: None,
         }
     }
 
@@ -588,6 +591,9 @@ impl PartitionTask {
             Ok(_) => {
                 self.count_ok(m.topic());
                 metrics::evaluated(started.elapsed());
+                if let Some(sample) = &self.shared.sample {
+                    sample.offer(&self.engine, payload);
+                }
                 None
             }
             Err(bad) => {
