@@ -503,6 +503,7 @@ async fn every_documented_path_answers_as_documented() {
             "/metrics",
             "/readyz",
             "/v1/evaluate",
+            "/v1/people/{id}",
             "/v1/subjects/{id}"
         ]
     );

@@ -233,6 +233,17 @@ impl People {
             .map(|(p, records)| (p.to_owned(), profile(p, records, now, settings)))
             .collect()
     }
+
+    /// One person's profile as of `now`, if an alert names them.
+    pub fn profile_of(&self, person: &str, now: i64, settings: Settings) -> Option<PersonProfile> {
+        let records: Vec<(&str, &Record)> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.people.iter().any(|p| p == person))
+            .map(|(id, r)| (id.as_str(), r))
+            .collect();
+        (!records.is_empty()).then(|| profile(person, records, now, settings))
+    }
 }
 
 fn profile(
@@ -322,6 +333,20 @@ mod tests {
             escalated_from: Some(from.to_owned()),
             ..alert(id, tier, people)
         }
+    }
+
+    #[test]
+    fn one_profile_is_the_one_of_all_profiles() {
+        let mut p = People::default();
+        p.raised(&alert("a1", 1, &["E1", "E2"]), None, 0);
+        p.raised(&alert("a2", 2, &["E2"]), None, DAY);
+        for person in ["E1", "E2"] {
+            assert_eq!(
+                p.profile_of(person, 2 * DAY, Settings::default()).as_ref(),
+                Some(&one(&p, person, 2 * DAY))
+            );
+        }
+        assert_eq!(p.profile_of("E3", 0, Settings::default()), None);
     }
 
     fn one(p: &People, person: &str, now: i64) -> PersonProfile {

@@ -43,6 +43,7 @@
 //! | `http.max_body_bytes` | `1048576` | larger request bodies get 413 |
 //! | `http.max_batch` | `1000` | most events in one `POST /v1/evaluate` array; more get 413 |
 //! | `http.read_timeout` | `10s` | a request body not read in this long gets 408 (the token is checked before the body is read) |
+//! | `http.people_token` | empty | the token of `GET /v1/people/{id}` (personal data, apart from `http.token`); empty: the route answers 401 to everyone |
 //! | `http.decision_timeout` | `5s` | how long `/v1/evaluate` waits for the stream's decision on a request that keeps state; then 503 with `Retry-After` |
 //!
 //! A renamed key (`kafka.commit_interval_ms`, `state.tick_interval_ms`,
@@ -356,6 +357,8 @@ pub struct HttpSettings {
     pub read_timeout: Span,
     /// How long `/v1/evaluate` waits for the stream's decision on a request.
     pub decision_timeout: Span,
+    /// The token of `GET /v1/people/{id}` (people's files); none: closed.
+    pub people_token: String,
 }
 
 /// What `Debug` shows of a secret.
@@ -370,6 +373,14 @@ impl fmt::Debug for HttpSettings {
             .field("max_batch", &self.max_batch)
             .field("read_timeout", &self.read_timeout)
             .field("decision_timeout", &self.decision_timeout)
+            .field(
+                "people_token",
+                &if self.people_token.is_empty() {
+                    ""
+                } else {
+                    MASK
+                },
+            )
             .finish()
     }
 }

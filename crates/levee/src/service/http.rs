@@ -8,6 +8,7 @@
 //! | `GET /readyz` | 200 when ready, else 503; the body says what is missing (see [`super::health`]) |
 //! | `POST /v1/evaluate` | one event or a JSON array of events → `verdict`, `control_points`, `alerts`, `ruleset_version` |
 //! | `GET /v1/subjects/{id}` | the subject's profile, if this instance holds its partition (as of the last checkpoint) |
+//! | `GET /v1/people/{id}` | a person's file (一人一档), its own token ([`super::people_api`]) |
 //!
 //! `/v1/*` need `Authorization: Bearer <http.token>` when a token is set
 //! (401 otherwise) and answer 503 while the instance is not ready. Evaluate
@@ -51,6 +52,7 @@ use tokio::net::TcpListener;
 use super::config::HttpSettings;
 use super::health::health;
 use super::kafka::intercept::{InterceptError, Interceptor};
+use super::kafka::people::PeopleFiles;
 use super::metrics;
 use super::reload::Rules;
 
@@ -100,6 +102,7 @@ pub fn router(
     chinese: bool,
     rules: Arc<Rules>,
     stream: Option<Arc<Interceptor>>,
+    people: Option<Arc<PeopleFiles>>,
 ) -> Router {
     let api = Arc::new(Api {
         rules,
@@ -112,16 +115,20 @@ pub fn router(
         engines: Mutex::new(Vec::new()),
         stream,
     });
+    let people = people.map_or_else(Router::new, |files| {
+        super::people_api::router(files, &settings.people_token)
+    });
     Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/evaluate", post(evaluate))
         .route("/v1/subjects/{id}", get(subject))
+        .with_state(api)
+        .merge(people)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(middleware::from_fn(count))
-        .with_state(api)
 }
 
 /// Serves until `shutdown` completes.
@@ -145,6 +152,8 @@ async fn count(request: Request, next: Next) -> Response {
         .find(|r| *r == path)
         .unwrap_or(if path.starts_with("/v1/subjects/") {
             "/v1/subjects/{id}"
+        } else if path.starts_with("/v1/people/") {
+            "/v1/people/{id}"
         } else {
             "other"
         });

@@ -16,6 +16,7 @@
 //! - [`metrics`]: every Prometheus metric (names, labels, help) and its helpers.
 //! - [`health`]: readiness flags the pipeline sets and `/readyz` reads.
 //! - [`http`]: the HTTP listener: `/metrics`, `/healthz`, `/readyz`, `/v1/evaluate`, `/v1/subjects/{id}`.
+//! - [`people_api`]: `GET /v1/people/{id}`, people's files, with a token of its own.
 //! - this file: [`run`], which wires them up and shuts them down.
 
 pub mod clock;
@@ -25,6 +26,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod people_api;
 pub mod reload;
 pub mod sample;
 pub mod sampler;
@@ -98,6 +100,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     }
     let stop = Arc::new(AtomicBool::new(false));
     let interceptor = kafka::intercept::Interceptor::start(&settings, Arc::clone(&stop))?;
+    let people =
+        kafka::people::PeopleFiles::start(&settings, Arc::clone(&rules), Arc::clone(&stop))?;
     let http_server = tokio::spawn(http::serve(
         listener,
         http::router(
@@ -106,6 +110,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             settings.alerts.chinese(),
             Arc::clone(&rules),
             Some(Arc::clone(&interceptor)),
+            Some(people),
         ),
         std::future::pending(),
     ));

@@ -192,6 +192,18 @@ pub fn decisions_reader_config(settings: &Settings) -> ClientConfig {
     config
 }
 
+/// The people reader's configuration (people's files: the tier topics and
+/// the rectifications, all partitions, no group): the consumer settings,
+/// committed records only.
+pub fn people_reader_config(settings: &Settings) -> ClientConfig {
+    let mut config = consumer_config(settings);
+    config.remove("statistics.interval.ms").set(
+        "client.id",
+        format!("levee-{}-people", settings.instance_id()),
+    );
+    config
+}
+
 /// How many partitions `topic` has; a missing topic is the operator's to fix.
 pub fn partition_count<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -272,6 +284,7 @@ mod tests {
             rectification_reader_config(&s),
             request_producer_config(&s),
             decisions_reader_config(&s),
+            people_reader_config(&s),
         ]
         .iter()
         .map(|c| c.get("client.id").unwrap().to_owned())
@@ -285,7 +298,8 @@ mod tests {
                 "levee-i1-restore",
                 "levee-i1-rectification",
                 "levee-i1-requests",
-                "levee-i1-decisions"
+                "levee-i1-decisions",
+                "levee-i1-people"
             ]
         );
         let reader = changelog_reader_config(&s, "restore");

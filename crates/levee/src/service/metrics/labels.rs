@@ -127,6 +127,7 @@ pub const HTTP_ROUTES: &[&str] = &[
     "/readyz",
     "/v1/evaluate",
     "/v1/subjects/{id}",
+    "/v1/people/{id}",
     "other",
 ];
 

@@ -1,0 +1,179 @@
+//! People's files (一人一档) over a real broker: `GET /v1/people/{id}`
+//! answers the same file from either of two instances, equal to what
+//! `levee replay --profiles` gives for the same events and rectification,
+//! and again after one instance is killed (-9) and the group rebalances;
+//! the route has a token of its own and wants to know who reads.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/http.rs"]
+mod http;
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use http::http_address;
+use levee_testkit::clients::Record;
+use serde_json::{json, Value};
+use support::*;
+
+const PEOPLE_TOKEN: &str = "people-s3cret";
+
+/// Arrears snapshots of customers of four customer managers, all at one
+/// time (so that replay, escalating on event time, escalates none).
+fn snapshots(n: usize) -> Vec<String> {
+    generated_events("ppl", n)
+        .into_iter()
+        .filter(|l| l.contains("\"arrears_snapshot\""))
+        .collect()
+}
+
+/// `levee replay --profiles` of `lines`: the person profiles by id.
+fn replay_people(
+    setup: &Setup,
+    lines: &[String],
+    now: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let file = setup.dir.path().join(format!("people-{now}.jsonl"));
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(LEVEE)
+        .arg("--rules")
+        .arg(&setup.rules)
+        .args(["replay", "--profiles", "--now", now])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter_map(|v| Some((v.get("person")?.as_str()?.to_owned(), v)))
+        .collect()
+}
+
+fn get(addr: SocketAddr, person: &str, token: &str, reader: Option<&str>) -> http::Response {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("Authorization", bearer.as_str())];
+    if let Some(r) = reader {
+        headers.push(("X-Levee-Reader", r));
+    }
+    http::request(addr, "GET", &format!("/v1/people/{person}"), &headers, b"").unwrap()
+}
+
+/// Waits until `addr` gives a file of `person` with `want`'s alert counts,
+/// then checks it equals `want` (the risk score to its rounding: the two
+/// decay to slightly different instants).
+async fn same_file(addr: SocketAddr, person: &str, want: &Value) {
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        let r = get(addr, person, PEOPLE_TOKEN, Some("纪检监察室-测试"));
+        if r.status == 200 {
+            let v = r.json();
+            if v["alerts"] == want["alerts"] && v["rectified"] == want["rectified"] {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{addr}: no file like {want} yet: {} {}",
+            r.status,
+            r.text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let (mut g, mut w) = (got.clone(), want.clone());
+    let (gs, ws) = (
+        g["risk_score"].as_f64().unwrap(),
+        w["risk_score"].as_f64().unwrap(),
+    );
+    assert!((gs - ws).abs() <= 0.011, "risk score {gs} against {ws}");
+    g["risk_score"] = json!(0);
+    w["risk_score"] = json!(0);
+    assert_eq!(g, w, "{addr}");
+}
+
+async fn started(setup: &Setup, config: &std::path::Path, name: &str) -> (Levee, SocketAddr) {
+    let mut levee = setup.spawn(config, name);
+    let addr = http_address(&mut levee).await;
+    (levee, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
+    let setup = Setup::new("people_files").await;
+    let config = http::http_config(&setup, &format!("people_token = \"{PEOPLE_TOKEN}\""));
+    let lines = snapshots(40);
+    let now = rfc3339(test_now());
+    let before = replay_people(&setup, &lines, &now);
+    // The customer manager with the most alerts: several customers, so
+    // alerts from several partitions.
+    let (person, _) = before
+        .iter()
+        .max_by_key(|(_, p)| p["alerts"].as_u64().unwrap())
+        .unwrap();
+    let person = person.clone();
+    assert!(
+        before[&person]["alerts"].as_u64().unwrap() >= 3,
+        "{before:?}"
+    );
+
+    let (a, addr_a) = started(&setup, &config, "a").await;
+    let (mut b, addr_b) = started(&setup, &config, "b").await;
+    setup.produce_events(&lines).await;
+    setup.wait_for_alerts(&replay(&setup, &lines)).await;
+
+    // One of the person's alerts rectified, on the rectification topic.
+    let alerts = setup.alerts().await;
+    let theirs = alerts
+        .iter()
+        .find(|a| a["people"].as_array().unwrap().contains(&json!(person)))
+        .unwrap();
+    let at = beijing(test_now() - chrono::Duration::days(1));
+    let rectification =
+        json!({"alert_id": theirs["alert_id"], "status": "rectified", "by": "E-0231", "at": at})
+            .to_string();
+    broker()
+        .produce(
+            &setup.rectification,
+            vec![Record::new(rectification.clone().into_bytes())
+                .key(theirs["alert_id"].as_str().unwrap())],
+        )
+        .await
+        .unwrap();
+    let mut all = lines.clone();
+    all.push(rectification);
+    let want = replay_people(&setup, &all, &now)[&person].clone();
+    assert_eq!(want["rectified"], 1, "{want}");
+    same_file(addr_a, &person, &want).await;
+    same_file(addr_b, &person, &want).await;
+
+    // Personal data: its own token, and who reads is said.
+    assert_eq!(
+        get(addr_a, &person, "the-evaluate-token", Some("x")).status,
+        401
+    );
+    assert_eq!(get(addr_a, &person, PEOPLE_TOKEN, None).status, 400);
+    assert_eq!(get(addr_a, "E-NOBODY", PEOPLE_TOKEN, Some("x")).status, 404);
+    b.wait_log("person file read", 1).await;
+    assert!(
+        b.log_text().contains("纪检监察室-测试"),
+        "the read is logged with its reader"
+    );
+
+    // A kill -9 and a rebalance: the survivor and a new instance agree.
+    let assigned = b.log_text().matches("partitions assigned").count();
+    a.kill9();
+    b.wait_log("partitions assigned", assigned + 1).await;
+    same_file(addr_b, &person, &want).await;
+    let (c, addr_c) = started(&setup, &config, "c").await;
+    same_file(addr_c, &person, &want).await;
+    for levee in [b, c] {
+        let (status, log) = levee.terminate().await;
+        assert!(status.success(), "{log}");
+    }
+}
