@@ -145,8 +145,40 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         )
         .await
         .unwrap();
+    // Another of their alerts, "rectified" by the person themselves:
+    // refused (回避), to the DLQ, and their file does not change.
+    let other = alerts
+        .iter()
+        .find(|a| {
+            a["people"].as_array().unwrap().contains(&json!(person))
+                && a["alert_id"] != theirs["alert_id"]
+        })
+        .unwrap();
+    let own = json!({"alert_id": other["alert_id"], "status": "rectified", "by": person, "at": at})
+        .to_string();
+    broker()
+        .produce(
+            &setup.rectification,
+            vec![Record::new(own.clone().into_bytes()).key(other["alert_id"].as_str().unwrap())],
+        )
+        .await
+        .unwrap();
+    let dlq = setup.wait_dlq(1).await;
+    assert_eq!(dlq.len(), 1, "refused once, by the alert's owner alone");
+    let kind = dlq[0]
+        .headers
+        .iter()
+        .find(|(k, _)| k == "levee.error.kind")
+        .and_then(|(_, v)| v.clone());
+    assert_eq!(
+        kind.as_deref(),
+        Some(&b"rectification_conflict"[..]),
+        "{:?}",
+        dlq[0].headers
+    );
     let mut all = lines.clone();
     all.push(rectification);
+    all.push(own);
     let want = replay_people(&setup, &all, &now)[&person].clone();
     assert_eq!(want["rectified"], 1, "{want}");
     same_file(addr_a, &person, &want).await;

@@ -144,7 +144,7 @@ fn a_rectification_in_the_input_counts_and_the_score_decays() {
     let input = dir.path().join("events.jsonl");
     let mut text = std::fs::read_to_string(repo().join("examples/events.jsonl")).unwrap();
     text.push_str(&format!(
-        "{{\"alert_id\":\"{id}\",\"status\":\"rectified\",\"by\":\"CM-052\",\"at\":\"{}\"}}\n",
+        "{{\"alert_id\":\"{id}\",\"status\":\"rectified\",\"by\":\"E-0231\",\"role\":\"discipline_inspection\",\"at\":\"{}\"}}\n",
         chrono::DateTime::from_timestamp(raised + 3 * 86_400, 0)
             .unwrap()
             .to_rfc3339()

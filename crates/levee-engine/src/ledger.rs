@@ -59,6 +59,8 @@ pub enum Status {
     Acknowledged,
     Rectified,
     Dismissed,
+    /// Filed after its result was published (归档): the end of the loop.
+    Archived,
 }
 
 /// One open alert in the ledger.
@@ -74,6 +76,9 @@ pub struct OpenAlert {
     /// service, event time in replay and tests) it escalates, if it does.
     pub escalate_at: Option<i64>,
     pub acknowledged: bool,
+    /// The people it names (`people`): none of them may close it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub people: Vec<String>,
 }
 
 /// A subject's alert history (一人一档).
@@ -208,8 +213,14 @@ impl Ledger {
                 chain: vec![alert.alert_id.clone()],
                 escalate_at,
                 acknowledged: false,
+                people: alert.people.clone(),
             },
         );
+    }
+
+    /// The open alert an id of its chain names.
+    pub fn open_alert(&self, alert_id: &str) -> Option<&OpenAlert> {
+        self.find(alert_id).and_then(|k| self.open.get(&k))
     }
 
     fn entry(&mut self, subject: &str) -> &mut Entry {
@@ -253,6 +264,10 @@ impl Ledger {
         let Some(k) = self.find(alert_id) else {
             return false;
         };
+        if status == Status::Archived {
+            // Only a closed alert is archived (see `rectify::check`).
+            return false;
+        }
         if status == Status::Acknowledged {
             if let Some(o) = self.open.get_mut(&k) {
                 o.acknowledged = true;

@@ -211,13 +211,37 @@ impl People {
             return false;
         };
         let state = match status {
-            Status::Acknowledged => return true,
+            Status::Acknowledged | Status::Archived => return true,
             Status::Rectified => State::Rectified,
             Status::Dismissed => State::Dismissed,
         };
         r.state = state;
         r.closed_at = at;
         true
+    }
+
+    /// [`People::rectified`] as the stream applies it: refused (and not
+    /// folded) where [`crate::rectify::check`] refuses it.
+    pub fn rectify_checked(
+        &mut self,
+        r: &crate::rectify::Rectification,
+        at: Option<i64>,
+    ) -> Result<bool, crate::rectify::Refusal> {
+        use crate::rectify::Stage;
+        let Some(rec) = self
+            .first
+            .get(&r.alert_id)
+            .and_then(|root| self.records.get(root))
+        else {
+            return Ok(false);
+        };
+        let stage = match rec.state {
+            State::Open => Stage::Raised,
+            State::Rectified => Stage::Rectified,
+            State::Dismissed => Stage::Dismissed,
+        };
+        crate::rectify::check(r, stage, rec.tier, &rec.people)?;
+        Ok(self.rectified(&r.alert_id, r.status, at))
     }
 
     /// Every person's profile as of `now` (seconds), by employee number.

@@ -190,7 +190,10 @@ fn check(
     }
 }
 
-/// `{rectify: CP, event_id: ID, status: rectified|dismissed|acknowledged}`.
+/// `{rectify: CP, event_id: ID, status: rectified|dismissed|acknowledged|archived,
+/// by: E, role: R, refused: KIND}`: `refused` expects the rectification to be
+/// refused with that kind (`rectification_conflict`, `rectification_role`,
+/// `rectification_backwards`).
 fn rectify_step(
     graph: &RuleGraph,
     engine: &mut Engine,
@@ -214,12 +217,31 @@ fn rectify_step(
     .map_err(|e| format!("rectify `status`: {e}"))?;
     let event_type = &graph.event_types[cp.event_type as usize].name;
     let id = levee_engine::alert_id(event_type, event_id, cp_id);
-    if engine.rectify(&id, status) {
-        Ok(())
-    } else {
-        Err(format!(
+    let text = |k: &str| step.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let r = levee_engine::rectify::Rectification {
+        by: text("by"),
+        role: text("role"),
+        ..levee_engine::rectify::Rectification::new(&id, status)
+    };
+    match (engine.apply(&r), text("refused")) {
+        (Ok(levee_engine::rectify::Applied::Moved), None) => Ok(()),
+        (Ok(levee_engine::rectify::Applied::Moved), Some(kind)) => Err(format!(
+            "the rectification of {cp_id} on event {event_id} was applied, not refused ({kind})"
+        )),
+        // Archiving closes the loop: nothing is left open to move.
+        (Ok(levee_engine::rectify::Applied::NotHere), None)
+            if status == levee_engine::Status::Archived =>
+        {
+            Ok(())
+        }
+        (Ok(levee_engine::rectify::Applied::NotHere), _) => Err(format!(
             "no open alert of {cp_id} on event {event_id} to rectify"
-        ))
+        )),
+        (Err(refused), Some(kind)) if refused.kind() == kind => Ok(()),
+        (Err(refused), _) => Err(format!(
+            "rectification refused ({}): {refused}",
+            refused.kind()
+        )),
     }
 }
 

@@ -51,7 +51,8 @@ impl<S: Sink> Sink for Recording<'_, S> {
 
     fn rectified(&mut self, r: &Rectification, event_time: i64) {
         let at = r.at.as_deref().and_then(seconds).unwrap_or(event_time);
-        self.people.rectified(&r.alert_id, r.status, Some(at));
+        // Refused ones (replay has said so) leave the files as they are.
+        let _ = self.people.rectify_checked(r, Some(at));
     }
 
     // Alerts are built (not written straight from the engine) to be folded.

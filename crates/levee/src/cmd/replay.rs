@@ -371,16 +371,31 @@ pub fn replay_one(
         let rect = if no_type { rectification(body) } else { None };
         if let Some(r) = rect {
             match r {
-                Ok(r) => {
-                    out.rectified(&r, engine.watermark());
-                    if !engine.rectify(&r.alert_id, r.status) {
+                Ok(r) => match engine.apply(&r) {
+                    Err(refused) => {
+                        // As the stream would: to the DLQ, with why.
+                        totals.bad += 1;
+                        let kind = refused.kind();
                         writeln!(
                             err,
-                            "{name}:{number}: rectification of alert {} that is not open",
-                            r.alert_id
+                            "{name}:{number}: rectification refused ({kind}): {refused}"
                         )?;
+                        if let Some(d) = dlq {
+                            d.write_all(body)?;
+                            d.write_all(b"\n")?;
+                        }
                     }
-                }
+                    Ok(applied) => {
+                        out.rectified(&r, engine.watermark());
+                        if applied == levee_engine::rectify::Applied::NotHere {
+                            writeln!(
+                                err,
+                                "{name}:{number}: rectification of alert {} that is not open",
+                                r.alert_id
+                            )?;
+                        }
+                    }
+                },
                 Err(reason) => {
                     totals.bad += 1;
                     writeln!(err, "{name}:{number}: bad input: {reason}")?;

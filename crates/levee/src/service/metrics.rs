@@ -470,6 +470,12 @@ pub fn event_invalid(topic: &str, payload: &[u8], graph: &RuleGraph, reason: &'s
 }
 
 /// One alert raised (handed to the producer).
+/// A rectification refused, to the DLQ with `reason` (one of
+/// [`DLQ_REASONS`]).
+pub fn rectification_refused(reason: &'static str) {
+    METRICS.dlq.with_label_values(&[reason]).inc();
+}
+
 pub fn alert_raised(alert: &Alert) {
     let tier = tier_label(alert.tier);
     METRICS

@@ -163,7 +163,7 @@ fn pass_rectifications(
     for _ in 0..RECTIFICATIONS_PER_ROUND {
         match reader.poll(Duration::ZERO) {
             None => break,
-            Some(Ok(r)) => coordinator.rectification(&r.alert_id, r.status)?,
+            Some(Ok(r)) => coordinator.rectification(r)?,
             Some(Err(e)) if e.retry() == Retry::BadInput => {
                 warn!("bad rectification skipped: {e}");
             }

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use levee_engine::Status;
+use levee_engine::rectify::Rectification;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
@@ -237,10 +237,10 @@ impl Coordinator {
     }
 
     /// A rectification: remembered, and offered to every partition task.
-    pub fn rectification(&self, alert_id: &str, status: Status) -> Result<(), PipelineError> {
-        self.shared.rectifications.insert(alert_id, status);
-        let id: Arc<str> = Arc::from(alert_id);
-        self.broadcast(|| Work::Rectify(Arc::clone(&id), status))
+    pub fn rectification(&self, r: Rectification) -> Result<(), PipelineError> {
+        let r = Arc::new(r);
+        self.shared.rectifications.insert(Arc::clone(&r));
+        self.broadcast(|| Work::Rectify(Arc::clone(&r)))
     }
 
     /// Holds one polled message until [`Coordinator::flush`].

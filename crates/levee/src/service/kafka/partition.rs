@@ -38,6 +38,7 @@ use crate::service::config::{Settings, Span, Topics};
 use crate::service::health::{health, Restoring};
 use crate::service::reload::Rules;
 use crate::service::{clock, metrics};
+use levee_engine::rectify::{Applied, Rectification};
 
 /// The least wall-clock time between two scans for idle subjects: a
 /// backlog of months of events is read in seconds, and a scan per
@@ -274,12 +275,12 @@ impl PartitionTask {
                     }
                 }
                 Work::Barrier(reply) => self.barrier(reply).await,
-                Work::Rectify(id, status) => {
+                Work::Rectify(r) => {
                     if let Some(s) = self.shadow.as_mut() {
-                        s.rectify(&id, status);
+                        s.rectify(&r.alert_id, r.status);
                     }
-                    if self.engine.rectify(&id, status) {
-                        debug!(alert_id = %id, ?status, topic = %self.tp.topic, partition = self.tp.partition, "rectification applied");
+                    for record in self.rectify(&[r]) {
+                        self.send(record).await;
                     }
                 }
                 Work::Tick => {
@@ -401,12 +402,12 @@ impl PartitionTask {
         self.skip_below = meta.next_offset;
         self.staging.restored(restored.meta);
         let ids: Vec<String> = self.engine.ledger().open_ids().map(str::to_owned).collect();
-        for (id, status) in self
+        let known = self
             .shared
             .rectifications
-            .lookup(ids.iter().map(String::as_str))
-        {
-            self.engine.rectify(&id, status);
+            .lookup(ids.iter().map(String::as_str));
+        for record in self.rectify(&known) {
+            self.send(record).await;
         }
         self.shadow = self.shared.shadow.as_ref().map(|rules| {
             let mut s = Shadow::start(
@@ -473,8 +474,30 @@ impl PartitionTask {
             metrics::alert_raised(&alert);
             out.extend(records::alert(&self.shared.topics, alert));
         }
-        for (id, status) in known {
-            self.engine.rectify(&id, status);
+        out.extend(self.rectify(&known));
+        out
+    }
+
+    /// Applies rectifications to the open alerts of this partition; the
+    /// dead letters of those refused.
+    fn rectify(&mut self, rs: &[Arc<Rectification>]) -> Vec<OutRecord> {
+        let mut out = Vec::new();
+        for r in rs {
+            match self.engine.apply(r) {
+                Ok(Applied::Moved) => {
+                    debug!(alert_id = %r.alert_id, status = ?r.status, topic = %self.tp.topic, partition = self.tp.partition, "rectification applied");
+                }
+                Ok(Applied::NotHere) => {}
+                Err(refused) => {
+                    warn!(alert_id = %r.alert_id, reason = %refused, "rectification refused, to the DLQ");
+                    metrics::rectification_refused(refused.kind());
+                    out.push(records::refused_rectification(
+                        &self.shared.topics,
+                        r,
+                        &refused,
+                    ));
+                }
+            }
         }
         out
     }

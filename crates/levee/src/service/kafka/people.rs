@@ -22,7 +22,7 @@ use std::time::Duration;
 use chrono::DateTime;
 use levee_engine::people::{People, PersonProfile, Settings as PeopleSettings};
 use levee_engine::rectify::Rectification;
-use levee_engine::{Alert, Status};
+use levee_engine::Alert;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -40,7 +40,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct PeopleFiles {
     people: Mutex<People>,
     /// Rectifications read before their alert: (status, when).
-    early: Mutex<HashMap<String, (Status, Option<i64>)>>,
+    early: Mutex<HashMap<String, (Rectification, Option<i64>)>>,
     /// `state.max_pending_rectifications`.
     max_early: usize,
     /// Read to the end of every partition as it was at start-up.
@@ -77,7 +77,7 @@ impl PeopleFiles {
         self.people.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn early(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Status, Option<i64>)>> {
+    fn early(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Rectification, Option<i64>)>> {
         self.early.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -103,16 +103,19 @@ impl PeopleFiles {
             .unwrap_or(0);
         let mut people = self.people();
         people.raised(alert, grade, at);
-        if let Some((status, at)) = self.early().remove(&alert.alert_id) {
-            people.rectified(&alert.alert_id, status, at);
+        if let Some((r, at)) = self.early().remove(&alert.alert_id) {
+            let _ = people.rectify_checked(&r, at);
         }
     }
 
     /// A rectification; `fallback_at` (seconds) when it says no `at`.
     pub fn rectification(&self, r: &Rectification, fallback_at: Option<i64>) {
         let at = r.at.as_deref().and_then(seconds).or(fallback_at);
-        if self.people().rectified(&r.alert_id, r.status, at) {
-            return;
+        match self.people().rectify_checked(r, at) {
+            Ok(true) => return,
+            // The stream refuses it too (to the DLQ): no file changes.
+            Err(_) => return,
+            Ok(false) => {}
         }
         let mut early = self.early();
         if early.len() >= self.max_early {
@@ -121,7 +124,7 @@ impl PeopleFiles {
                 early.remove(&k);
             }
         }
-        early.insert(r.alert_id.clone(), (r.status, at));
+        early.insert(r.alert_id.clone(), (r.clone(), at));
     }
 
     /// One record of the topics read.

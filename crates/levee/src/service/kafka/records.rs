@@ -145,6 +145,38 @@ pub fn misrouted(
     })
 }
 
+/// The DLQ record of a refused rectification: the rectification as JSON,
+/// keyed by its alert id, with why (`levee.error`, `levee.error.kind`) and
+/// where from (`levee.source.topic`: the rectification topic).
+pub fn refused_rectification(
+    topics: &Topics,
+    r: &levee_engine::rectify::Rectification,
+    refusal: &levee_engine::rectify::Refusal,
+) -> OutRecord {
+    let reason = refusal.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "levee.error",
+            value: Some(reason.as_str()),
+        })
+        .insert(Header {
+            key: "levee.error.kind",
+            value: Some(refusal.kind()),
+        })
+        .insert(Header {
+            key: "levee.source.topic",
+            value: Some(topics.rectification.as_str()),
+        });
+    OutRecord {
+        topic: topics.dlq.clone(),
+        key: Some(r.alert_id.as_bytes().to_vec()),
+        payload: serde_json::to_vec(r).unwrap_or_default(),
+        headers: Some(headers),
+        partition: None,
+        tombstone: false,
+    }
+}
+
 /// The DLQ record of message `m`: its key and payload as they came, the
 /// payload cut to `max_payload` bytes if it is longer.
 pub fn dead_letter(

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use levee_engine::rectify::Rectification;
-use levee_engine::Status;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tracing::{info, warn};
@@ -45,7 +46,7 @@ pub struct Rectifications {
 
 #[derive(Debug, Default)]
 struct Table {
-    by_id: HashMap<String, Status>,
+    by_id: HashMap<String, Arc<Rectification>>,
     order: VecDeque<String>,
 }
 
@@ -61,11 +62,12 @@ impl Rectifications {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records one; the latest status of an alert wins.
-    pub fn insert(&self, alert_id: &str, status: Status) {
+    /// Records one; the latest of an alert wins.
+    pub fn insert(&self, r: Arc<Rectification>) {
         let mut g = self.lock();
-        if g.by_id.insert(alert_id.to_owned(), status).is_none() {
-            g.order.push_back(alert_id.to_owned());
+        let alert_id = r.alert_id.clone();
+        if g.by_id.insert(alert_id.clone(), r).is_none() {
+            g.order.push_back(alert_id);
         }
         while g.order.len() > self.max {
             if let Some(old) = g.order.pop_front() {
@@ -74,14 +76,14 @@ impl Rectifications {
         }
     }
 
-    /// The statuses known for these alert ids.
-    pub fn lookup<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<(String, Status)> {
+    /// The rectifications known for these alert ids.
+    pub fn lookup<'a>(&self, ids: impl IntoIterator<Item = &'a str>) -> Vec<Arc<Rectification>> {
         let g = self.lock();
         if g.by_id.is_empty() {
             return Vec::new();
         }
         ids.into_iter()
-            .filter_map(|id| g.by_id.get(id).map(|s| (id.to_owned(), *s)))
+            .filter_map(|id| g.by_id.get(id).cloned())
             .collect()
     }
 }
@@ -259,7 +261,7 @@ impl RectificationReader {
             }
             match parse(&m) {
                 Ok(r) => {
-                    table.insert(&r.alert_id, r.status);
+                    table.insert(Arc::new(r));
                     n += 1;
                 }
                 Err(e) => warn!(error = %e, "bad rectification skipped"),
@@ -274,21 +276,24 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use rdkafka::message::{OwnedMessage, Timestamp};
 
+    use levee_engine::Status;
+
     use super::super::error::Retry;
     use super::*;
+
+    fn r(id: &str, status: Status) -> Arc<Rectification> {
+        Arc::new(Rectification::new(id, status))
+    }
 
     #[test]
     fn the_latest_status_wins_and_the_oldest_are_forgotten() {
         let table = Rectifications::new(2);
         assert!(table.lookup(["a"]).is_empty());
-        table.insert("a", Status::Acknowledged);
-        table.insert("a", Status::Rectified);
-        table.insert("b", Status::Dismissed);
-        assert_eq!(
-            table.lookup(["a", "x"]),
-            [("a".to_owned(), Status::Rectified)]
-        );
-        table.insert("c", Status::Rectified);
+        table.insert(r("a", Status::Acknowledged));
+        table.insert(r("a", Status::Rectified));
+        table.insert(r("b", Status::Dismissed));
+        assert_eq!(table.lookup(["a", "x"]), [r("a", Status::Rectified)]);
+        table.insert(r("c", Status::Rectified));
         assert!(table.lookup(["a"]).is_empty(), "a was the oldest");
         assert_eq!(table.lookup(["b", "c"]).len(), 2);
     }

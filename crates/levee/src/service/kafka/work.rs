@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use levee_engine::Status;
+use levee_engine::rectify::Rectification;
 use rdkafka::message::OwnedMessage;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, oneshot};
@@ -19,7 +19,7 @@ pub enum Work {
     /// A checkpoint's barrier: answer once everything before is done.
     Barrier(oneshot::Sender<BarrierReply>),
     /// A rectification from `topics.rectification`.
-    Rectify(Arc<str>, Status),
+    Rectify(Arc<Rectification>),
     /// Escalate what is due by now on the service's clock.
     Tick,
 }

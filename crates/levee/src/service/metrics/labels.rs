@@ -22,6 +22,9 @@ pub const DLQ_REASONS: &[&str] = &[
     "oversize",
     "misrouted",
     "late",
+    "rectification_conflict",
+    "rectification_role",
+    "rectification_backwards",
 ];
 
 /// What went wrong talking to Kafka: the `kind` label.
