@@ -223,21 +223,30 @@ impl TableSet {
 
     /// The set of a new ruleset (`graph`) taking over the rows of tables
     /// read from a topic that the old ruleset (`old_graph`, `old`) has in
-    /// the same shape (columns, key, scope, topic); the others hold the new
-    /// rules' rows.
-    pub fn carry_over(graph: &RuleGraph, old_graph: &RuleGraph, old: &TableSet) -> TableSet {
-        let set = TableSet::from_graph(graph);
+    /// the same shape (columns, key, scope, topic): the same rows, shared,
+    /// so that a change applied to the old set while the new one takes
+    /// over is in both. The others hold the new rules' rows. Also gives
+    /// the indices (of `graph`) of the tables taken over.
+    pub fn carry_over(
+        graph: &RuleGraph,
+        old_graph: &RuleGraph,
+        old: &TableSet,
+    ) -> (TableSet, Vec<usize>) {
+        let mut set = TableSet::from_graph(graph);
+        let mut carried = Vec::new();
         for (i, t) in graph.tables.iter().enumerate() {
             let Some(j) = old.index(&t.name) else {
                 continue;
             };
-            let o = &old_graph.tables[j];
+            let Some(o) = old_graph.tables.get(j) else {
+                continue;
+            };
             if t.topic.is_some() && t.topic == o.topic && same_shape(t, o) {
-                let rows = old.read(j).clone();
-                *set.write(i) = rows;
+                set.tables[i] = Arc::clone(&old.tables[j]);
+                carried.push(i);
             }
         }
-        set
+        (set, carried)
     }
 
     /// The set of `graph` (shadow rules) reading the very rows of `other`
@@ -266,6 +275,17 @@ impl TableSet {
             }
         }
         (set, reshaped)
+    }
+
+    /// Gives table `i` rows of its own, the rules' rows of `graph` (the
+    /// graph of this set), no longer shared with another set.
+    pub fn unshare(&mut self, graph: &RuleGraph, i: usize) {
+        let (Some(t), Some(slot)) = (graph.tables.get(i), self.tables.get_mut(i)) else {
+            return;
+        };
+        let mut rows = Rows::default();
+        rows.extend(t.rows.iter().cloned());
+        *slot = Arc::new(RwLock::new(rows));
     }
 
     /// Whether table `i` of this set and table `j` of `other` are one and

@@ -293,3 +293,29 @@ fn shadow_rules_share_the_live_rows_of_tables_of_the_same_shape() {
     live_set.write(lb).put("S8", [row]);
     assert_eq!(fired(&mut shadow, AFTER, "S8", 1.0, "wuhan"), ["PS-900"]);
 }
+
+#[test]
+fn a_reload_carries_the_rows_of_a_table_read_from_its_topic_shared() {
+    let e = engine();
+    let old = TableSet::from_graph(e.graph());
+    let b = old.index("blacklist").unwrap();
+    let renamed = RULES.replace("topic: tables.blacklist", "topic: tables.blacklist2");
+    let other = compile(&RuleSources::from_texts([("rules.yaml", renamed.as_str())]))
+        .unwrap()
+        .graph;
+    // The same rules: the topic's table is carried, the one without a
+    // topic holds the rules' rows.
+    let (mut set, carried) = TableSet::carry_over(e.graph(), e.graph(), &old);
+    assert_eq!(carried, [b]);
+    assert!(set.shares(b, &old, b));
+    let s = old.index("stations").unwrap();
+    assert!(!set.shares(s, &old, s));
+    // Another topic: not carried.
+    let (_, carried) = TableSet::carry_over(&other, e.graph(), &old);
+    assert!(carried.is_empty());
+    // Unshared: the rules' rows, apart from the old set's.
+    set.unshare(e.graph(), b);
+    assert!(!set.shares(b, &old, b));
+    set.write(b).replace_all([]);
+    assert_eq!(old.read(b).len(), 1);
+}

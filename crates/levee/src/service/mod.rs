@@ -117,7 +117,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     // (the group consumer starts after), then followed.
     let stop = Arc::new(AtomicBool::new(false));
     tokio::pin!(shutdown);
-    if let Some(mut reader) = kafka::tables::TableReader::new(&settings, Arc::clone(&rules))? {
+    {
+        let mut reader =
+            kafka::tables::TableReader::new(&settings, Arc::clone(&rules), Arc::clone(&stop))?;
         let catch_stop = Arc::clone(&stop);
         let mut catching_up = tokio::task::spawn_blocking(move || {
             reader.catch_up(&catch_stop);
