@@ -24,7 +24,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::clients::{self, rectification_reader_config, ClientLog};
 use super::error::PipelineError;
@@ -165,26 +165,50 @@ fn assign(
     assigned
 }
 
+/// Partitions whose watermarks are asked at once: each request waits for
+/// its answer, and a topic's partitions may have several leaders.
+const WATERMARK_REQUESTS: usize = 16;
+
 /// The low and high watermarks of every partition of `topics` assigned to
-/// `consumer` (one request each: table topics have few partitions).
+/// `consumer`, asked [`WATERMARK_REQUESTS`] partitions at a time: one by
+/// one, the 8 partitions of the shipped table topics took 3.5 s on
+/// loopback (about 0.4 s a request), at once 0.5 s (`--bench
+/// tables_load`).
 fn watermarks(
     consumer: &BaseConsumer<ClientLog>,
     topics: &[String],
 ) -> HashMap<(String, i32), (i64, i64)> {
-    let mut marks = HashMap::new();
     let Ok(assigned) = consumer.assignment() else {
-        return marks;
+        return HashMap::new();
     };
-    for e in assigned.elements() {
-        if !topics.iter().any(|t| t == e.topic()) {
-            continue;
-        }
-        match consumer.fetch_watermarks(e.topic(), e.partition(), CALL_TIMEOUT) {
-            Ok(m) => {
-                marks.insert((e.topic().to_owned(), e.partition()), m);
-            }
-            Err(err) => {
-                warn!(error = %err, topic = e.topic(), partition = e.partition(), "cannot read a table partition's end")
+    let partitions: Vec<(String, i32)> = assigned
+        .elements()
+        .iter()
+        .filter(|e| topics.iter().any(|t| t == e.topic()))
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    let mut marks = HashMap::new();
+    for chunk in partitions.chunks(WATERMARK_REQUESTS) {
+        let answers: Vec<_> = std::thread::scope(|scope| {
+            let asked: Vec<_> = chunk
+                .iter()
+                .map(|(topic, partition)| {
+                    scope.spawn(move || consumer.fetch_watermarks(topic, *partition, CALL_TIMEOUT))
+                })
+                .collect();
+            asked.into_iter().map(|h| h.join()).collect()
+        });
+        for ((topic, partition), answer) in chunk.iter().zip(answers) {
+            match answer {
+                Ok(Ok(m)) => {
+                    marks.insert((topic.clone(), *partition), m);
+                }
+                Ok(Err(err)) => {
+                    warn!(error = %err, topic = %topic, partition, "cannot read a table partition's end")
+                }
+                Err(_) => {
+                    warn!(topic = %topic, partition, "asking a table partition's end failed")
+                }
             }
         }
     }
@@ -200,7 +224,13 @@ fn read_to_end(
     stop: &AtomicBool,
     mut apply: impl FnMut(&BorrowedMessage<'_>),
 ) -> (usize, Positions) {
+    let started = Instant::now();
     let marks = watermarks(consumer, topics);
+    debug!(
+        partitions = marks.len(),
+        elapsed_ms = crate::service::ms(started),
+        "table partitions' ends read"
+    );
     let mut next: HashMap<(String, i32), i64> = marks
         .iter()
         .map(|(tp, (_, high))| (tp.clone(), *high))
@@ -316,6 +346,11 @@ impl TableReader {
         } else {
             assign(&self.consumer, &topics, stop)
         };
+        debug!(
+            topics = assigned.len(),
+            elapsed_ms = crate::service::ms(started),
+            "table topics assigned"
+        );
         self.reloads.follow(&assigned);
         self.rules
             .set_table_topics(Arc::clone(&self.reloads) as Arc<dyn TableTopics>);
