@@ -30,6 +30,7 @@ export LEVEE_BENCH_EVENTS="$events"
     cargo bench --quiet -p levee --bench replay
     if [[ -z "${LEVEE_BENCH_SKIP_E2E:-}" ]]; then
         cargo bench --quiet -p levee --bench e2e
+        cargo bench --quiet -p levee --bench tables_load
     fi
     echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } 2>&1 | tee "$log"
@@ -70,6 +71,6 @@ d, v = per_event("decode/levee"), per_event("decode/serde_json_value")
 print(f"4. decode: levee {d/1000:.3f} us/event vs serde_json::Value {v/1000:.3f} us/event: {d/v:.2f}x (target <= 2x)")
 sections = re.split(r"^== ", log, flags=re.M)
 for s in sections[1:]:
-    if s.startswith(("5.", "6.")):
+    if s.startswith(("5.", "6.", "7.")):
         print("== " + s.rstrip())
 PY

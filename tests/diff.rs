@@ -458,7 +458,7 @@ fn a_renamed_point_is_listed_as_renamed_with_its_alerts_kept() {
     let events = generate(dir.path(), 5_000);
     let rules = dir.path().join("renamed");
     copy_dir(&repo().join("rules"), &rules);
-    // VF-001 fires most often in the stream (7 times in these 5,000
+    // VF-001 fires most often in the stream (4 times in these 5,000
     // events; BA-101, stateful, fired there before it was narrowed to the
     // band below BA-001, and no stateful point fires as often now).
     let file = rules.join("vehicle_fuel").join("fuel_consumption.yaml");
@@ -489,7 +489,7 @@ fn a_renamed_point_is_listed_as_renamed_with_its_alerts_kept() {
         (Some("VF-901"), Some("renamed"))
     );
     assert_eq!(p["from"], "VF-001");
-    assert!(p["base_alerts"].as_u64().unwrap() > 5, "{p}");
+    assert!(p["base_alerts"].as_u64().unwrap() >= 3, "{p}");
     assert_eq!(p["base_alerts"], p["head_alerts"]);
     assert_eq!(
         j["totals"],

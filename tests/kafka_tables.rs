@@ -211,3 +211,93 @@ async fn a_row_produced_while_running_changes_the_next_verdict_as_of_event_time(
     let (status, log) = levee.terminate().await;
     assert!(status.success(), "{log}");
 }
+
+/// Issue 16: a table a reload brings, with a `topic:`, is read from its
+/// topic to the end before the reloaded rules evaluate anything, then
+/// followed; the rules' rows do not decide meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_a_reload_brings_is_read_from_its_topic_and_followed() {
+    let tables = unique_topic_prefix("tables");
+    let scratch = tempfile::tempdir().unwrap();
+    let rules = rules_with_table_topics(scratch.path(), &tables);
+    let file = rules.join("tables/organisation.yaml");
+    let with_topic = std::fs::read_to_string(&file).unwrap();
+    let topic_line = format!("    topic: {tables}.declared_interests\n");
+    assert!(with_topic.contains(&topic_line));
+    // At start-up the table has no topic: the rules' rows.
+    std::fs::write(&file, with_topic.replace(&topic_line, "")).unwrap();
+    let setup = Setup::with("tables_reload", Some(rules)).await;
+    let interests = format!("{tables}.declared_interests");
+    broker()
+        .create_topics(&[(interests.as_str(), 2)])
+        .await
+        .unwrap();
+    let row = |employee: &str, supplier: &str| {
+        Record::new(
+            serde_json::json!({"employee_id": employee, "supplier_id": supplier, "relation": "test", "valid_from": "2025-01-01"})
+                .to_string(),
+        )
+        .key(format!("{employee}|{supplier}"))
+    };
+    broker()
+        .produce(&interests, [row("E-RL1", "SUP-RL1")])
+        .await
+        .unwrap();
+
+    // No table topic of the rules in force exists: none is read.
+    let mut levee = setup.spawn(&setup.config("at_least_once", 0), "a");
+    levee.wait_assigned().await;
+    let addr = http::http_address(&mut levee).await;
+    let deadline = Instant::now() + WAIT;
+    while http::request(addr, "GET", "/readyz", &[], b"")
+        .unwrap()
+        .status
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "never ready:\n{}",
+            levee.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let now = test_now();
+    let verdict = |id: &str, requester: &str, supplier: &str| {
+        let body = purchase(id, supplier, now - chrono::Duration::hours(1))
+            .replace("\"E1\"", &format!("\"{requester}\""));
+        let r = http::request(addr, "POST", "/v1/evaluate", &[], body.as_bytes()).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["verdict"].as_str().unwrap().to_owned()
+    };
+    // The rules' rows: E-PR-WH07 declared SUP-3101; the topic's row unread.
+    assert_eq!(verdict("r0", "E-PR-WH07", "SUP-3101"), "block");
+    assert_eq!(verdict("r1", "E-RL1", "SUP-RL1"), "allow");
+
+    // The reload brings the topic: read before the new rules decide.
+    std::fs::write(&file, &with_topic).unwrap();
+    levee.signal("HUP");
+    levee
+        .wait_log("tables a reload brought read to the end of their topics", 1)
+        .await;
+    levee.wait_log("rules reloaded", 1).await;
+    assert_eq!(verdict("r2", "E-RL1", "SUP-RL1"), "block");
+    // The topic's rows replaced the rules' rows.
+    assert_eq!(verdict("r3", "E-PR-WH07", "SUP-3101"), "allow");
+
+    // Followed from there: a row produced now is read.
+    broker()
+        .produce(&interests, [row("E-RL2", "SUP-RL2")])
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    while verdict("r4", "E-RL2", "SUP-RL2") != "block" {
+        assert!(
+            Instant::now() < deadline,
+            "the row produced after the reload is not read:\n{}",
+            levee.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
+}

@@ -39,6 +39,7 @@ tables.designated_stations cleanup.policy=compact
 tables.supplier_blacklist cleanup.policy=compact
 tables.roles cleanup.policy=compact
 tables.credit_limits cleanup.policy=compact
+tables.declared_interests cleanup.policy=compact
 # outputs, kept 30 days
 alerts.tier1 retention.ms=2592000000
 alerts.tier2 retention.ms=2592000000

@@ -26,6 +26,7 @@ const TOPICS: &[&str] = &[
     "tables.supplier_blacklist",
     "tables.roles",
     "tables.credit_limits",
+    "tables.declared_interests",
     "alerts.tier1",
     "alerts.tier2",
     "alerts.tier3",
@@ -43,6 +44,7 @@ const COMPACTED: &[&str] = &[
     "tables.supplier_blacklist",
     "tables.roles",
     "tables.credit_limits",
+    "tables.declared_interests",
     "profiles",
     "levee.state-changelog",
 ];

@@ -9,10 +9,10 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use levee_rules::graph::{Const, FastMap, EXISTS};
-use levee_rules::table::{push_key_part, Row, RowError};
+use levee_rules::table::{push_key_part, Row, RowError, Table};
 use levee_rules::RuleGraph;
 
 use crate::value::Val;
@@ -150,11 +150,18 @@ impl Rows {
     }
 }
 
-/// Every table of a ruleset, by the graph's table index.
+/// Every table of a ruleset, by the graph's table index. A table's rows
+/// may be shared with another ruleset's set ([`TableSet::sharing`]).
 #[derive(Debug, Default)]
 pub struct TableSet {
     names: Vec<String>,
-    tables: Vec<RwLock<Rows>>,
+    tables: Vec<Arc<RwLock<Rows>>>,
+}
+
+/// Whether rows of table `a` read as rows of `b`: the same columns (names,
+/// types, order), key and scope.
+fn same_shape(a: &Table, b: &Table) -> bool {
+    a.columns == b.columns && a.key == b.key && a.by_branch == b.by_branch
 }
 
 /// Why rows given for a table (a test case's, a `--tables` file's) are
@@ -185,7 +192,7 @@ impl TableSet {
             let mut rows = Rows::default();
             rows.extend(t.rows.iter().cloned());
             set.names.push(t.name.clone());
-            set.tables.push(RwLock::new(rows));
+            set.tables.push(Arc::new(RwLock::new(rows)));
         }
         set
     }
@@ -216,26 +223,78 @@ impl TableSet {
 
     /// The set of a new ruleset (`graph`) taking over the rows of tables
     /// read from a topic that the old ruleset (`old_graph`, `old`) has in
-    /// the same shape (columns, key, scope, topic); the others hold the new
-    /// rules' rows.
-    pub fn carry_over(graph: &RuleGraph, old_graph: &RuleGraph, old: &TableSet) -> TableSet {
-        let set = TableSet::from_graph(graph);
+    /// the same shape (columns, key, scope, topic): the same rows, shared,
+    /// so that a change applied to the old set while the new one takes
+    /// over is in both. The others hold the new rules' rows. Also gives
+    /// the indices (of `graph`) of the tables taken over.
+    pub fn carry_over(
+        graph: &RuleGraph,
+        old_graph: &RuleGraph,
+        old: &TableSet,
+    ) -> (TableSet, Vec<usize>) {
+        let mut set = TableSet::from_graph(graph);
+        let mut carried = Vec::new();
         for (i, t) in graph.tables.iter().enumerate() {
             let Some(j) = old.index(&t.name) else {
                 continue;
             };
-            let o = &old_graph.tables[j];
-            let same = t.topic.is_some()
-                && t.topic == o.topic
-                && t.columns == o.columns
-                && t.key == o.key
-                && t.by_branch == o.by_branch;
-            if same {
-                let rows = old.read(j).clone();
-                *set.write(i) = rows;
+            let Some(o) = old_graph.tables.get(j) else {
+                continue;
+            };
+            if t.topic.is_some() && t.topic == o.topic && same_shape(t, o) {
+                set.tables[i] = Arc::clone(&old.tables[j]);
+                carried.push(i);
             }
         }
-        set
+        (set, carried)
+    }
+
+    /// The set of `graph` (shadow rules) reading the very rows of `other`
+    /// (the rules in force, `other_graph`) for each table both declare in
+    /// the same shape (columns, key, scope): shared, not copied, so a
+    /// change `levee run` applies to `other` from a table's topic is read
+    /// here too. A table only `graph` declares holds its rule files' rows;
+    /// so does one declared by both in another shape, named in the second
+    /// value (its rows could not be read by `graph`'s columns).
+    pub fn sharing(
+        graph: &RuleGraph,
+        other_graph: &RuleGraph,
+        other: &TableSet,
+    ) -> (TableSet, Vec<String>) {
+        let mut set = TableSet::from_graph(graph);
+        let mut reshaped = Vec::new();
+        for (i, t) in graph.tables.iter().enumerate() {
+            let Some(j) = other.index(&t.name) else {
+                continue;
+            };
+            match other_graph.tables.get(j) {
+                Some(o) if same_shape(t, o) => {
+                    set.tables[i] = Arc::clone(&other.tables[j]);
+                }
+                _ => reshaped.push(t.name.clone()),
+            }
+        }
+        (set, reshaped)
+    }
+
+    /// Gives table `i` rows of its own, the rules' rows of `graph` (the
+    /// graph of this set), no longer shared with another set.
+    pub fn unshare(&mut self, graph: &RuleGraph, i: usize) {
+        let (Some(t), Some(slot)) = (graph.tables.get(i), self.tables.get_mut(i)) else {
+            return;
+        };
+        let mut rows = Rows::default();
+        rows.extend(t.rows.iter().cloned());
+        *slot = Arc::new(RwLock::new(rows));
+    }
+
+    /// Whether table `i` of this set and table `j` of `other` are one and
+    /// the same rows (shared).
+    pub fn shares(&self, i: usize, other: &TableSet, j: usize) -> bool {
+        match (self.tables.get(i), other.tables.get(j)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 
     /// Replaces the rows of table `name` by `rows` (each a row as JSON),

@@ -202,3 +202,120 @@ fn versions_are_read_as_of_and_missing_values_are_unknown() {
     );
     assert_eq!(out, Val::Bool(true));
 }
+
+/// Shadow rules: `blacklist` as the live rules have it, `stations` with
+/// another column, and a table of their own.
+const SHADOW: &str = r#"
+event_types:
+  purchase:
+    stream: events.procurement
+    subject: supplier_id
+    fields:
+      supplier_id: { type: string, required: true }
+      amount_cny: { type: number, required: true }
+      station_id: { type: string }
+tables:
+  only_shadow:
+    key: supplier_id
+    topic: tables.only_shadow
+    columns:
+      supplier_id: { type: string }
+    rows:
+      - { supplier_id: S-OWN }
+  blacklist:
+    key: supplier_id
+    columns:
+      supplier_id: { type: string }
+      reason: { type: string }
+      limit_cny: { type: number }
+    topic: tables.blacklist
+    rows:
+      - { supplier_id: S-SHADOW-FILE }
+  stations:
+    key: station_id
+    scope: branch
+    columns:
+      station_id: { type: string }
+      name: { type: string }
+    rows:
+      - { branch: wuhan, station_id: ST-9 }
+control_points:
+  - id: PS-900
+    domain: procurement
+    title: Purchase from a blacklisted supplier
+    event_type: purchase
+    when: exists("blacklist", supplier_id) || exists("only_shadow", supplier_id)
+    tiers: [{ tier: 1, notify: procurement_manager }]
+    message: "{supplier_id}"
+"#;
+
+#[test]
+fn shadow_rules_share_the_live_rows_of_tables_of_the_same_shape() {
+    let live = engine();
+    let live_set = Arc::new(TableSet::from_graph(live.graph()));
+    let shadow_graph = Arc::new(
+        compile(&RuleSources::from_texts([("rules.yaml", SHADOW)]))
+            .unwrap()
+            .graph,
+    );
+    let (set, reshaped) = TableSet::sharing(&shadow_graph, live.graph(), &live_set);
+    assert_eq!(reshaped, ["stations"]);
+    let (b, lb) = (
+        set.index("blacklist").unwrap(),
+        live_set.index("blacklist").unwrap(),
+    );
+    assert!(set.shares(b, &live_set, lb));
+    let (s, ls) = (
+        set.index("stations").unwrap(),
+        live_set.index("stations").unwrap(),
+    );
+    assert!(!set.shares(s, &live_set, ls));
+    // The live rows, not the shadow's file rows; the shadow's own table
+    // keeps its file rows; a reshaped one too.
+    assert_eq!(set.read(b).len(), 1);
+    assert_eq!(set.read(set.index("only_shadow").unwrap()).len(), 1);
+    assert_eq!(set.read(s).len(), 1);
+
+    let mut shadow = Engine::new(Arc::clone(&shadow_graph));
+    shadow.set_tables(Arc::new(set));
+    assert!(fired(&mut shadow, AFTER, "S-SHADOW-FILE", 1.0, "wuhan").is_empty());
+    assert_eq!(fired(&mut shadow, AFTER, "S1", 1.0, "wuhan"), ["PS-900"]);
+    assert_eq!(fired(&mut shadow, AFTER, "S-OWN", 1.0, "wuhan"), ["PS-900"]);
+    // A row the live set gets from the topic is read by the shadow at once.
+    let table = &live.graph().tables[lb];
+    let row = table
+        .row(
+            &serde_json::json!({"supplier_id": "S8"}),
+            &live.graph().calendar,
+        )
+        .unwrap();
+    assert!(fired(&mut shadow, AFTER, "S8", 1.0, "wuhan").is_empty());
+    live_set.write(lb).put("S8", [row]);
+    assert_eq!(fired(&mut shadow, AFTER, "S8", 1.0, "wuhan"), ["PS-900"]);
+}
+
+#[test]
+fn a_reload_carries_the_rows_of_a_table_read_from_its_topic_shared() {
+    let e = engine();
+    let old = TableSet::from_graph(e.graph());
+    let b = old.index("blacklist").unwrap();
+    let renamed = RULES.replace("topic: tables.blacklist", "topic: tables.blacklist2");
+    let other = compile(&RuleSources::from_texts([("rules.yaml", renamed.as_str())]))
+        .unwrap()
+        .graph;
+    // The same rules: the topic's table is carried, the one without a
+    // topic holds the rules' rows.
+    let (mut set, carried) = TableSet::carry_over(e.graph(), e.graph(), &old);
+    assert_eq!(carried, [b]);
+    assert!(set.shares(b, &old, b));
+    let s = old.index("stations").unwrap();
+    assert!(!set.shares(s, &old, s));
+    // Another topic: not carried.
+    let (_, carried) = TableSet::carry_over(&other, e.graph(), &old);
+    assert!(carried.is_empty());
+    // Unshared: the rules' rows, apart from the old set's.
+    set.unshare(e.graph(), b);
+    assert!(!set.shares(b, &old, b));
+    set.write(b).replace_all([]);
+    assert_eq!(old.read(b).len(), 1);
+}

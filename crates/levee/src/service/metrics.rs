@@ -72,6 +72,7 @@ pub const HTTP_REQUESTS_TOTAL: &str = "levee_http_requests_total";
 pub const HTTP_REQUEST_SECONDS: &str = "levee_http_request_seconds";
 pub const TABLE_ROWS: &str = "levee_table_rows";
 pub const TABLE_RECORDS_TOTAL: &str = "levee_table_records_total";
+pub const TABLE_TOPIC_UNREAD: &str = "levee_table_topic_unread";
 pub const SHADOW_DIFF_TOTAL: &str = "levee_shadow_diff_total";
 pub const SHADOW_WARMING_UP: &str = "levee_shadow_warming_up";
 pub const SHADOW_RELOADS_TOTAL: &str = "levee_shadow_reloads_total";
@@ -102,6 +103,7 @@ pub const NAMES: &[&str] = &[
     HTTP_REQUEST_SECONDS,
     TABLE_ROWS,
     TABLE_RECORDS_TOTAL,
+    TABLE_TOPIC_UNREAD,
     SHADOW_DIFF_TOTAL,
     SHADOW_WARMING_UP,
     SHADOW_RELOADS_TOTAL,
@@ -154,6 +156,7 @@ struct Metrics {
     http_seconds: HistogramVec,
     table_rows: IntGaugeVec,
     table_records: IntCounterVec,
+    table_topic_unread: IntGaugeVec,
     shadow_diff: IntCounterVec,
     shadow_warming: IntGaugeVec,
     shadow_reloads: IntCounterVec,
@@ -243,6 +246,11 @@ impl Metrics {
                 TABLE_RECORDS_TOTAL,
                 "Records of table topics, by table and outcome (applied, or rejected: logged and skipped).",
                 &["table", "outcome"],
+            ),
+            table_topic_unread: gauge_vec(
+                TABLE_TOPIC_UNREAD,
+                "1 while a table with a topic holds the rules' rows because its topic could not be read (at start-up, or at the reload that brought the table), by table.",
+                &["table"],
             ),
             lag: gauge_vec(
                 CONSUMER_LAG,
@@ -352,6 +360,7 @@ impl Metrics {
             Box::new(m.http_seconds.clone()),
             Box::new(m.table_rows.clone()),
             Box::new(m.table_records.clone()),
+            Box::new(m.table_topic_unread.clone()),
             Box::new(m.shadow_diff.clone()),
             Box::new(m.shadow_warming.clone()),
             Box::new(m.shadow_reloads.clone()),
@@ -531,8 +540,10 @@ pub fn ruleset(graph: &RuleGraph) {
     METRICS
         .control_points
         .set(i64::try_from(graph.control_points.len()).unwrap_or(i64::MAX));
-    // The rules' rows, until a table's topic is read.
+    // The rules' rows, until a table's topic is read; which topics are
+    // unread is set again as they are read (a table gone is forgotten).
     METRICS.table_rows.reset();
+    METRICS.table_topic_unread.reset();
     for t in &graph.tables {
         table_rows(&t.name, t.rows.len());
         if t.topic.is_some() {
@@ -551,6 +562,15 @@ pub fn table_rows(table: &str, versions: usize) {
         .table_rows
         .with_label_values(&[table])
         .set(i64::try_from(versions).unwrap_or(i64::MAX));
+}
+
+/// Whether table `table`'s topic could not be read (it holds the rules'
+/// rows) or was read.
+pub fn table_topic_unread(table: &str, unread: bool) {
+    METRICS
+        .table_topic_unread
+        .with_label_values(&[table])
+        .set(i64::from(unread));
 }
 
 /// A record of a table topic applied (`true`) or rejected.

@@ -42,6 +42,7 @@ fn every_family_is_registered_with_help() {
     METRICS.misrouted.with_label_values(&["t", "refuel"]);
     table_rows("fleet", 3);
     table_record("fleet", false);
+    table_topic_unread("fleet", true);
     METRICS
         .data_quality
         .with_label_values(&["trip", "distance_km"]);

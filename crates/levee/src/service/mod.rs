@@ -135,7 +135,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     // Every table topic is read to its end before any event is evaluated
     // (the group consumer starts after), then followed.
     tokio::pin!(shutdown);
-    if let Some(mut reader) = kafka::tables::TableReader::new(&settings, Arc::clone(&rules))? {
+    {
+        let mut reader =
+            kafka::tables::TableReader::new(&settings, Arc::clone(&rules), Arc::clone(&stop))?;
         let catch_stop = Arc::clone(&stop);
         let mut catching_up = tokio::task::spawn_blocking(move || {
             reader.catch_up(&catch_stop);

@@ -4,10 +4,16 @@
 //! A new ruleset is compiled first; only if it compiles does it replace the
 //! old one. Partition tasks pick the new graph up between two messages, so
 //! no message is evaluated twice or half by one ruleset and half by another.
+//!
+//! Tables: a table the new rules declare as the old ones did (columns, key,
+//! scope, topic) keeps the rows read from its topic. A new table with a
+//! `topic:`, one whose shape or topic changed, or one whose topic was not
+//! read, is read from its topic to the end ([`TableTopics`], `levee run`)
+//! before the new rules take over; until then the old rules evaluate.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use levee_engine::tables::TableSet;
@@ -45,6 +51,19 @@ impl Origin {
     }
 }
 
+/// Reads the topics of the tables a reload brings, for `levee run`
+/// (`kafka::tables`).
+pub trait TableTopics: Send + Sync + std::fmt::Debug {
+    /// Whether the rows of `topic` are followed into the set in force.
+    fn follows(&self, topic: &str) -> bool;
+    /// Fills the tables `tables` (indices into `graph.tables`, each with a
+    /// topic) of `set` from their topics, to their end, and follows them
+    /// from there; a topic that cannot be read leaves its table with the
+    /// rules' rows (logged and counted). False when stopped before the
+    /// end (levee is shutting down).
+    fn read_to_end(&self, graph: &RuleGraph, set: &TableSet, tables: &[usize]) -> bool;
+}
+
 /// The rules in force, with a generation number bumped on every swap.
 #[derive(Debug)]
 pub struct Rules {
@@ -57,6 +76,8 @@ pub struct Rules {
     /// The rules in force (false: shadow rules, which leave
     /// `levee_ruleset_*` alone and count in `levee_shadow_reloads_total`).
     live: bool,
+    /// Reads the topics of tables a reload brings (`levee run` only).
+    table_topics: OnceLock<Arc<dyn TableTopics>>,
 }
 
 impl Rules {
@@ -86,7 +107,14 @@ impl Rules {
             generation: AtomicU64::new(0),
             tables: RwLock::new(tables),
             live,
+            table_topics: OnceLock::new(),
         })
+    }
+
+    /// From now on a reload reads the topics of the tables it brings with
+    /// `reader` before the new rules take over (set once).
+    pub fn set_table_topics(&self, reader: Arc<dyn TableTopics>) {
+        let _ = self.table_topics.set(reader);
     }
 
     /// The table rows engines of the graph in force read.
@@ -145,11 +173,31 @@ impl Rules {
                     metrics::ruleset(&compiled.graph);
                 }
                 self.count(ReloadOutcome::Success);
+                // Rows read from a topic stay with a table of the same
+                // shape; the topics of the others are read before the swap.
+                let (old_graph, _, old_tables) = self.current_with_tables();
+                let (mut set, carried) =
+                    TableSet::carry_over(&compiled.graph, &old_graph, &old_tables);
+                if let Some(reader) = self.table_topics.get() {
+                    let to_read = to_read(&compiled.graph, &carried, reader.as_ref());
+                    for &i in &to_read {
+                        // Read into rows of its own, not the old rules'.
+                        set.unshare(&compiled.graph, i);
+                    }
+                    if !to_read.is_empty() && !reader.read_to_end(&compiled.graph, &set, &to_read) {
+                        warn!(ruleset_version = %old, "shutting down while a reload read table topics; keeping ruleset {old}");
+                        return;
+                    }
+                }
+                if self.live {
+                    for (i, name) in set.names().iter().enumerate() {
+                        metrics::table_rows(name, set.read(i).versions());
+                    }
+                }
                 {
                     let mut guard = self.current.write().unwrap_or_else(|p| p.into_inner());
                     let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
-                    // Rows read from a topic stay with a table of the same shape.
-                    *tables = Arc::new(TableSet::carry_over(&compiled.graph, &guard.0, &tables));
+                    *tables = Arc::new(set);
                     let generation = guard.1 + 1;
                     *guard = (Arc::new(compiled.graph), generation);
                     self.generation.store(generation, Ordering::Release);
@@ -181,6 +229,23 @@ impl Rules {
             }
         }
     }
+}
+
+/// The tables of `graph` whose topic a reload must read: each with a topic
+/// that is not `carried` over with its rows, or whose topic is not followed
+/// (it could not be read before).
+fn to_read(graph: &RuleGraph, carried: &[usize], reader: &dyn TableTopics) -> Vec<usize> {
+    graph
+        .tables
+        .iter()
+        .enumerate()
+        .filter(|(i, t)| {
+            t.topic
+                .as_deref()
+                .is_some_and(|topic| !carried.contains(i) || !reader.follows(topic))
+        })
+        .map(|(i, _)| i)
+        .collect()
 }
 
 impl Rules {
@@ -218,7 +283,7 @@ pub async fn watch(rules: Arc<Rules>, interval: Duration) {
                 }
             } => {
                 seen = rules.disk_version();
-                rules.reload("SIGHUP");
+                reload_blocking(&rules, "SIGHUP").await;
             }
             () = tokio::time::sleep(poll), if !interval.is_zero() => {
                 let now = rules.disk_version();
@@ -226,9 +291,21 @@ pub async fn watch(rules: Arc<Rules>, interval: Duration) {
                 // every poll, only when they change again.
                 if now.is_some() && now != seen {
                     seen = now;
-                    rules.reload("rule files changed");
+                    reload_blocking(&rules, "rule files changed").await;
                 }
             }
         }
     }
 }
+
+/// A reload off the async threads: it may read table topics to their end.
+async fn reload_blocking(rules: &Arc<Rules>, why: &'static str) {
+    let rules = Arc::clone(rules);
+    if let Err(e) = tokio::task::spawn_blocking(move || rules.reload(why)).await {
+        error!(error = %e, trigger = why, "the reload stopped unexpectedly; keeping the rules in force");
+    }
+}
+
+#[cfg(test)]
+#[path = "reload_tests.rs"]
+mod tests;

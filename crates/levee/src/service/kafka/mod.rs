@@ -21,6 +21,7 @@
 //! | [`checkpoint`] | barriers and their answers; **where offsets are committed** |
 //! | [`transaction`] | exactly-once: **where a transaction begins, commits or aborts** |
 //! | [`people`] | people's files (一人一档): every alert and rectification folded per person |
+//! | [`pacing`] | a partition task's clock reads and scans for idle subjects |
 //! | [`partition`] | one partition's task: restore, evaluate, answer barriers |
 //! | [`records`] | the records of an event: alerts, verdicts, dead letters (the DLQ) |
 //! | [`intercept`] | `/v1/evaluate` through the stream: a request appended, its decision awaited |
@@ -53,6 +54,7 @@ pub mod delivery;
 pub mod error;
 pub mod intercept;
 pub mod out;
+pub mod pacing;
 pub mod partition;
 pub mod people;
 pub mod records;

@@ -17,7 +17,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::SecondsFormat;
 use levee_engine::{Clock, Engine, EvalStats, Source};
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
@@ -27,6 +26,7 @@ use tracing::{debug, error, info, warn};
 use super::changelog::{Changed, Cuts, Meta, Staging};
 use super::delivery::{produce, OutRecord, PendingDeliveries, Sink};
 use super::error::{report, PipelineError, Retry};
+use super::pacing::{Expiry, Now};
 use super::records::{self, Rejected};
 use super::rectify::Rectifications;
 use super::requests;
@@ -39,21 +39,6 @@ use crate::service::health::{health, Restoring};
 use crate::service::reload::Rules;
 use crate::service::{clock, metrics};
 use levee_engine::rectify::{Applied, Rectification};
-
-/// The least wall-clock time between two scans for idle subjects: a
-/// backlog of months of events is read in seconds, and a scan per
-/// [`expire_every`] of its event time would still visit every subject
-/// dozens of times a second.
-const EXPIRE_WALL: Duration = Duration::from_secs(1);
-
-/// How far the watermark moves (seconds of event time) between two scans
-/// for idle subjects: an hour, or a 64th of the TTL if that is longer (a
-/// subject is forgotten at most 1/64 of the TTL late). Each scan visits
-/// every subject of the partition; at every hour, a stream spanning months
-/// of event time spent an eighth of its CPU time scanning.
-fn expire_every(ttl: i64) -> i64 {
-    (ttl / 64).max(3600)
-}
 
 /// What every partition task of the instance shares.
 pub struct Shared {
@@ -124,68 +109,6 @@ impl Shared {
         [&self.topics.tier1, &self.topics.tier2, &self.topics.tier3]
             .iter()
             .any(|t| t.as_str() == topic)
-    }
-}
-
-/// The service's clock as alerts are stamped with it, read again once a
-/// millisecond has passed, not per event.
-struct Now {
-    /// RFC 3339, milliseconds: `detected_at`.
-    text: String,
-    /// Epoch seconds: deadlines, escalation and the future bound.
-    secs: i64,
-    read: Instant,
-}
-
-impl Now {
-    fn read() -> Self {
-        Now {
-            text: clock::now_rfc3339(),
-            secs: clock::now_secs(),
-            read: Instant::now(),
-        }
-    }
-
-    /// Reads the clock again if a millisecond has passed; whether it did.
-    fn refresh(&mut self) -> bool {
-        if self.read.elapsed() < Duration::from_millis(1) {
-            return false;
-        }
-        let now = clock::now();
-        self.text = now.to_rfc3339_opts(SecondsFormat::Millis, true);
-        self.secs = now.timestamp();
-        self.read = Instant::now();
-        true
-    }
-}
-
-/// When idle subjects were last forgotten.
-struct Expiry {
-    /// The watermark at the last expiry.
-    at: i64,
-    every: i64,
-    wall: Instant,
-}
-
-impl Expiry {
-    fn new(ttl: i64) -> Self {
-        Expiry {
-            at: i64::MIN,
-            every: expire_every(ttl),
-            wall: Instant::now()
-                .checked_sub(EXPIRE_WALL)
-                .unwrap_or_else(Instant::now),
-        }
-    }
-
-    /// Whether to expire at `watermark`; if so, counts it as done.
-    fn due(&mut self, watermark: i64) -> bool {
-        if watermark.saturating_sub(self.at) >= self.every && self.wall.elapsed() >= EXPIRE_WALL {
-            self.at = watermark;
-            self.wall = Instant::now();
-            return true;
-        }
-        false
     }
 }
 

@@ -274,12 +274,3 @@ async fn a_partition_that_cannot_be_restored_fails_its_checkpoints() {
     assert!(t.sink.log.lock().unwrap().is_empty(), "nothing evaluated");
     t.handle.abort();
 }
-
-#[test]
-fn idle_subjects_are_scanned_once_an_hour_or_ttl_over_64() {
-    assert_eq!(expire_every(400 * 86_400), 400 * 86_400 / 64);
-    assert_eq!(expire_every(86_400), 3600);
-    let mut e = Expiry::new(86_400);
-    assert!(e.due(0));
-    assert!(!e.due(10 * 3600), "less than a second of wall clock since");
-}

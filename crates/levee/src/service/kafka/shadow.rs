@@ -14,16 +14,22 @@
 //!   changelog (its state is not tracked) and leaves the live engine as it
 //!   is. Its records go with the live output (the same transaction,
 //!   exactly-once).
+//! - It reads the live engine's table rows (those `levee run` keeps current
+//!   from the tables' topics) for every table both rulesets declare in the
+//!   same shape (columns, key, scope): the same rows, shared, not a copy. A
+//!   table only the shadow rules declare, or declare in another shape
+//!   (logged), holds the shadow rule files' rows.
 //! - The difference per event is counted in `levee_shadow_diff_total`:
 //!   added (only the shadow alerted), removed (only the live), tier.
 
 use std::sync::Arc;
 
+use levee_engine::tables::TableSet;
 use levee_engine::{Clock, Engine, Hit, Source, StateKeys};
 use levee_rules::RuleGraph;
 use rdkafka::message::OwnedMessage;
 use rdkafka::Message;
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 
 use super::delivery::OutRecord;
 use crate::service::metrics;
@@ -203,6 +209,9 @@ pub struct Shadow {
     warming: Warming,
     /// `topics.shadow`.
     topic: String,
+    /// The live engine's table set the shadow engine's tables share rows
+    /// with (shared again when the live engine gets another).
+    live_tables: Option<Arc<TableSet>>,
 }
 
 impl Shadow {
@@ -220,13 +229,36 @@ impl Shadow {
             cold_points(&graph, &StateKeys::of(live.graph())),
             live.watermark(),
         );
-        Shadow {
+        let mut shadow = Shadow {
             rules,
             generation,
             engine,
             warming,
             topic: topic.to_owned(),
+            live_tables: None,
+        };
+        shadow.share_tables(live);
+        shadow
+    }
+
+    /// Reads the live engine's rows of the tables both rulesets declare in
+    /// the same shape; again whenever the live engine's set or the shadow
+    /// graph changed (a reload).
+    fn share_tables(&mut self, live: &Engine) {
+        if let Some(t) = &self.live_tables {
+            if Arc::ptr_eq(t, live.tables()) {
+                return;
+            }
         }
+        let (set, reshaped) = TableSet::sharing(self.engine.graph(), live.graph(), live.tables());
+        for table in reshaped {
+            warn!(
+                table = %table,
+                "the shadow rules declare table `{table}` in another shape (columns, key, scope) than the rules in force: the shadow reads its own rule files' rows of it, not the topic's"
+            );
+        }
+        self.engine.set_tables(Arc::new(set));
+        self.live_tables = Some(Arc::clone(live.tables()));
     }
 
     /// The shadow rules reloaded: swapped here, between messages; points
@@ -238,6 +270,8 @@ impl Shadow {
         let (graph, generation) = self.rules.current();
         let known = StateKeys::of(self.engine.graph());
         self.engine.set_graph(Arc::clone(&graph));
+        // A new graph has its rule files' rows: share the live ones again.
+        self.live_tables = None;
         self.generation = generation;
         self.warming.retain(&graph);
         self.warming
@@ -253,6 +287,7 @@ impl Shadow {
     /// differences counted.
     pub fn event(&mut self, live: &Engine, m: &OwnedMessage, detected_at: &str) -> Vec<OutRecord> {
         self.refresh_rules();
+        self.share_tables(live);
         let payload = m.payload().unwrap_or_default();
         // The live engine's decoded event where both schemas read it alike
         // (the usual case: a shadow ruleset changes points, not schemas).

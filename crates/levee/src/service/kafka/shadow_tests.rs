@@ -340,3 +340,75 @@ fn a_new_window_warms_up_for_its_length_in_event_time() {
     shadow.event(&live, &m, "x");
     assert!(!shadow.warming.is_warming("VF-101"));
 }
+
+fn purchase(offset: i64, supplier: &str) -> OwnedMessage {
+    let body = format!(
+        r#"{{"event_id":"t{offset}","type":"purchase","occurred_at":"2026-11-05T10:00:00+08:00","branch":"wuhan","project_id":"P-T","supplier_id":"{supplier}","amount_cny":1000,"method":"inquiry","bidder_count":3,"requester_id":"E1","approver_id":"E2"}}"#
+    );
+    OwnedMessage::new(
+        Some(body.into_bytes()),
+        Some(supplier.as_bytes().to_vec()),
+        "events.procurement".into(),
+        Timestamp::CreateTime(0),
+        0,
+        offset,
+        None,
+    )
+}
+
+/// A row of the live engine's `supplier_blacklist`, as the tables' topic
+/// would put it.
+fn blacklist(live: &Engine, set: &TableSet, supplier: &str) {
+    let t = set.index("supplier_blacklist").unwrap();
+    let row = live.graph().tables[t]
+        .row(
+            &serde_json::json!({"supplier_id": supplier, "valid_from": "2026-01-01"}),
+            &live.graph().calendar,
+        )
+        .unwrap();
+    set.write(t).put(supplier, [row]);
+}
+
+#[test]
+fn the_shadow_reads_the_live_tables_rows_and_its_own_for_its_own_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    vf001_at_15(tmp.path());
+    // A table only the shadow rules declare, with a topic: its file rows.
+    std::fs::write(
+        tmp.path().join("tables/shadow_only.yaml"),
+        "tables:\n  shadow_only:\n    key: supplier_id\n    topic: tables.shadow_only\n    columns:\n      supplier_id: { type: string }\n    rows:\n      - { supplier_id: S-A }\n      - { supplier_id: S-B }\n",
+    )
+    .unwrap();
+    let rules = Arc::new(Rules::load_shadow(Origin::Dir(tmp.path().to_path_buf())).unwrap());
+    let mut live = Engine::new(graph(&shipped()));
+    let set = Arc::new(TableSet::from_graph(live.graph()));
+    live.set_tables(Arc::clone(&set));
+    let mut shadow = Shadow::start(rules, &live, "alerts.shadow", true);
+    let own = shadow.engine().tables().index("shadow_only").unwrap();
+    assert_eq!(shadow.engine().tables().read(own).len(), 2);
+
+    // A supplier blacklisted by a topic record after the shadow started:
+    // SM-001 blocks in both, no difference.
+    blacklist(&live, &set, "SUP-LIVE-1");
+    let m = purchase(1, "SUP-LIVE-1");
+    live.evaluate(m.payload().unwrap()).unwrap();
+    assert_eq!(hit_ids(&live), ["SM-001"]);
+    let out = shadow.event(&live, &m, "x");
+    assert_eq!(hit_ids(shadow.engine()), ["SM-001"]);
+    assert_eq!(out.len(), 1);
+
+    // The live engine gets another set (a reload carried the rows over):
+    // the shadow reads that one from the next event.
+    let next = Arc::new(TableSet::from_graph(live.graph()));
+    blacklist(&live, &next, "SUP-LIVE-2");
+    live.set_tables(Arc::clone(&next));
+    let m = purchase(2, "SUP-LIVE-2");
+    live.evaluate(m.payload().unwrap()).unwrap();
+    shadow.event(&live, &m, "x");
+    assert_eq!(hit_ids(shadow.engine()), ["SM-001"]);
+    let m = purchase(3, "SUP-LIVE-1");
+    live.evaluate(m.payload().unwrap()).unwrap();
+    assert!(live.hits().is_empty());
+    shadow.event(&live, &m, "x");
+    assert!(hit_ids(shadow.engine()).is_empty());
+}
