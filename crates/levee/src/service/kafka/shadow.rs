@@ -307,6 +307,11 @@ impl Shadow {
                 &[]
             }
         };
+        if hits.is_empty() && live.hits().is_empty() {
+            // Most events: neither alerted, nothing to compare or send.
+            self.warming.advance(self.engine.watermark());
+            return Vec::new();
+        }
         let shadow_hits = ids(self.engine.graph(), hits);
         let live_hits = ids(live.graph(), live.hits());
         for (id, kind) in diff(&live_hits, &shadow_hits) {
