@@ -100,6 +100,9 @@ pub enum InterceptError {
 /// `/v1/evaluate`'s way into the stream.
 pub struct Interceptor {
     producer: FutureProducer<ClientLog>,
+    /// The records of local decisions: nobody waits for them, so they are
+    /// batched (`linger.ms` as levee's other producers).
+    recorder: FutureProducer<ClientLog>,
     /// `topics.inputs`: where each stream's requests are appended.
     inputs: Vec<String>,
     decisions: String,
@@ -124,6 +127,16 @@ impl Interceptor {
             .map_err(|e| {
                 PipelineError::kafka("creating the request producer", KafkaErrorKind::Other, e)
             })?;
+        let mut recorder_config = clients::request_producer_config(settings);
+        recorder_config.set("linger.ms", "5").set(
+            "client.id",
+            format!("levee-{}-decisions-local", settings.instance_id()),
+        );
+        let recorder: FutureProducer<ClientLog> = recorder_config
+            .create_with_context(ClientLog)
+            .map_err(|e| {
+                PipelineError::kafka("creating the decision recorder", KafkaErrorKind::Other, e)
+            })?;
         let consumer: BaseConsumer<ClientLog> = clients::decisions_reader_config(settings)
             .create_with_context(ClientLog)
             .map_err(|e| {
@@ -141,6 +154,7 @@ impl Interceptor {
             })?;
         Ok(Arc::new(Interceptor {
             producer,
+            recorder,
             inputs: settings.topics.inputs.clone(),
             decisions: settings.topics.decisions.clone(),
             board,
@@ -202,7 +216,7 @@ impl Interceptor {
         let record = FutureRecord::to(&r.topic)
             .key(r.key.as_deref().unwrap_or_default())
             .payload(&r.payload);
-        if let Err((e, _)) = self.producer.send_result(record) {
+        if let Err((e, _)) = self.recorder.send_result(record) {
             report(KafkaErrorKind::Produce, &e, "recording a decision failed");
             metrics::interception("local", "unrecorded");
         }
@@ -210,7 +224,8 @@ impl Interceptor {
 
     /// Waits for the records sent to be delivered (shutdown).
     pub fn flush(&self, within: Duration) {
-        let _ = self.producer.flush(within);
+        let _ = self.recorder.flush(within / 2);
+        let _ = self.producer.flush(within / 2);
     }
 }
 
