@@ -66,9 +66,58 @@ impl Versions {
 pub struct Rows {
     keys: FastMap<Box<str>, Versions>,
     versions: usize,
+    /// A key of one column, unscoped: that column is not kept among a
+    /// version's values (it is the key), and reads of it give the key.
+    key_column: Option<KeyColumn>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct KeyColumn {
+    index: u32,
+    integer: bool,
 }
 
 impl Rows {
+    /// No rows yet, of table `t`'s shape.
+    pub fn of(t: &Table) -> Rows {
+        let key_column = match (t.key.as_slice(), t.by_branch) {
+            ([k], false) => Some(KeyColumn {
+                index: *k,
+                integer: t
+                    .columns
+                    .get(*k as usize)
+                    .is_some_and(|c| c.ty == levee_rules::model::FieldType::Integer),
+            }),
+            _ => None,
+        };
+        Rows {
+            key_column,
+            ..Rows::default()
+        }
+    }
+
+    /// A row's values as kept: without the key column, if it is the key.
+    fn kept(&self, values: Box<[Option<Const>]>) -> Box<[Option<Const>]> {
+        match self.key_column {
+            Some(k) if (k.index as usize) < values.len() => {
+                let mut v = values.into_vec();
+                v.remove(k.index as usize);
+                v.into_boxed_slice()
+            }
+            _ => values,
+        }
+    }
+
+    /// A version's values with the key column back in (see [`Rows::kept`]).
+    fn whole(&self, key: &str, values: &[Option<Const>]) -> Box<[Option<Const>]> {
+        let mut v = values.to_vec();
+        if let Some(k) = self.key_column {
+            let at = (k.index as usize).min(v.len());
+            v.insert(at, Some(key_const(key, k.integer)));
+        }
+        v.into_boxed_slice()
+    }
+
     /// Keys held.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -91,7 +140,7 @@ impl Rows {
             .map(|r| Version {
                 from: r.valid_from,
                 to: r.valid_to,
-                values: r.values,
+                values: self.kept(r.values),
             })
             .collect();
         let old = match Versions::of(versions) {
@@ -125,7 +174,7 @@ impl Rows {
                     key: key.clone(),
                     valid_from: v.from,
                     valid_to: v.to,
-                    values: v.values.clone(),
+                    values: self.whole(&key, &v.values),
                 }));
             }
             self.put(&key, rows);
@@ -142,11 +191,30 @@ impl Rows {
             *out = Val::Bool(version.is_some());
             return;
         }
-        match version.and_then(|v| v.values.get(column as usize)) {
+        let Some(version) = version else {
+            *out = Val::Missing;
+            return;
+        };
+        let column = match self.key_column {
+            Some(k) if column == k.index => {
+                return *out = Val::from_const(&key_const(key, k.integer));
+            }
+            Some(k) if column > k.index => column - 1,
+            _ => column,
+        };
+        match version.values.get(column as usize) {
             Some(Some(Const::Str(s))) => out.set_str(s),
             Some(Some(c)) => *out = Val::from_const(c),
             _ => *out = Val::Missing,
         }
+    }
+}
+
+/// A one-column key as the value of its column.
+fn key_const(key: &str, integer: bool) -> Const {
+    match key.parse::<i64>() {
+        Ok(i) if integer => Const::Int(i),
+        _ => Const::Str(key.into()),
     }
 }
 
@@ -189,7 +257,7 @@ impl TableSet {
     pub fn from_graph(graph: &RuleGraph) -> TableSet {
         let mut set = TableSet::default();
         for t in &graph.tables {
-            let mut rows = Rows::default();
+            let mut rows = Rows::of(t);
             rows.extend(t.rows.iter().cloned());
             set.names.push(t.name.clone());
             set.tables.push(Arc::new(RwLock::new(rows)));
@@ -283,7 +351,7 @@ impl TableSet {
         let (Some(t), Some(slot)) = (graph.tables.get(i), self.tables.get_mut(i)) else {
             return;
         };
-        let mut rows = Rows::default();
+        let mut rows = Rows::of(t);
         rows.extend(t.rows.iter().cloned());
         *slot = Arc::new(RwLock::new(rows));
     }

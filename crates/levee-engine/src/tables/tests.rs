@@ -319,3 +319,44 @@ fn a_reload_carries_the_rows_of_a_table_read_from_its_topic_shared() {
     set.write(b).replace_all([]);
     assert_eq!(old.read(b).len(), 1);
 }
+
+#[test]
+fn a_one_column_key_is_kept_once_and_read_back_as_its_column() {
+    let c = compile(&RuleSources::from_texts([("rules.yaml", RULES)])).unwrap();
+    let t = c
+        .graph
+        .tables
+        .iter()
+        .find(|t| t.name == "blacklist")
+        .unwrap();
+    let mut rows = super::Rows::of(t);
+    rows.extend(t.rows.iter().cloned());
+    let at = chrono::DateTime::parse_from_rfc3339(AFTER)
+        .unwrap()
+        .timestamp();
+    let col = |name: &str| t.column(name).unwrap().0;
+    let mut out = Val::Missing;
+    rows.read("S1", col("supplier_id"), at, &mut out);
+    assert_eq!(out, Val::Str("S1".into()), "the key column reads the key");
+    rows.read("S1", col("reason"), at, &mut out);
+    assert_eq!(
+        out,
+        Val::Str("fraud".into()),
+        "the columns after it are in place"
+    );
+    rows.read("S1", col("limit_cny"), at, &mut out);
+    assert_eq!(out, Val::Float(100.0));
+    rows.read("S1", col("supplier_id"), at - 1, &mut out);
+    assert_eq!(out, Val::Missing, "no row valid then: no key either");
+    // Another version added beside the kept one: both whole.
+    let mut later = t.rows[0].clone();
+    later.valid_from = at + 86_400;
+    later.values[col("limit_cny") as usize] = Some(levee_rules::graph::Const::Float(5.0));
+    rows.extend([later]);
+    rows.read("S1", col("limit_cny"), at, &mut out);
+    assert_eq!(out, Val::Float(100.0));
+    rows.read("S1", col("limit_cny"), at + 86_400, &mut out);
+    assert_eq!(out, Val::Float(5.0));
+    rows.read("S1", col("reason"), at + 86_400, &mut out);
+    assert_eq!(out, Val::Str("fraud".into()));
+}
