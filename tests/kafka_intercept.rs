@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use http::http_address;
+use levee_testkit::Record;
 use serde_json::{json, Value};
 use support::*;
 
@@ -250,4 +251,130 @@ async fn every_stateful_block_point_blocks_over_http() {
         let (status, log) = levee.terminate().await;
         assert!(status.success(), "{log}");
     }
+}
+
+/// Produces `records` (key, value) to `topic` with the Java client's
+/// console producer (its default partitioner: murmur2 of the key), the
+/// way a Java upstream system writes.
+fn java_produce(topic: &str, records: &[(String, String)]) {
+    use std::io::Write;
+    let classpath = levee_testkit::jars::broker_classpath().unwrap();
+    let java = std::env::var("JAVA_HOME")
+        .map(|h| format!("{h}/bin/java"))
+        .unwrap_or_else(|_| "java".into());
+    let mut child = std::process::Command::new(&java)
+        .args(["-Xmx256m", "-cp", &classpath, "kafka.tools.ConsoleProducer"])
+        .args([
+            "--bootstrap-server",
+            &broker().bootstrap_servers(),
+            "--topic",
+            topic,
+        ])
+        .args([
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=\t",
+        ])
+        .args(["--producer-property", "acks=all"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("`{java}` (Java 17) is needed for the Java producer: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    for (k, v) in records {
+        writeln!(stdin, "{k}\t{v}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Where the Java client and librdkafka put each key on a topic of three
+/// partitions: (key, Java's partition, librdkafka's partition).
+async fn partitions_of(setup: &Setup, keys: &[String]) -> Vec<(String, i32, i32)> {
+    let (java, rdkafka) = (
+        format!("{}.probe-java", setup.prefix),
+        format!("{}.probe-rd", setup.prefix),
+    );
+    broker()
+        .create_topics(&[(java.as_str(), 3), (rdkafka.as_str(), 3)])
+        .await
+        .unwrap();
+    let records: Vec<(String, String)> =
+        keys.iter().map(|k| (k.clone(), "{}".to_owned())).collect();
+    java_produce(&java, &records);
+    let placed = broker()
+        .produce(
+            &rdkafka,
+            keys.iter()
+                .map(|k| Record::new(b"{}".to_vec()).key(k.as_str())),
+        )
+        .await
+        .unwrap();
+    let got = broker().consume_all(&java, WAIT).await.unwrap();
+    keys.iter()
+        .zip(placed)
+        .map(|(k, (p, _))| {
+            let j = got
+                .iter()
+                .find(|m| m.key_str() == Some(k.as_str()))
+                .unwrap()
+                .partition;
+            (k.clone(), j, p)
+        })
+        .collect()
+}
+
+/// The partitioner is a setting: upstream Java producers put a campaign's
+/// applications where murmur2 says; levee set to `murmur2_random` appends
+/// its requests there too, so the third application over HTTP sees the
+/// two the Java producer wrote (librdkafka's default, `consistent_random`,
+/// is checked against librdkafka's own producer in the tests above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_land_where_java_producers_put_their_subject() {
+    let setup = Setup::new("intercept_murmur2").await;
+    let keys: Vec<String> = (0..30).map(|i| format!("CMP-J{i}")).collect();
+    let placed = partitions_of(&setup, &keys).await;
+    // A campaign the two partitioners put apart, so the test can fail.
+    let (campaign, _, _) = placed
+        .iter()
+        .find(|(_, j, r)| j != r)
+        .unwrap_or_else(|| panic!("every key on the same partition: {placed:?}"));
+    let config = setup.config_with("at_least_once", 0, "[state]\nallowed_lateness = \"400d\"\n");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replacen(
+        "[kafka.producer]\n",
+        "[kafka.producer]\npartitioner = \"murmur2_random\"\n",
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut levee = setup.spawn(&config, "m");
+    let addr = http_address(&mut levee).await;
+    levee.wait_assigned().await;
+    http::wait_status(addr, "/readyz", WAIT, |s| s == 200);
+
+    let day = |d: i64| beijing(test_now() - chrono::Duration::days(d));
+    let with = |id: &str, at: &str, approver: &str| {
+        let mut a = application(id, at, approver);
+        a["campaign_id"] = json!(campaign);
+        a
+    };
+    let history: Vec<(String, String)> = [("j-1", 30, "APR-1"), ("j-2", 20, "APR-2")]
+        .iter()
+        .map(|(id, d, apr)| (campaign.clone(), with(id, &day(*d), apr).to_string()))
+        .collect();
+    // Written (acks=all) before the request is appended: in its partition,
+    // the history comes first.
+    java_produce(&setup.inputs["marketing"], &history);
+    let third = evaluate(addr, &with("j-3", &day(1), "APR-3"));
+    assert_eq!(third["verdict"], "block", "{third}");
+    assert_eq!(third["control_points"], json!(["MC-102"]), "{third}");
+    let (status, log) = levee.terminate().await;
+    assert!(status.success(), "{log}");
 }
