@@ -161,6 +161,29 @@ impl Alert {
     }
 }
 
+impl crate::Engine {
+    /// The alert `live` (an engine over other rules that decide this
+    /// event's type exactly as this engine's do) raises for `hit`, under
+    /// this engine's ruleset version and entered in this engine's ledger:
+    /// shadow rules take it instead of evaluating the event again.
+    pub fn adopt_alert(
+        &self,
+        live: &crate::Engine,
+        hit: crate::Hit,
+        source: &Source,
+        detected_at: &str,
+    ) -> Alert {
+        let mut alert = Alert::blank();
+        let due = live.fill(hit, source, detected_at, &mut alert, true);
+        alert.ruleset_version.clone_from(&self.graph.version);
+        if self.record {
+            let kind = &live.graph.control_points[hit.control_point as usize].subject_kind;
+            self.ledger.borrow_mut().raised(&alert, kind, due);
+        }
+        alert
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,12 @@
 //!   *warming up* (`levee_shadow_warming_up`) until its longest new window
 //!   has passed in event time, so that its differences are not read as a
 //!   divergence.
+//! - An event type the shadow rules decide exactly as the live rules do
+//!   ([`same_types`]: the same compiled type, points, tables and calendar)
+//!   is not evaluated again: the live hits are the shadow's, their alerts
+//!   taken under the shadow's ruleset version into its ledger (so they
+//!   escalate there too), and there is no difference to count. A reload of
+//!   either ruleset starts the shadow again from a copy of the live state.
 //! - Its alerts never reach the tier topics; it sends no verdict, writes no
 //!   changelog (its state is not tracked) and leaves the live engine as it
 //!   is. Its records go with the live output (the same transaction,
@@ -212,6 +218,58 @@ pub struct Shadow {
     /// The live engine's table set the shadow engine's tables share rows
     /// with (shared again when the live engine gets another).
     live_tables: Option<Arc<TableSet>>,
+    /// `alerts.languages` has `zh`.
+    chinese: bool,
+    /// The live rules `same` compares with.
+    live_graph: Arc<RuleGraph>,
+    /// Per live event type: the shadow rules decide it exactly as the live
+    /// rules do ([`same_types`]), so its events are not evaluated again.
+    same: Vec<bool>,
+}
+
+/// An event type as compiled, all but its name → slot index (a hash map,
+/// whose order is not its own: the slots are in `fields` and `derived`).
+fn described(t: &levee_rules::EventType) -> String {
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        t.name,
+        t.stream,
+        t.subject,
+        t.fields,
+        t.derived,
+        t.program,
+        t.control_points,
+        t.aggregates,
+        t.plan,
+        t.request
+    )
+}
+
+/// Per event type of `live`: whether `shadow` decides its events exactly as
+/// `live` does: the same compiled type (schema, derived values, windows,
+/// program) and control points, in the same order, and the same tables and
+/// calendar. Only equal descriptions count: any doubt evaluates again.
+pub fn same_types(live: &RuleGraph, shadow: &RuleGraph) -> Vec<bool> {
+    let shared = format!("{:?}{:?}", live.tables, live.calendar)
+        == format!("{:?}{:?}", shadow.tables, shadow.calendar);
+    live.event_types
+        .iter()
+        .map(|lt| {
+            shared
+                && shadow.event_type(&lt.name).is_some_and(|(_, st)| {
+                    described(lt) == described(st)
+                        && lt.control_points.len() == st.control_points.len()
+                        && lt
+                            .control_points
+                            .iter()
+                            .zip(&st.control_points)
+                            .all(|(&a, &b)| {
+                                format!("{:?}", live.control_points[a as usize])
+                                    == format!("{:?}", shadow.control_points[b as usize])
+                            })
+                })
+        })
+        .collect()
 }
 
 impl Shadow {
@@ -230,12 +288,15 @@ impl Shadow {
             live.watermark(),
         );
         let mut shadow = Shadow {
+            same: same_types(live.graph(), &graph),
+            live_graph: Arc::clone(live.graph()),
             rules,
             generation,
             engine,
             warming,
             topic: topic.to_owned(),
             live_tables: None,
+            chinese,
         };
         shadow.share_tables(live);
         shadow
@@ -261,21 +322,31 @@ impl Shadow {
         self.live_tables = Some(Arc::clone(live.tables()));
     }
 
-    /// The shadow rules reloaded: swapped here, between messages; points
-    /// new to the shadow engine's state start warming up.
-    fn refresh_rules(&mut self) {
-        if self.rules.generation() == self.generation {
+    /// The shadow rules or the live ones reloaded: the shadow starts again
+    /// from a copy of the live state (types it did not evaluate have no
+    /// state of their own), between messages; points new to it warm up.
+    fn refresh_rules(&mut self, live: &Engine) {
+        let shadow_same = self.rules.generation() == self.generation;
+        if shadow_same && Arc::ptr_eq(&self.live_graph, live.graph()) {
             return;
         }
         let (graph, generation) = self.rules.current();
-        let known = StateKeys::of(self.engine.graph());
         self.engine.set_graph(Arc::clone(&graph));
+        self.engine.set_tracking(false);
+        self.engine.set_chinese(self.chinese);
+        self.engine
+            .restore(live.state().clone(), live.ledger().clone());
+        self.engine.state_mut().retain_known(&StateKeys::of(&graph));
         // A new graph has its rule files' rows: share the live ones again.
         self.live_tables = None;
         self.generation = generation;
         self.warming.retain(&graph);
-        self.warming
-            .add(cold_points(&graph, &known), self.engine.watermark());
+        self.warming.add(
+            cold_points(&graph, &StateKeys::of(live.graph())),
+            live.watermark(),
+        );
+        self.same = same_types(live.graph(), &graph);
+        self.live_graph = Arc::clone(live.graph());
     }
 
     pub fn set_clock(&mut self, clock: Clock) {
@@ -286,8 +357,29 @@ impl Shadow {
     /// `live`): the shadow's alerts as records to the shadow topic, the
     /// differences counted.
     pub fn event(&mut self, live: &Engine, m: &OwnedMessage, detected_at: &str) -> Vec<OutRecord> {
-        self.refresh_rules();
+        self.refresh_rules(live);
         self.share_tables(live);
+        let source = || Source::Kafka {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+        };
+        let ti = live.envelope().type_index as usize;
+        if self.same.get(ti).copied().unwrap_or(false) {
+            // Decided as the live rules decide it: their alerts, as the
+            // shadow's, and no difference.
+            self.warming.advance(live.watermark());
+            if live.hits().is_empty() {
+                return Vec::new();
+            }
+            let source = source();
+            let alerts: Vec<_> = live
+                .hits()
+                .iter()
+                .map(|&h| self.engine.adopt_alert(live, h, &source, detected_at))
+                .collect();
+            return alerts.into_iter().filter_map(|a| self.record(a)).collect();
+        }
         let payload = m.payload().unwrap_or_default();
         // The live engine's decoded event where both schemas read it alike
         // (the usual case: a shadow ruleset changes points, not schemas).
@@ -309,7 +401,7 @@ impl Shadow {
         };
         if hits.is_empty() && live.hits().is_empty() {
             // Most events: neither alerted, nothing to compare or send.
-            self.warming.advance(self.engine.watermark());
+            self.warming.advance(live.watermark());
             return Vec::new();
         }
         let shadow_hits = ids(self.engine.graph(), hits);
@@ -319,18 +411,14 @@ impl Shadow {
         }
         let mut out = Vec::new();
         if !shadow_hits.is_empty() {
-            let source = Source::Kafka {
-                topic: m.topic().to_owned(),
-                partition: m.partition(),
-                offset: m.offset(),
-            };
+            let source = source();
             let hits: Vec<Hit> = self.engine.hits().to_vec();
             let alerts = hits
                 .into_iter()
                 .map(|h| self.engine.alert(h, &source, detected_at));
             out.extend(alerts.filter_map(|a| self.record(a)));
         }
-        self.warming.advance(self.engine.watermark());
+        self.warming.advance(live.watermark());
         out
     }
 

@@ -412,3 +412,52 @@ fn the_shadow_reads_the_live_tables_rows_and_its_own_for_its_own_tables() {
     shadow.event(&live, &m, "x");
     assert!(hit_ids(shadow.engine()).is_empty());
 }
+
+#[test]
+fn a_type_the_shadow_rules_do_not_change_is_not_evaluated_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    vf001_at_15(tmp.path());
+    let (live_g, shadow_g) = (graph(&shipped()), graph(tmp.path()));
+    let same = same_types(&live_g, &shadow_g);
+    let index = |name: &str| live_g.event_type(name).unwrap().0 as usize;
+    assert!(!same[index("trip")], "VF-001 changed: trips are evaluated");
+    assert!(same[index("refuel")] && same[index("arrears_snapshot")]);
+    assert!(same_types(&live_g, &live_g).iter().all(|s| *s));
+
+    // A refuel the live rules alert on: the shadow's alert is the live
+    // one under the shadow's ruleset version, in the shadow's ledger.
+    let rules = Arc::new(Rules::load_shadow(Origin::Dir(tmp.path().to_path_buf())).unwrap());
+    let mut live = Engine::new(Arc::clone(&live_g));
+    let mut shadow = Shadow::start(rules, &live, "alerts.shadow", true);
+    let body = r#"{"event_id":"r1","type":"refuel","occurred_at":"2026-11-02T02:15:00+08:00","branch":"wuhan","vehicle_id":"V1","fuel_card_id":"C1","liters":150,"amount_cny":1200,"tank_capacity_l":60,"station_id":"ST-WH-001"}"#;
+    let m = OwnedMessage::new(
+        Some(body.as_bytes().to_vec()),
+        Some(b"V1".to_vec()),
+        "events.vehicle_fuel".into(),
+        Timestamp::CreateTime(0),
+        0,
+        7,
+        None,
+    );
+    live.evaluate(body.as_bytes()).unwrap();
+    assert!(!live.hits().is_empty(), "the refuel alerts");
+    let want: Vec<String> = live
+        .hits()
+        .iter()
+        .map(|h| live_g.control_points[h.control_point as usize].id.clone())
+        .collect();
+    let out = shadow.event(&live, &m, "2026-11-02T01:15:00.000Z");
+    let got: Vec<serde_json::Value> = out
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).unwrap())
+        .collect();
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|a| a["control_point"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, want);
+    assert!(got
+        .iter()
+        .all(|a| a["ruleset_version"] == shadow_g.version.as_str()));
+    assert_eq!(shadow.engine().ledger().open_ids().count(), want.len());
+}
