@@ -12,10 +12,10 @@ use std::io::Write;
 use chrono::DateTime;
 use levee_engine::people::{People, Settings};
 use levee_engine::rectify::Rectification;
-use levee_engine::{Alert, Engine, Source, Verdict};
+use levee_engine::{Alert, Verdict};
 use levee_rules::RuleGraph;
 
-use super::replay::{Sink, Totals};
+use super::replay::Sink;
 
 /// A sink that records alerts and rectifications into `people` on the way
 /// to `inner`.
@@ -53,23 +53,6 @@ impl<S: Sink> Sink for Recording<'_, S> {
         let at = r.at.as_deref().and_then(seconds).unwrap_or(event_time);
         // Refused ones (replay has said so) leave the files as they are.
         let _ = self.people.rectify_checked(r, Some(at));
-    }
-
-    // Alerts are built (not written straight from the engine) to be folded.
-    fn hits(
-        &mut self,
-        engine: &Engine,
-        source: &Source,
-        now: &str,
-        totals: &mut Totals,
-    ) -> anyhow::Result<()> {
-        for &hit in engine.hits() {
-            let alert = engine.alert(hit, source, now);
-            totals.alerts[usize::from(hit.tier.min(3))] += 1;
-            totals.provisional += u64::from(alert.calendar.is_some());
-            self.alert(&alert)?;
-        }
-        Ok(())
     }
 }
 
