@@ -55,6 +55,7 @@ use super::kafka::intercept::{InterceptError, Interceptor};
 use super::kafka::people::PeopleFiles;
 use super::metrics;
 use super::reload::Rules;
+use super::respond::{error, same};
 
 /// What the handlers share.
 struct Api {
@@ -163,10 +164,6 @@ async fn count(request: Request, next: Next) -> Response {
     response
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
@@ -233,11 +230,6 @@ fn refuse(api: &Api, headers: &HeaderMap) -> Option<Response> {
         return Some(r);
     }
     None
-}
-
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The answer for one event.

@@ -28,6 +28,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod people_api;
 pub mod reload;
+pub mod respond;
 pub mod sample;
 pub mod sampler;
 pub mod shadow;

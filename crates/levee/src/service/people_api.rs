@@ -15,11 +15,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
 use tracing::info;
 
 use super::clock;
 use super::kafka::people::PeopleFiles;
+use super::respond::{error, same};
 
 /// The header naming who reads a file.
 pub const READER: &str = "x-levee-reader";
@@ -39,15 +39,6 @@ pub fn router(files: Arc<PeopleFiles>, token: &str) -> Router {
     Router::new()
         .route("/v1/people/{id}", get(person))
         .with_state(api)
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-/// Compares without stopping at the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn person(
