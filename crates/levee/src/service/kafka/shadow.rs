@@ -227,6 +227,23 @@ pub struct Shadow {
     same: Vec<bool>,
 }
 
+/// [`same_types`] of the last pair of graphs asked: every partition task
+/// of an instance starts its shadow over the same two, and the comparison
+/// formats both catalogs.
+fn same_types_cached(live: &Arc<RuleGraph>, shadow: &Arc<RuleGraph>) -> Vec<bool> {
+    type Last = Option<(Arc<RuleGraph>, Arc<RuleGraph>, Vec<bool>)>;
+    static LAST: std::sync::Mutex<Last> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((l, s, same)) = last.as_ref() {
+        if Arc::ptr_eq(l, live) && Arc::ptr_eq(s, shadow) {
+            return same.clone();
+        }
+    }
+    let same = same_types(live, shadow);
+    *last = Some((Arc::clone(live), Arc::clone(shadow), same.clone()));
+    same
+}
+
 /// An event type as compiled, all but its name → slot index (a hash map,
 /// whose order is not its own: the slots are in `fields` and `derived`).
 fn described(t: &levee_rules::EventType) -> String {
@@ -288,7 +305,7 @@ impl Shadow {
             live.watermark(),
         );
         let mut shadow = Shadow {
-            same: same_types(live.graph(), &graph),
+            same: same_types_cached(live.graph(), &graph),
             live_graph: Arc::clone(live.graph()),
             rules,
             generation,
@@ -345,7 +362,7 @@ impl Shadow {
             cold_points(&graph, &StateKeys::of(live.graph())),
             live.watermark(),
         );
-        self.same = same_types(live.graph(), &graph);
+        self.same = same_types_cached(live.graph(), &graph);
         self.live_graph = Arc::clone(live.graph());
     }
 
