@@ -453,9 +453,11 @@ pub fn watermark_clamped() {
     METRICS.clamped.inc();
 }
 
-/// Decoding and evaluating one message took `took`.
-pub fn evaluated(took: Duration) {
-    METRICS.evaluate.observe(took.as_secs_f64());
+/// `levee_evaluate_seconds` as one partition task observes it: kept in
+/// the task (no atomic shared with the other tasks per message) until
+/// [`LocalHistogram::flush`], once per batch.
+pub fn evaluate_timer() -> prometheus::local::LocalHistogram {
+    METRICS.evaluate.local()
 }
 
 /// One message sent to the DLQ; `reason` is one of [`DLQ_REASONS`]. Its

@@ -31,7 +31,6 @@
 //! Operators create the changelog topic with `cleanup.policy=compact` and as
 //! many partitions as the input topics have. `restore.rs` reads it back.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -122,7 +121,7 @@ pub struct Staging {
     /// Exactly-once: records are handed out as subjects change.
     send_now: bool,
     /// At-least-once: per subject, its record and its profile's, until the cut.
-    staged: HashMap<String, (OutRecord, Option<OutRecord>)>,
+    staged: foldhash::HashMap<String, (OutRecord, Option<OutRecord>)>,
     /// Subjects changed since the last cut.
     changed: bool,
     /// The partition record last written (or restored).
@@ -137,7 +136,7 @@ impl Staging {
             profiles: topics.profiles.clone(),
             encoding,
             send_now,
-            staged: HashMap::new(),
+            staged: foldhash::HashMap::default(),
             changed: false,
             written: None,
         }

@@ -23,7 +23,12 @@ use crate::service::since_start;
 
 /// Messages the consumer thread takes from one poll round before handing
 /// them to their tasks (one channel send and wake-up per partition batch).
-const POLL_BATCH: usize = 256;
+/// Spread over 16 partitions, 256 made batches of about 16 messages: a
+/// task's queue of 8 batches then held about 128, the consumer thread
+/// waited on one full queue half of the time while other tasks ran dry,
+/// and levee ran at 0.7x a passthrough with a fifth of the CPU idle. With
+/// 2048, about 128 per batch (measured in BENCHMARKS.md, section 5).
+const POLL_BATCH: usize = 2048;
 /// Rectifications taken per round at most.
 const RECTIFICATIONS_PER_ROUND: usize = 256;
 

@@ -13,7 +13,6 @@
 //! into the open transaction. A barrier is answered with the next offset to
 //! commit once everything before it is done.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +134,9 @@ pub struct PartitionTask {
     /// The partition's state could not be restored: why.
     failed: Option<PipelineError>,
     /// `levee_events_total{outcome="ok"}` of this partition's topic, by event type.
-    ok_counters: HashMap<String, prometheus::IntCounter>,
+    ok_counters: foldhash::HashMap<String, prometheus::IntCounter>,
+    /// `levee_evaluate_seconds`, flushed after each batch.
+    evaluate_seconds: prometheus::local::LocalHistogram,
     /// The shadow rules' engine, once the state is restored.
     shadow: Option<Shadow>,
     /// Decisions on requests from HTTP, for a request appended again.
@@ -172,7 +173,8 @@ impl PartitionTask {
             next_offset: None,
             skip_below: 0,
             failed: None,
-            ok_counters: HashMap::new(),
+            ok_counters: foldhash::HashMap::default(),
+            evaluate_seconds: metrics::evaluate_timer(),
             shadow: None,
             answered: requests::Answered::default(),
             shared,
@@ -188,6 +190,7 @@ impl PartitionTask {
                     for m in batch {
                         self.message(&m).await;
                     }
+                    self.evaluate_seconds.flush();
                     // State changes serialized as they come, not all at
                     // the barrier.
                     for r in self.stage() {
@@ -536,7 +539,8 @@ impl PartitionTask {
         let rejected = match self.decode_checked(m) {
             Ok(_) => {
                 self.count_ok(m.topic());
-                metrics::evaluated(started.elapsed());
+                self.evaluate_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 if let Some(sample) = &self.shared.sample {
                     sample.offer(&self.engine, payload);
                 }
