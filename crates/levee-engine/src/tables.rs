@@ -9,113 +9,37 @@
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::hash::BuildHasher;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use levee_rules::graph::{Const, FastMap, EXISTS};
+use foldhash::fast::RandomState;
+use hashbrown::hash_table::{Entry, HashTable};
+use levee_rules::graph::{FastMap, EXISTS};
 use levee_rules::table::{push_key_part, Row, RowError, Table};
 use levee_rules::RuleGraph;
 
 use crate::value::Val;
+use packed::Packed;
 
-/// One version of a key's row.
-#[derive(Debug, Clone)]
-struct Version {
-    from: i64,
-    to: i64,
-    values: Box<[Option<Const>]>,
-}
-
-/// A key's versions: most keys have one, kept inline.
-#[derive(Debug, Clone)]
-enum Versions {
-    One(Version),
-    Many(Box<[Version]>),
-}
-
-impl Versions {
-    fn of(mut rows: Vec<Version>) -> Option<Versions> {
-        match rows.len() {
-            0 => None,
-            1 => rows.pop().map(Versions::One),
-            _ => {
-                rows.sort_by_key(|v| v.from);
-                Some(Versions::Many(rows.into()))
-            }
-        }
-    }
-
-    fn all(&self) -> &[Version] {
-        match self {
-            Versions::One(v) => std::slice::from_ref(v),
-            Versions::Many(vs) => vs,
-        }
-    }
-
-    /// The version valid at `at`: of those valid, the latest to start.
-    #[inline]
-    fn at(&self, at: i64) -> Option<&Version> {
-        match self {
-            Versions::One(v) => (v.from <= at && at < v.to).then_some(v),
-            Versions::Many(vs) => vs.iter().rev().find(|v| v.from <= at && at < v.to),
-        }
-    }
-}
-
-/// The rows of one table.
+/// The rows of one table: each key's versions packed ([`packed`]) in a
+/// table keyed by the packed key.
 #[derive(Debug, Default, Clone)]
 pub struct Rows {
-    keys: FastMap<Box<str>, Versions>,
+    keys: HashTable<Packed>,
+    hasher: RandomState,
     versions: usize,
-    /// A key of one column, unscoped: that column is not kept among a
-    /// version's values (it is the key), and reads of it give the key.
-    key_column: Option<KeyColumn>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct KeyColumn {
-    index: u32,
-    integer: bool,
 }
 
 impl Rows {
-    /// No rows yet, of table `t`'s shape.
-    pub fn of(t: &Table) -> Rows {
-        let key_column = match (t.key.as_slice(), t.by_branch) {
-            ([k], false) => Some(KeyColumn {
-                index: *k,
-                integer: t
-                    .columns
-                    .get(*k as usize)
-                    .is_some_and(|c| c.ty == levee_rules::model::FieldType::Integer),
-            }),
-            _ => None,
-        };
-        Rows {
-            key_column,
-            ..Rows::default()
-        }
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
     }
 
-    /// A row's values as kept: without the key column, if it is the key.
-    fn kept(&self, values: Box<[Option<Const>]>) -> Box<[Option<Const>]> {
-        match self.key_column {
-            Some(k) if (k.index as usize) < values.len() => {
-                let mut v = values.into_vec();
-                v.remove(k.index as usize);
-                v.into_boxed_slice()
-            }
-            _ => values,
-        }
-    }
-
-    /// A version's values with the key column back in (see [`Rows::kept`]).
-    fn whole(&self, key: &str, values: &[Option<Const>]) -> Box<[Option<Const>]> {
-        let mut v = values.to_vec();
-        if let Some(k) = self.key_column {
-            let at = (k.index as usize).min(v.len());
-            v.insert(at, Some(key_const(key, k.integer)));
-        }
-        v.into_boxed_slice()
+    #[inline]
+    fn get(&self, key: &str) -> Option<&Packed> {
+        let key = key.as_bytes();
+        self.keys.find(self.hash(key), |p| p.key() == key)
     }
 
     /// Keys held.
@@ -135,23 +59,28 @@ impl Rows {
     /// Sets a key's versions (a record of the table's topic): they replace
     /// what the key had; none deletes it (a tombstone).
     pub fn put(&mut self, key: &str, rows: impl IntoIterator<Item = Row>) {
-        let versions: Vec<Version> = rows
-            .into_iter()
-            .map(|r| Version {
-                from: r.valid_from,
-                to: r.valid_to,
-                values: self.kept(r.values),
-            })
-            .collect();
-        let old = match Versions::of(versions) {
-            Some(v) => {
-                self.versions += v.all().len();
-                self.keys.insert(key.into(), v)
+        let packed = Packed::new(key, rows.into_iter().collect());
+        let hash = self.hash(key.as_bytes());
+        let hasher = &self.hasher;
+        let entry = self.keys.entry(
+            hash,
+            |p| p.key() == key.as_bytes(),
+            |p| hasher.hash_one(p.key()),
+        );
+        match (entry, packed) {
+            (Entry::Occupied(mut o), Some(p)) => {
+                self.versions = self.versions - o.get().versions() + p.versions();
+                *o.get_mut() = p;
             }
-            None => self.keys.remove(key),
-        };
-        if let Some(old) = old {
-            self.versions -= old.all().len();
+            (Entry::Occupied(o), None) => {
+                let (old, _) = o.remove();
+                self.versions -= old.versions();
+            }
+            (Entry::Vacant(v), Some(p)) => {
+                self.versions += p.versions();
+                v.insert(p);
+            }
+            (Entry::Vacant(_), None) => {}
         }
     }
 
@@ -169,13 +98,8 @@ impl Rows {
             by_key.entry(r.key.clone()).or_default().push(r);
         }
         for (key, mut rows) in by_key {
-            if let Some(old) = self.keys.get(&key) {
-                rows.extend(old.all().iter().map(|v| Row {
-                    key: key.clone(),
-                    valid_from: v.from,
-                    valid_to: v.to,
-                    values: self.whole(&key, &v.values),
-                }));
+            if let Some(old) = self.get(&key) {
+                rows.extend(old.rows(&key));
             }
             self.put(&key, rows);
         }
@@ -186,35 +110,15 @@ impl Rows {
     /// valid or the row has no value.
     #[inline]
     pub fn read(&self, key: &str, column: u32, at: i64, out: &mut Val) {
-        let version = self.keys.get(key).and_then(|v| v.at(at));
+        let version = self.get(key).and_then(|p| p.at(at));
         if column == EXISTS {
             *out = Val::Bool(version.is_some());
             return;
         }
-        let Some(version) = version else {
-            *out = Val::Missing;
-            return;
-        };
-        let column = match self.key_column {
-            Some(k) if column == k.index => {
-                return *out = Val::from_const(&key_const(key, k.integer));
-            }
-            Some(k) if column > k.index => column - 1,
-            _ => column,
-        };
-        match version.values.get(column as usize) {
-            Some(Some(Const::Str(s))) => out.set_str(s),
-            Some(Some(c)) => *out = Val::from_const(c),
-            _ => *out = Val::Missing,
+        match version {
+            Some(values) => values.read(key, column, out),
+            None => *out = Val::Missing,
         }
-    }
-}
-
-/// A one-column key as the value of its column.
-fn key_const(key: &str, integer: bool) -> Const {
-    match key.parse::<i64>() {
-        Ok(i) if integer => Const::Int(i),
-        _ => Const::Str(key.into()),
     }
 }
 
@@ -257,7 +161,7 @@ impl TableSet {
     pub fn from_graph(graph: &RuleGraph) -> TableSet {
         let mut set = TableSet::default();
         for t in &graph.tables {
-            let mut rows = Rows::of(t);
+            let mut rows = Rows::default();
             rows.extend(t.rows.iter().cloned());
             set.names.push(t.name.clone());
             set.tables.push(Arc::new(RwLock::new(rows)));
@@ -351,7 +255,7 @@ impl TableSet {
         let (Some(t), Some(slot)) = (graph.tables.get(i), self.tables.get_mut(i)) else {
             return;
         };
-        let mut rows = Rows::of(t);
+        let mut rows = Rows::default();
         rows.extend(t.rows.iter().cloned());
         *slot = Arc::new(RwLock::new(rows));
     }
@@ -444,5 +348,6 @@ impl TableSet {
     }
 }
 
+mod packed;
 #[cfg(test)]
 mod tests;

@@ -329,7 +329,7 @@ fn a_one_column_key_is_kept_once_and_read_back_as_its_column() {
         .iter()
         .find(|t| t.name == "blacklist")
         .unwrap();
-    let mut rows = super::Rows::of(t);
+    let mut rows = super::Rows::default();
     rows.extend(t.rows.iter().cloned());
     let at = chrono::DateTime::parse_from_rfc3339(AFTER)
         .unwrap()
