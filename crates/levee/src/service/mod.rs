@@ -86,6 +86,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     };
     let (graph, _) = rules.current();
     debug!(elapsed_ms = ms(started), "start-up: rules compiled");
+    // State per other keys: the repartition topic is consumed as an input.
+    let mut settings = settings;
+    if let Some(topic) = kafka::repartition::check_at_start(&settings, &graph)? {
+        info!(topic = %topic, "re-keyed copies: consuming the repartition topic");
+        settings.topics.inputs.push(topic);
+    }
+    metrics::init_copies(&graph);
     // Before anything is consumed: a missing key stops the start.
     let sample = sampler::Sampler::start(&settings.sample, Arc::clone(&rules), |var| {
         std::env::var(var).ok()
