@@ -176,3 +176,40 @@ async fn a_window_per_approver_over_purchases_keyed_by_supplier_fires_as_replay_
         started.elapsed()
     );
 }
+
+/// levee creates no topic: with rules that keep state per another key and
+/// no repartition topic for its group, it stops at start-up naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_repartition_topic_stops_the_start_naming_it() {
+    let setup = Setup::new("rekey_missing").await;
+    let config = setup.config("at_least_once", 0);
+    let group = format!("{}-elsewhere", setup.group);
+    let text = std::fs::read_to_string(&config).unwrap().replacen(
+        &format!("group_id = \"{}\"", setup.group),
+        &format!("group_id = \"{group}\""),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut levee = setup.spawn(&config, "a");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = levee.exited() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running:\n{}",
+            levee.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let log = levee.log_text();
+    assert!(
+        log.contains(&format!(
+            "the repartition topic {group}-repartition is missing: the rules keep state per \
+             other keys (purchase@approver_id, purchase@project_id+category)"
+        )),
+        "{log}"
+    );
+}

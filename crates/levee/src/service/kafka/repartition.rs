@@ -28,6 +28,7 @@ use levee_rules::RuleGraph;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
 use rdkafka::Message;
+use tracing::warn;
 
 use super::clients;
 use super::delivery::OutRecord;
@@ -73,16 +74,30 @@ pub fn check_at_start(
         .create()
         .map_err(|e| PipelineError::kafka("creating a client", KafkaErrorKind::Other, e))?;
     let timeout = Duration::from_secs(10);
-    let n = clients::partition_count(&probe, &topic, timeout).map_err(|e| match e {
-        PipelineError::Misconfigured(_) => PipelineError::Misconfigured(format!(
-            "the repartition topic {topic} is missing: the rules keep state per other keys \
-             ({}), and levee creates no topic; create it with as many partitions as the \
-             input topics (deploy/kafka/create-topics.sh)",
-            copies.join(", ")
-        )),
-        e => e,
-    })?;
-    let changelog = clients::partition_count(&probe, &settings.topics.changelog, timeout)?;
+    let counts = clients::partition_count(&probe, &topic, timeout).and_then(|n| {
+        Ok((
+            n,
+            clients::partition_count(&probe, &settings.topics.changelog, timeout)?,
+        ))
+    });
+    let (n, changelog) = match counts {
+        Ok(counts) => counts,
+        Err(PipelineError::Misconfigured(why)) if !why.contains(&settings.topics.changelog) => {
+            return Err(PipelineError::Misconfigured(format!(
+                "the repartition topic {topic} is missing: the rules keep state per other \
+                 keys ({}), and levee creates no topic; create it with as many partitions as \
+                 the input topics (deploy/docker/create-topics.sh, deploy/k8s/topics.yaml)",
+                copies.join(", ")
+            )))
+        }
+        Err(e @ PipelineError::Misconfigured(_)) => return Err(e),
+        Err(e) => {
+            // The broker is away (or slow): the consumer finds the topic
+            // when it is back; levee waits for the broker as it does anyway.
+            warn!(topic = %topic, error = %e, "could not check the repartition topic at start-up");
+            return Ok(Some(topic));
+        }
+    };
     if n > changelog {
         return Err(PipelineError::Misconfigured(format!(
             "the repartition topic {topic} has {n} partitions, the changelog {} only \
