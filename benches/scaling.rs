@@ -1,4 +1,4 @@
-//! Scaling with rule count: the shipped catalog (581 control points) and
+//! Scaling with rule count: the shipped catalog (583 control points) and
 //! synthetic catalogs of 10× and 100× as many, derived from it the way real
 //! deployments grow — every control point repeated with its thresholds
 //! varied (each numeric literal of its conditions scaled by a different
@@ -152,8 +152,10 @@ fn cp_to_json(
         "action": cp.action.as_str(),
         "message": cp.message,
     });
-    if let Some(s) = &cp.subject {
-        v["subject"] = s.as_str().into();
+    match &cp.subject {
+        Some(levee_rules::model::SubjectDef::One(s)) => v["subject"] = s.as_str().into(),
+        Some(levee_rules::model::SubjectDef::Composite(fs)) => v["subject"] = fs.clone().into(),
+        None => {}
     }
     if !cp.aggregates.is_empty() {
         let mut aggs = serde_json::Map::new();

@@ -201,7 +201,8 @@ fn run(dir: &Path, name: &str, broker: &KafkaBroker, rules: &Path) -> Run {
     let settings = topics.settings(
         &broker.bootstrap_servers(),
         "at_least_once",
-        &format!("{PREFIX}.{name}"),
+        // The group whose repartition topic `create` made.
+        &format!("{PREFIX}.{name}.group"),
         rules,
         0,
         "",

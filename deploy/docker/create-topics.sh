@@ -52,4 +52,8 @@ alerts.shadow retention.ms=2592000000
 profiles cleanup.policy=compact
 # levee's own per-partition state
 levee.state-changelog cleanup.policy=compact
+# events re-keyed for control points kept per another key than their
+# input's (subject: approver_id): "<kafka.group_id>-repartition", forwarded
+# and consumed by levee; kept a week
+levee-repartition retention.ms=604800000
 TOPICS

@@ -234,6 +234,8 @@ fn k8s_topics_are_the_ones_levee_expects() {
             .unwrap()
     };
     let inputs = settings["topics"]["inputs"].as_array().unwrap();
+    // And the repartition topic (`<group_id>-repartition`), an input too.
+    assert_eq!(partitions("levee-repartition"), partitions(CHANGELOG));
     for input in inputs {
         assert_eq!(
             partitions(input.as_str().unwrap()),

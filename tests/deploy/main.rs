@@ -35,6 +35,7 @@ const TOPICS: &[&str] = &[
     "alerts.shadow",
     "profiles",
     "levee.state-changelog",
+    "levee-repartition",
 ];
 /// Keyed topics of which only the latest record per key matters.
 const COMPACTED: &[&str] = &[

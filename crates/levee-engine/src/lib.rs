@@ -8,7 +8,10 @@
 //! - [`body`]: an evaluate request's body → its events, or why it is refused.
 //! - [`decode`]: bytes → typed fields in an evaluation buffer, or [`BadInput`].
 //! - `hostile`: naming why a message is not JSON (too deep, NaN, …).
-//! - `run`: [`Engine::run`], deciding every control point of one event.
+//! - `run`: deciding every control point of one event of one type.
+//! - `rekey`: [`Engine::run`], an event through its type and its re-keyed
+//!   copies; a copy chosen by name (the repartition topic's header).
+//! - `escalate`: escalating open alerts whose period ran out.
 //! - [`eval`]: the flat program interpreter (evalexpr's semantics, numbers
 //!   compared as the decimals they are).
 //! - [`exact`]: exact decisions of comparisons that floating point could
@@ -27,12 +30,14 @@ pub mod alert;
 pub mod body;
 pub mod codec;
 pub mod decode;
+mod escalate;
 pub mod eval;
 pub mod exact;
 mod hostile;
 pub mod ledger;
 pub mod people;
 pub mod rectify;
+mod rekey;
 pub mod render;
 mod run;
 pub mod state;
@@ -44,7 +49,7 @@ use std::sync::Arc;
 
 use levee_rules::graph::MessagePart;
 use levee_rules::model::Action;
-use levee_rules::{Period, RuleGraph};
+use levee_rules::RuleGraph;
 
 pub use alert::{alert_id, Alert, Source, Verdict};
 pub use decode::{BadInput, BadKind, Envelope};
@@ -135,6 +140,9 @@ pub struct Engine {
     scratch: RefCell<Alert>,
     /// The tables' rows (shared: `levee run` changes them live).
     tables: Arc<tables::TableSet>,
+    /// Re-keyed copies are evaluated elsewhere (`levee run` forwards them),
+    /// not in turn after their type ([`Engine::set_forward_copies`]).
+    forward_copies: bool,
 }
 
 impl Engine {
@@ -164,16 +172,7 @@ impl Engine {
                 order
             })
             .collect();
-        let intercepts = graph
-            .event_types
-            .iter()
-            .map(|t| {
-                t.request
-                    && t.control_points
-                        .iter()
-                        .any(|&c| graph.control_points[c as usize].action == Action::Block)
-            })
-            .collect();
+        let intercepts = rekey::intercepts(&graph);
         Engine {
             buffers,
             stamps,
@@ -192,6 +191,7 @@ impl Engine {
             evidence_order,
             scratch: RefCell::new(Alert::blank()),
             tables: Arc::new(tables::TableSet::from_graph(&graph)),
+            forward_copies: false,
             graph,
         }
     }
@@ -207,36 +207,19 @@ impl Engine {
         }
         let state = std::mem::take(&mut self.state);
         let ledger = std::mem::take(&mut self.ledger);
-        let (record, clock) = (self.record, self.clock);
+        let (record, clock, forward) = (self.record, self.clock, self.forward_copies);
         *self = Engine::new(graph);
         self.state = state;
         self.ledger = ledger;
         self.record = record;
         self.clock = clock;
+        self.forward_copies = forward;
     }
 
     /// Sets the clock that starts rectification periods (see [`Clock`]);
     /// the service calls it with the wall clock as it reads it.
     pub fn set_clock(&mut self, clock: Clock) {
         self.clock = clock;
-    }
-
-    /// When an alert raised at `now` and given `period` escalates, and by
-    /// when it must be rectified as people read it (in the business time
-    /// zone). A period in working days ends with the last of them: the
-    /// alert may be rectified until 23:59:59 and escalates at midnight.
-    fn deadline(&self, period: Period, now: i64) -> (i64, String) {
-        let calendar = &self.graph.calendar;
-        match period {
-            Period::Seconds(s) => {
-                let at = now.saturating_add(s);
-                (at, calendar.format_local(at))
-            }
-            Period::WorkingDays(n) => {
-                let last = calendar.deadline_after_working_days(now, n);
-                (last + 1, calendar.format_local(last))
-            }
-        }
     }
 
     /// Whether evaluation changes state (default) or only reads it.
@@ -339,31 +322,6 @@ impl Engine {
     /// Applies a rectification; false if the alert is not open here.
     pub fn rectify(&mut self, alert_id: &str, status: Status) -> bool {
         self.ledger.get_mut().rectify(alert_id, status)
-    }
-
-    /// Escalates every open alert whose period ran out by `now` (seconds, on the
-    /// engine's [`Clock`]: event time in replay and tests, the wall clock in the
-    /// service), returning the new alerts.
-    pub fn tick(&mut self, now: i64, detected_at: &str) -> Vec<Alert> {
-        let mut ledger = std::mem::take(self.ledger.get_mut());
-        let out = ledger.escalate(now, detected_at, |alert, tier| {
-            let cp = self.graph.control_point(&alert.control_point);
-            let notify = cp
-                .and_then(|c| c.tiers.iter().find(|t| t.tier == tier))
-                .map(|t| t.notify.clone())
-                .or_else(|| levee_rules::default_notify(tier).map(str::to_owned))
-                .unwrap_or_default();
-            let due = cp
-                .and_then(|c| c.escalate_after)
-                .map(|p| self.deadline(p, now));
-            Escalation {
-                notify,
-                deadline: due.as_ref().map(|d| d.0),
-                rectify_by: due.map(|d| d.1),
-            }
-        });
-        *self.ledger.get_mut() = ledger;
-        out
     }
 
     pub fn graph(&self) -> &Arc<RuleGraph> {
@@ -610,8 +568,9 @@ impl Engine {
 
     /// The verdict on the last event, if it is a request (its type says
     /// `request: true`) and its type has intercepting control points.
+    /// A copy evaluated on its own has none: its type's event had it.
     pub fn verdict(&self) -> Option<Verdict> {
-        if !self.intercepts[self.env.type_index as usize] {
+        if !self.intercepts[self.env.type_index as usize] || self.is_copy() {
             return None;
         }
         let blocking: Vec<String> = self

@@ -26,8 +26,10 @@ impl Engine {
 }
 
 impl Engine {
-    /// Evaluates the last decoded event: decides each control point of its
-    /// type and picks the tier of every one that fires.
+    /// Evaluates the last decoded event as its current type (its own, or
+    /// a re-keyed copy): decides each control point of that type and picks
+    /// the tier of every one that fires, adding its hits to those already
+    /// found for the event (see [`Engine::run`]).
     ///
     /// The aggregates run for every event (they record history); then each
     /// control point's `&&` terms are evaluated, cheapest first, until one
@@ -36,7 +38,7 @@ impl Engine {
     /// term over a missing field is unknown, and one with an evaluation
     /// error is an error. Tiers, message and evidence are evaluated only
     /// for control points that fire.
-    pub fn run(&mut self) -> EvalStats {
+    pub(crate) fn run_type(&mut self) -> EvalStats {
         let ti = self.env.type_index as usize;
         let Engine {
             graph,
@@ -67,7 +69,8 @@ impl Engine {
             *e
         };
         let at = env.occurred.map_or(0, |t| t.timestamp());
-        if *record {
+        // A re-keyed copy's event time is its upstreams' (`rekey`).
+        if *record && et.rekeyed.is_none() {
             state.watermark = state.watermark.max(at);
         }
         let record = *record;
@@ -160,7 +163,6 @@ impl Engine {
             at,
             record,
         };
-        hits.clear();
         let mut stats = EvalStats::default();
         let plan = &et.plan;
         // The index rules out control points whose threshold this event

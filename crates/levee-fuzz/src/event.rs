@@ -54,7 +54,8 @@ pub struct Knowledge {
 impl Knowledge {
     pub fn new(graph: &RuleGraph, corpus: &Corpus) -> Knowledge {
         let mut k = Knowledge::default();
-        for et in &graph.event_types {
+        // Events name their type, never a re-keyed copy of it.
+        for et in graph.event_types.iter().filter(|t| t.rekeyed.is_none()) {
             let fields = et
                 .fields
                 .iter()

@@ -16,8 +16,7 @@ use crate::load::{read_rules_dir, RuleSources, SourceFile};
 use crate::lower::Builder;
 use crate::model::{ControlPointDef, EventTypeDef, FieldType, ListItem, RuleFile};
 
-/// A control point with the file and line it was written at.
-type Located<'a> = (&'a SourceFile, &'a ControlPointDef, Option<usize>);
+use crate::rekey::Located;
 
 /// A successful compilation: the graph, and warnings worth reading.
 #[derive(Debug)]
@@ -203,9 +202,13 @@ pub(crate) fn build(
         }
     }
 
+    // Stateful points kept per another key go to re-keyed copies.
+    let (instances, cps_by_type) = crate::rekey::split(&type_defs, cps_by_type, &mut diags);
     let mut event_types = Vec::new();
     let mut control_points: Vec<ControlPoint> = Vec::new();
-    for (ti, (name, (f, def))) in type_defs.iter().enumerate() {
+    for (ti, inst) in instances.iter().enumerate() {
+        let (name, f, def) = (inst.name.as_str(), inst.file, inst.def);
+        let type_diags = diags.len();
         let et_item = format!("event type {name}");
         let et_line = find_key_line(&f.text, name);
         let err = |msg: String| {
@@ -257,6 +260,17 @@ pub(crate) fn build(
                 sensitive: fdef.sensitive,
             });
         }
+        // A composite key's value has a slot of its own, after the fields.
+        if let Some((_, key)) = inst.copy_of.as_ref().filter(|(_, k)| k.len() > 1) {
+            fields.push(FieldSpec {
+                name: key.join("+"),
+                ty: FieldType::String,
+                required: false,
+                common: false,
+                person: false,
+                sensitive: false,
+            });
+        }
         let field_index: FastMap<String, Slot> = fields
             .iter()
             .enumerate()
@@ -265,6 +279,13 @@ pub(crate) fn build(
         let field_types: Vec<Ty> = fields.iter().map(|f| field_ty(f.ty)).collect();
 
         let subject = match field_index.get(&def.subject) {
+            // A copy's subject is its key (checked by `rekey::split`).
+            _ if inst.copy_of.is_some() => inst
+                .copy_of
+                .as_ref()
+                .and_then(|(_, key)| field_index.get(&key.join("+")))
+                .copied()
+                .unwrap_or(0),
             Some(&s) => {
                 let spec = &fields[s as usize];
                 if !spec.required || !matches!(spec.ty, FieldType::String | FieldType::Integer) {
@@ -308,11 +329,14 @@ pub(crate) fn build(
             }
         }
         if too_deep {
+            if inst.copy_of.is_some() {
+                diags.truncate(type_diags);
+            }
             continue;
         }
 
         let mut builder = Builder::new(
-            name,
+            inst.copy_of.as_ref().map_or(name, |(of, _)| *of),
             &field_index,
             field_types,
             &def.derived,
@@ -333,6 +357,10 @@ pub(crate) fn build(
             diags.push(Diagnostic::warning(&f.path, w).item(format!("event type {name}")));
         }
 
+        if inst.copy_of.is_some() {
+            // Its type's own problems are reported once, for the type.
+            diags.truncate(type_diags);
+        }
         let mut cp_indices = Vec::new();
         // Where each of them is written (file, line), for diagnostics.
         let mut cp_places: Vec<(&str, Option<usize>)> = Vec::new();
@@ -425,15 +453,20 @@ pub(crate) fn build(
             aggregates,
             plan,
             request: def.request,
+            rekeyed: None,
+            copies: Vec::new(),
         });
     }
+    crate::rekey::link(&instances, &mut event_types);
 
     if diags.iter().any(|d| d.is_error()) {
         return Err(diags);
     }
+    // Events name their type; a copy is reached through its type.
     let type_index = event_types
         .iter()
         .enumerate()
+        .filter(|(_, t)| t.rekeyed.is_none())
         .map(|(i, t)| (t.name.clone(), i as u32))
         .collect();
     let point_index = control_points

@@ -347,6 +347,33 @@ pub struct EventType {
     pub plan: crate::plan::Plan,
     /// Its events are requests: they get verdicts (`request: true`).
     pub request: bool,
+    /// For a re-keyed copy (`purchase@approver_id`): the type it copies
+    /// and its key ([`Rekeyed`]).
+    pub rekeyed: Option<Rekeyed>,
+    /// Its re-keyed copies (indices into [`RuleGraph::event_types`]).
+    pub copies: Vec<u32>,
+}
+
+/// What makes an event type a re-keyed copy of another: the same fields in
+/// the same slots, and, for a composite key, one more slot holding the
+/// key's value (its parts' values joined by `|`), its `subject`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rekeyed {
+    /// The event type it copies.
+    pub of: u32,
+    /// The key's fields, as slots of both types.
+    pub key: Vec<Slot>,
+}
+
+impl EventType {
+    /// The name events of this type carry: a copy's is its type's
+    /// (`purchase` for `purchase@approver_id`).
+    pub fn origin_name(&self) -> &str {
+        match self.rekeyed {
+            Some(_) => self.name.split('@').next().unwrap_or(&self.name),
+            None => &self.name,
+        }
+    }
 }
 
 impl EventType {
@@ -505,12 +532,14 @@ impl RuleGraph {
     }
 
     /// `levee check`'s summary line.
+    /// `N control points in M domains, K event types` (re-keyed copies
+    /// are not event types of their own).
     pub fn summary(&self) -> String {
         format!(
             "{} control points in {} domains, {} event types",
             self.control_points.len(),
             self.domains().len(),
-            self.event_types.len()
+            self.type_index.len()
         )
     }
 }

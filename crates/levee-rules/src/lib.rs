@@ -13,6 +13,8 @@
 //! - `point`: one control point's definition → its part of the graph.
 //! - `people`: the people accountable for a point's events (`people:`, person fields).
 //! - `recusal`: 回避, a tier whose notified role is held by one of its `people`.
+//! - `rekey`: stateful points kept per another key than their type's, in
+//!   re-keyed copies of the type (`purchase@approver_id`).
 //! - [`plan`]: what each event evaluates; conditions split into `&&` terms.
 //! - [`duration`]: durations as rule files and settings write them.
 //! - [`diag`]: diagnostics naming file, control point, expression and problem.
@@ -42,6 +44,7 @@ mod point;
 pub mod quality;
 mod recusal;
 pub mod register;
+mod rekey;
 pub mod render;
 pub mod sensitive;
 pub mod table;

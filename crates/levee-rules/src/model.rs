@@ -237,6 +237,30 @@ impl RiskGrade {
     }
 }
 
+/// A control point's subject: one field, or several (a composite key).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum SubjectDef {
+    One(String),
+    Composite(Vec<String>),
+}
+
+impl SubjectDef {
+    /// The fields, in order.
+    pub fn fields(&self) -> &[String] {
+        match self {
+            SubjectDef::One(f) => std::slice::from_ref(f),
+            SubjectDef::Composite(fs) => fs,
+        }
+    }
+
+    /// How the key is written in a re-keyed copy's name and in messages:
+    /// `approver_id`, `project_id+category`.
+    pub fn name(&self) -> String {
+        self.fields().join("+")
+    }
+}
+
 /// One integrity-risk control point.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -255,8 +279,11 @@ pub struct ControlPointDef {
     /// The condition (an evalexpr expression) under which the point is breached.
     pub when: String,
     /// The field naming whom the alert is about; defaults to the event type's subject.
+    /// A stateful point keeps its state per it: any string or integer field
+    /// (`approver_id`), or several (`[project_id, category]`), the events
+    /// then re-keyed by it (docs/design.md#re-keying).
     #[serde(default)]
-    pub subject: Option<String>,
+    pub subject: Option<SubjectDef>,
     /// Tiers, each with its own condition; the highest tier that holds wins.
     pub tiers: Vec<TierDef>,
     #[serde(default)]

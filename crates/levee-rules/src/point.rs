@@ -8,7 +8,7 @@ use crate::duration::parse_duration;
 use crate::graph::{Aggregate, ControlPoint, MessagePart, Slot, Tier, Ty};
 use crate::load::SourceFile;
 use crate::lower::Builder;
-use crate::model::{AggregateDef, AggregateFn, ControlPointDef, FieldType};
+use crate::model::{AggregateDef, AggregateFn, ControlPointDef, FieldType, SubjectDef};
 use crate::template::{parse_template, Part};
 
 /// Default notify roles of tiers 2 and 3 (docs/contract.md).
@@ -166,9 +166,10 @@ pub(crate) fn compile_cp(
     }
     tiers.sort_by_key(|t| std::cmp::Reverse(t.tier));
 
-    let subject = match &cp.subject {
-        None => default_subject,
-        Some(s) => match b.name(s) {
+    let subject = match cp.subject.as_ref().map(SubjectDef::fields) {
+        // A composite key is a copy's subject ([`crate::rekey`]).
+        None | Some([] | [_, _, ..]) => default_subject,
+        Some([s]) => match b.name(s) {
             Ok((slot, Ty::Str | Ty::Int)) if b.is_field(slot) => slot,
             Ok(_) => {
                 diags.push(error(format!(
@@ -182,22 +183,6 @@ pub(crate) fn compile_cp(
             }
         },
     };
-
-    let stateful = !cp.aggregates.is_empty()
-        || cp.for_.is_some()
-        || cp.suppress.is_some()
-        || cp.escalate_after.is_some();
-    if stateful && subject != default_subject {
-        let key = b.slot_name(default_subject);
-        let own = b.slot_name(subject);
-        diags.push(error(format!(
-            "a stateful control point keeps its state per subject, and its subject `{own}` is not \
-             the key `{key}` that `{}` events are partitioned by: the state of one `{own}` would be \
-             split across partitions and instances. Use `subject: {key}` (or no subject), or key \
-             the event type by `{own}`",
-            cp.event_type
-        )));
-    }
 
     let mut placeholders: Vec<String> = Vec::new();
     let message = template(&cp.message, "message", b, &mut placeholders, &error, diags);
@@ -242,10 +227,7 @@ pub(crate) fn compile_cp(
         event_type: type_idx,
         when_src: cp.when.clone(),
         when: when?,
-        subject_kind: {
-            let name = b.slot_name(subject);
-            name.strip_suffix("_id").unwrap_or(&name).to_owned()
-        },
+        subject_kind: crate::rekey::subject_kind(&b.slot_name(subject)),
         people: Vec::new(),
         subject,
         tiers,
@@ -315,12 +297,12 @@ fn compile_aggregate(
     b: &mut Builder<'_>,
 ) -> Result<(Slot, Ty), String> {
     let over = parse_duration(&agg.over).map_err(|e| format!("`over: {}`: {e}", agg.over))?;
-    let subject = match &cp.subject {
-        Some(s) => b
+    let subject = match cp.subject.as_ref().map(SubjectDef::fields) {
+        Some([s]) => b
             .resolve(s)
             .map(|(slot, _)| slot)
             .unwrap_or(default_subject),
-        None => default_subject,
+        _ => default_subject,
     };
     let filter = match &agg.filter {
         Some(src) => match b.expression(src)? {
@@ -369,7 +351,11 @@ fn compile_aggregate(
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let subject_name = cp.subject.as_deref().unwrap_or("");
+    let subject_name = cp
+        .subject
+        .as_ref()
+        .map(SubjectDef::name)
+        .unwrap_or_default();
     let key = state_key(&[
         "aggregate",
         &cp.event_type,
@@ -377,7 +363,7 @@ fn compile_aggregate(
         &text(&agg.of),
         &text(&agg.filter),
         &over.to_string(),
-        subject_name,
+        &subject_name,
     ]);
     let spec = Aggregate {
         key,

@@ -34,6 +34,11 @@ pub struct LeveeTopics {
     pub changelog: String,
     /// The shadow rules' alerts (`topics.shadow`), one partition.
     pub shadow: String,
+    /// The repartition topic of the group `<prefix>.group` (the group the
+    /// tests and benches run under): `<group>-repartition`, levee's own
+    /// for control points kept per another key; as many partitions as the
+    /// inputs.
+    pub repartition: String,
 }
 
 impl LeveeTopics {
@@ -51,11 +56,13 @@ impl LeveeTopics {
             profiles: format!("{prefix}.profiles"),
             changelog: format!("{prefix}.state-changelog"),
             shadow: format!("{prefix}.alerts.shadow"),
+            repartition: format!("{prefix}.group-repartition"),
         }
     }
 
     /// Creates them: the inputs (unless `with_inputs` is false), the
-    /// rectification topic and the changelog with `partitions` partitions,
+    /// rectification topic, the repartition topic and the changelog with
+    /// `partitions` partitions,
     /// the others with one; the tier topics with `tier_config`; the profiles
     /// and the changelog compacted.
     pub async fn create(
@@ -81,6 +88,7 @@ impl LeveeTopics {
         specs.push(TopicSpec::new(&self.rectification, partitions));
         specs.push(TopicSpec::new(&self.profiles, 1).config(compact));
         specs.push(TopicSpec::new(&self.changelog, partitions).config(compact));
+        specs.push(TopicSpec::new(&self.repartition, partitions));
         broker.create_topics_with_config(&specs).await
     }
 

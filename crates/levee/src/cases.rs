@@ -215,7 +215,7 @@ fn rectify_step(
             .unwrap_or_else(|| "rectified".into()),
     )
     .map_err(|e| format!("rectify `status`: {e}"))?;
-    let event_type = &graph.event_types[cp.event_type as usize].name;
+    let event_type = graph.event_types[cp.event_type as usize].origin_name();
     let id = levee_engine::alert_id(event_type, event_id, cp_id);
     let text = |k: &str| step.get(k).and_then(|v| v.as_str()).map(str::to_owned);
     let r = levee_engine::rectify::Rectification {

@@ -360,7 +360,7 @@ impl Target for Compile {
         let types: Vec<&str> = graph
             .event_types
             .iter()
-            .filter(|t| !t.control_points.is_empty())
+            .filter(|t| !t.control_points.is_empty() && t.rekeyed.is_none())
             .map(|t| t.name.as_str())
             .collect();
         let source = Source::File {

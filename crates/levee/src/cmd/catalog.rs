@@ -119,7 +119,9 @@ fn rows(graph: &RuleGraph) -> Vec<Vec<String>> {
                 cp.domain.clone(),
                 cp.title.clone(),
                 cp.title_zh.clone().unwrap_or_default(),
-                graph.event_types[cp.event_type as usize].name.clone(),
+                graph.event_types[cp.event_type as usize]
+                    .origin_name()
+                    .to_owned(),
                 tiers_text(graph, i),
                 cp.action.as_str().to_owned(),
             ]
@@ -142,7 +144,9 @@ fn register_rows(graph: &RuleGraph) -> Vec<Vec<String>> {
                 cp.domain.clone(),
                 text(&cp.title_zh),
                 cp.title.clone(),
-                graph.event_types[cp.event_type as usize].name.clone(),
+                graph.event_types[cp.event_type as usize]
+                    .origin_name()
+                    .to_owned(),
                 r.risk_grade.map(|g| g.zh()).unwrap_or_default().to_owned(),
                 tiers_text(graph, i),
                 cp.action.as_str().to_owned(),
@@ -183,7 +187,7 @@ fn to_json(graph: &RuleGraph) -> serde_json::Value {
                 "title": cp.title,
                 "title_zh": cp.title_zh,
                 "description": cp.description,
-                "event_type": graph.event_types[cp.event_type as usize].name,
+                "event_type": graph.event_types[cp.event_type as usize].origin_name(),
                 "when": cp.when_src,
                 "fail_closed": fail_closed,
                 "people": people,

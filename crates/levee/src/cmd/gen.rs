@@ -293,9 +293,22 @@ fn rewrite(graph: &RuleGraph, ev: &Value, id: &str, suffix: &str, by: Duration) 
         // fields hold as the author wrote them; values on a constant list
         // or keys of a table's rows keep their identity, so membership and
         // lookups hold too.
-        let subject = &et.fields[et.subject as usize].name;
-        let old = obj.get(subject).and_then(|v| v.as_str()).map(str::to_owned);
-        if let Some(old) = old.filter(|o| !on_a_list(graph, o)) {
+        // So do the keys its re-keyed copies keep state per (an approver,
+        // a project): an injected breach has windows of its own there too.
+        let keys = et
+            .copies
+            .iter()
+            .filter_map(|&c| graph.event_types[c as usize].rekeyed.as_ref());
+        let slots = std::iter::once(et.subject).chain(keys.flat_map(|r| r.key.iter().copied()));
+        let olds: Vec<String> = slots
+            .filter_map(|s| {
+                obj.get(&et.fields[s as usize].name)?
+                    .as_str()
+                    .map(str::to_owned)
+            })
+            .filter(|o| !on_a_list(graph, o))
+            .collect();
+        for old in olds {
             let renamed = format!("{old}{suffix}");
             for v in obj.values_mut() {
                 if v.as_str() == Some(old.as_str()) {

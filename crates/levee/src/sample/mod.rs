@@ -90,6 +90,7 @@ pub fn sensitive_fields(graph: &RuleGraph) -> BTreeMap<String, Vec<String>> {
     graph
         .event_types
         .iter()
+        .filter(|et| et.rekeyed.is_none())
         .filter_map(|et| {
             let fields: Vec<String> = et
                 .fields

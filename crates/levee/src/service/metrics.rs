@@ -33,6 +33,8 @@
 //! | `levee_shadow_reloads_total` | counter | `outcome` ([`ReloadOutcome`]) |
 //! | `levee_interceptions_total` | counter | `path`, `outcome` ([`intercept::OUTCOMES`]) |
 //! | `levee_interception_seconds` | histogram | `path` |
+//! | `levee_repartition_forwarded_total` | counter | `copy` |
+//! | `levee_repartition_delay_seconds` | histogram | |
 //! | `levee_sample_events_total` | counter | `outcome` (`written`, `dropped`) |
 //! | `levee_sample_bytes` | gauge | |
 //! | `process_*` | | CPU, memory, open file descriptors, threads |
@@ -109,6 +111,8 @@ pub const NAMES: &[&str] = &[
     SHADOW_RELOADS_TOTAL,
     intercept::INTERCEPTIONS_TOTAL,
     intercept::INTERCEPTION_SECONDS,
+    repartition::REPARTITION_FORWARDED_TOTAL,
+    repartition::REPARTITION_DELAY_SECONDS,
     SAMPLE_EVENTS_TOTAL,
     SAMPLE_BYTES,
 ];
@@ -130,8 +134,10 @@ pub const UNKNOWN_TYPE: &str = "unknown";
 
 mod intercept;
 mod labels;
+mod repartition;
 pub use intercept::{interception, interception_took};
 pub use labels::{KafkaErrorKind, ReloadOutcome, DLQ_REASONS, HTTP_ROUTES};
+pub use repartition::{copy_delay, forwarded, init_copies};
 
 struct Metrics {
     registry: Registry,
@@ -373,6 +379,7 @@ impl Metrics {
             m.registry.register(c).expect("metric names are unique");
         }
         intercept::register(&m.registry);
+        repartition::register(&m.registry);
         // Known label values start at zero, so rate() and increase() see
         // the first occurrence.
         for reason in DLQ_REASONS {

@@ -86,6 +86,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     };
     let (graph, _) = rules.current();
     debug!(elapsed_ms = ms(started), "start-up: rules compiled");
+    metrics::init_copies(&graph);
     // Before anything is consumed: a missing key stops the start.
     let sample = sampler::Sampler::start(&settings.sample, Arc::clone(&rules), |var| {
         std::env::var(var).ok()
@@ -162,6 +163,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             .spawn(move || reader.follow(&follow_stop))
             .context("starting the table reader")?;
         debug!(elapsed_ms = ms(started), "start-up: tables read");
+    }
+    // State per other keys: the repartition topic is consumed as an input.
+    let mut settings = settings;
+    if let Some(topic) = kafka::repartition::check_at_start(&settings, &graph)? {
+        info!(topic = %topic, "re-keyed copies: consuming the repartition topic");
+        settings.topics.inputs.push(topic);
     }
     let changelog = Arc::new(ChangelogReader::new(&settings)?);
     let context = Coordinator::new(

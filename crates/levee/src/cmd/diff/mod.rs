@@ -237,7 +237,7 @@ fn points(graph: &RuleGraph) -> Vec<Point> {
                     event_type: graph
                         .event_types
                         .get(cp.event_type as usize)
-                        .map(|t| t.name.clone())
+                        .map(|t| t.origin_name().to_owned())
                         .unwrap_or_default(),
                     when: Definition::normalize(&cp.when_src),
                     tiers,

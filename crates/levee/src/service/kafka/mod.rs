@@ -24,6 +24,7 @@
 //! | [`pacing`] | a partition task's clock reads and scans for idle subjects |
 //! | [`partition`] | one partition's task: restore, evaluate, answer barriers |
 //! | [`records`] | the records of an event: alerts, verdicts, dead letters (the DLQ) |
+//! | [`repartition`] | re-keyed copies: forwarded to `<group>-repartition`, evaluated from it |
 //! | [`intercept`] | `/v1/evaluate` through the stream: a request appended, its decision awaited |
 //! | [`requests`] | requests appended by `/v1/evaluate`: their headers and decision records |
 //! | [`shadow`] | shadow rules beside a partition's live ones: their alerts, the diff, warming up |
@@ -59,6 +60,7 @@ pub mod partition;
 pub mod people;
 pub mod records;
 pub mod rectify;
+pub mod repartition;
 pub mod requests;
 pub mod restore;
 pub mod shadow;

@@ -28,6 +28,7 @@ use super::error::{report, PipelineError, Retry};
 use super::pacing::{Expiry, Now};
 use super::records::{self, Rejected};
 use super::rectify::Rectifications;
+use super::repartition::{self, Upstreams};
 use super::requests;
 use super::restore::Restore;
 use super::shadow::Shadow;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub shadow: Option<Arc<Rules>>,
     /// `[sample]`: the sampler, if on.
     pub sample: Option<Arc<crate::service::sampler::Sampler>>,
+    /// The repartition topic ([`repartition`]): re-keyed copies go there.
+    pub repartition: String,
 }
 
 impl std::fmt::Debug for Shared {
@@ -101,6 +104,7 @@ impl Shared {
                 == crate::service::config::OnMisrouted::Dlq,
             shadow: None,
             sample: None,
+            repartition: repartition::topic(&settings.kafka.group_id),
         }
     }
 
@@ -141,6 +145,8 @@ pub struct PartitionTask {
     shadow: Option<Shadow>,
     /// Decisions on requests from HTTP, for a request appended again.
     answered: requests::Answered,
+    /// On the repartition topic: its upstreams' watermarks.
+    upstreams: Upstreams,
 }
 
 impl std::fmt::Debug for PartitionTask {
@@ -159,6 +165,8 @@ impl PartitionTask {
         engine.set_tables(tables);
         engine.set_clock(Clock::Wall(clock::now_secs()));
         engine.set_chinese(shared.chinese);
+        // Re-keyed copies are evaluated on their keys' partitions.
+        engine.set_forward_copies(true);
         let exactly_once = shared.exactly_once;
         PartitionTask {
             staging: Staging::new(tp.clone(), &shared.topics, shared.encoding, exactly_once),
@@ -177,6 +185,7 @@ impl PartitionTask {
             evaluate_seconds: metrics::evaluate_timer(),
             shadow: None,
             answered: requests::Answered::default(),
+            upstreams: Upstreams::default(),
             shared,
         }
     }
@@ -490,12 +499,13 @@ impl PartitionTask {
             ));
         }
         self.refresh_now();
+        self.engine.decode(payload).map_err(Rejected::from)?;
+        if m.topic() == self.shared.repartition {
+            // Judged on its input partition already.
+            return repartition::evaluate(&mut self.engine, m, &mut self.upstreams);
+        }
         self.engine
-            .decode(payload)
-            .and_then(|()| {
-                self.engine
-                    .check_future(self.now.secs, self.shared.future_skew)
-            })
+            .check_future(self.now.secs, self.shared.future_skew)
             .map_err(Rejected::from)?;
         // Keyed by its subject, on its stream's topic: else its state
         // would be split over partitions.
@@ -541,7 +551,12 @@ impl PartitionTask {
                 self.count_ok(m.topic());
                 self.evaluate_seconds
                     .observe(started.elapsed().as_secs_f64());
-                if let Some(sample) = &self.shared.sample {
+                if let Some(sample) = self
+                    .shared
+                    .sample
+                    .as_ref()
+                    .filter(|_| !self.engine.is_copy())
+                {
                     sample.offer(&self.engine, payload);
                 }
                 None
@@ -567,11 +582,13 @@ impl PartitionTask {
             }
             return out;
         }
-        // The shadow rules see what the live rules accepted, after them.
-        let shadow = match self.shadow.as_mut() {
-            Some(s) => s.event(&self.engine, m, &self.now.text),
-            None => Vec::new(),
+        // The shadow rules see what the live rules accepted, after them;
+        // then the event goes on to its re-keyed copies.
+        let mut shadow = match self.shadow.as_mut() {
+            Some(s) if !self.engine.is_copy() => s.event(&self.engine, m, &self.now.text),
+            _ => Vec::new(),
         };
+        shadow.extend(self.forward(m));
         let verdict = self.engine.verdict();
         if self.engine.hits().is_empty() && verdict.is_none() {
             return shadow;
@@ -606,6 +623,16 @@ impl PartitionTask {
         }
         out.extend(shadow);
         out
+    }
+
+    /// The records forwarding the event just evaluated to the repartition
+    /// topic, one per re-keyed copy (none for a copy itself).
+    fn forward(&self, m: &OwnedMessage) -> Vec<OutRecord> {
+        if self.engine.is_copy() {
+            return Vec::new();
+        }
+        let payload = m.payload().unwrap_or_default();
+        repartition::forward(&self.engine, &self.shared.repartition, &self.tp, payload)
     }
 
     fn count_ok(&mut self, topic: &str) {

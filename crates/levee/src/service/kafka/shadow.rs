@@ -273,7 +273,8 @@ pub fn same_types(live: &RuleGraph, shadow: &RuleGraph) -> Vec<bool> {
         .iter()
         .map(|lt| {
             shared
-                && shadow.event_type(&lt.name).is_some_and(|(_, st)| {
+                // By name, re-keyed copies included.
+                && shadow.event_types.iter().find(|st| st.name == lt.name).is_some_and(|st| {
                     described(lt) == described(st)
                         && lt.control_points.len() == st.control_points.len()
                         && lt
@@ -299,6 +300,8 @@ impl Shadow {
         engine.set_tracking(false);
         engine.state_mut().retain_known(&StateKeys::of(&graph));
         engine.set_chinese(chinese);
+        // Like the live engine: re-keyed copies are not evaluated here.
+        engine.set_forward_copies(true);
         let mut warming = Warming::default();
         warming.add(
             cold_points(&graph, &StateKeys::of(live.graph())),
