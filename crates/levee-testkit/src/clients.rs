@@ -362,10 +362,22 @@ pub async fn consume(
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Err(_) => break,
             Ok(Ok(message)) => out.push(to_received(&message)),
+            Ok(Err(err)) if passing(&err) => {}
             Ok(Err(err)) => return Err(err).context(format!("consuming {topic}")),
         }
     }
     Ok(out)
+}
+
+/// A connection error librdkafka reports and recovers from by itself (it
+/// reconnects): the deadline decides, not the first such report.
+fn passing(err: &KafkaError) -> bool {
+    matches!(
+        err,
+        KafkaError::MessageConsumption(
+            RDKafkaErrorCode::AllBrokersDown | RDKafkaErrorCode::BrokerTransportFailure
+        )
+    )
 }
 
 /// Reads everything that is in `topic` now (committed records only): from the
@@ -394,6 +406,7 @@ pub async fn consume_all(
             Ok(Err(KafkaError::PartitionEOF(partition))) => {
                 at_end.insert(partition);
             }
+            Ok(Err(err)) if passing(&err) => {}
             Ok(Err(err)) => return Err(err).context(format!("consuming {topic}")),
         }
     }
@@ -474,5 +487,20 @@ fn to_received(message: &impl Message) -> ReceivedMessage {
                     .collect()
             })
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_is_waited_out_and_a_real_error_is_not() {
+        let down = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        let transport = KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure);
+        assert!(passing(&down) && passing(&transport));
+        let unknown = KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition);
+        assert!(!passing(&unknown));
+        assert!(!passing(&KafkaError::PartitionEOF(0)));
     }
 }
