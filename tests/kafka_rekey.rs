@@ -129,18 +129,7 @@ async fn a_window_per_approver_over_purchases_keyed_by_supplier_fires_as_replay_
     a.kill9();
     live(&setup, tail, &mut sent).await;
     let got = wait_all(&setup, &expected).await;
-    let got_keys = originals(&alert_keys(&got));
-    let want = originals(&expected);
-    let missing: Vec<_> = want.difference(&got_keys).collect();
-    let extra: Vec<_> = got_keys.difference(&want).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{} missing, e.g. {:?}; {} extra, e.g. {:?}",
-        missing.len(),
-        missing.iter().take(3).collect::<Vec<_>>(),
-        extra.len(),
-        extra.iter().take(3).collect::<Vec<_>>()
-    );
+    assert_same_keys(&originals(&alert_keys(&got)), &originals(&expected));
     // Exactly once: no alert committed twice, across the kill.
     assert_no_duplicates(&got);
     // The same alerts, field for field where they do not depend on where

@@ -361,18 +361,7 @@ fn originals(alerts: &AlertSet) -> BTreeSet<(String, u64)> {
 }
 
 fn assert_same(got: &[Value], expected: &AlertSet) {
-    let got = originals(&alert_keys(got));
-    let want = originals(expected);
-    let missing: Vec<_> = want.difference(&got).collect();
-    let extra: Vec<_> = got.difference(&want).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{} missing, e.g. {:?}; {} extra, e.g. {:?}",
-        missing.len(),
-        missing.iter().take(3).collect::<Vec<_>>(),
-        extra.len(),
-        extra.iter().take(3).collect::<Vec<_>>()
-    );
+    assert_same_keys(&originals(&alert_keys(got)), &originals(expected));
 }
 
 fn control_points(expected: &AlertSet) -> BTreeMap<String, usize> {

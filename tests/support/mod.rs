@@ -8,7 +8,7 @@
     missing_debug_implementations
 )]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
@@ -495,4 +495,19 @@ pub fn assert_no_duplicates(alerts: &[Value]) {
     }
     let dups: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(dups.is_empty(), "duplicate alerts: {dups:?}");
+}
+
+/// Fails unless the alerts `got` (control point and event, as keyed) are
+/// those `want`ed, naming a few missing and extra ones.
+pub fn assert_same_keys(got: &BTreeSet<(String, u64)>, want: &BTreeSet<(String, u64)>) {
+    let missing: Vec<_> = want.difference(got).collect();
+    let extra: Vec<_> = got.difference(want).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{} missing, e.g. {:?}; {} extra, e.g. {:?}",
+        missing.len(),
+        missing.iter().take(3).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(3).collect::<Vec<_>>()
+    );
 }
