@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::graph::{EventType, Rekeyed, Ty, COMMON_FIELDS};
 use crate::load::SourceFile;
-use crate::model::{ControlPointDef, EventTypeDef, SubjectDef};
+use crate::model::{Action, ControlPointDef, EventTypeDef, SubjectDef};
 
 /// A control point with the file and line it was written at.
 pub(crate) type Located<'a> = (&'a SourceFile, &'a ControlPointDef, Option<usize>);
@@ -88,6 +88,10 @@ pub(crate) fn split<'a>(
                 }
                 continue;
             }
+            if cp.action == Action::Block && def.request {
+                diags.push(blocked_elsewhere(f, cp, line, ty, &def.subject));
+                continue;
+            }
             let name = format!("{ty}@{}", key.name());
             copies
                 .entry(name.clone())
@@ -116,6 +120,30 @@ pub(crate) fn split<'a>(
         }
     }
     (instances, points)
+}
+
+/// A `block` point of a request type kept per another key: its copy is
+/// evaluated on another partition, after the request's verdict is written,
+/// so it could never refuse the request; an error rather than an `allow`
+/// the point disagrees with.
+fn blocked_elsewhere(
+    f: &SourceFile,
+    cp: &ControlPointDef,
+    line: Option<usize>,
+    ty: &str,
+    own_key: &str,
+) -> Diagnostic {
+    Diagnostic::error(
+        &f.path,
+        format!(
+            "`action: block` on `{ty}`, a request, decides its verdict where the request is \
+             evaluated, per its own key `{own_key}`; a point kept per another key is evaluated \
+             after that verdict and cannot refuse it: keep its state per `{own_key}`, or raise \
+             an alert without `action: block`"
+        ),
+    )
+    .at_line(line)
+    .item(&cp.id)
 }
 
 /// What is wrong with `key` as the key of a copy of `def`'s type.

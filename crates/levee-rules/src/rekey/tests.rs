@@ -180,3 +180,42 @@ fn a_rule_set_without_other_keys_has_no_copies() {
     assert_eq!(c.graph.event_types.len(), 1);
     assert!(c.graph.event_types[0].copies.is_empty());
 }
+
+#[test]
+fn a_block_point_of_a_request_is_kept_per_the_requests_own_key() {
+    // A request type: its verdict is decided on the partition of its key.
+    let request = TYPES.replace(
+        "    subject: supplier_id\n",
+        "    subject: supplier_id\n    request: true\n",
+    );
+    let block = |id: &str, subject: &str| {
+        point(id, subject, true).replace("    message: x\n", "    message: x\n    action: block\n")
+    };
+    let text = format!(
+        "{request}control_points:\n{}{}",
+        block("SO-931", "approver_id"),
+        block("SO-932", "supplier_id")
+    );
+    let e = compile(&RuleSources::from_texts([("r.yaml", text.as_str())])).unwrap_err();
+    let shown: Vec<String> = e
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:#?}");
+    assert!(
+        shown[0].contains("r.yaml:15: SO-931: `action: block` on `purchase`, a request")
+            && shown[0].contains("keep its state per `supplier_id`"),
+        "{shown:#?}"
+    );
+
+    // The same point on a type that is no request raises its alert, and
+    // there is no verdict to disagree with: it is re-keyed as any other.
+    let text = format!("{TYPES}control_points:\n{}", block("SO-931", "approver_id"));
+    let c = compile(&RuleSources::from_texts([("r.yaml", text.as_str())])).unwrap();
+    assert!(c
+        .graph
+        .event_types
+        .iter()
+        .any(|t| t.name == "purchase@approver_id"));
+}
