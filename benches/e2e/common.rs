@@ -52,3 +52,38 @@ pub(crate) struct Bench {
     pub(crate) total: i64,
     pub(crate) input_mib: f64,
 }
+
+impl Bench {
+    /// A bench for the latency phases alone, on `broker` (they make
+    /// their own inputs).
+    pub(crate) fn for_latency(
+        rt: tokio::runtime::Runtime,
+        broker: KafkaBroker,
+        dir: tempfile::TempDir,
+        total: i64,
+    ) -> Bench {
+        Bench {
+            rt,
+            broker_pid: broker.pid().unwrap(),
+            broker,
+            dir,
+            inputs: Vec::new(),
+            total,
+            input_mib: 0.0,
+        }
+    }
+
+    /// The same bench on a broker of its own, started now, for the
+    /// latency phases.
+    pub(crate) fn on_fresh_broker(self) -> Bench {
+        let Bench {
+            rt,
+            broker,
+            dir,
+            total,
+            ..
+        } = self;
+        drop(broker);
+        Bench::for_latency(rt, KafkaBroker::start().unwrap(), dir, total)
+    }
+}

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::Producer;
+use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::Offset;
 use serde_json::Value;
 
 use crate::common::{now_ms, percentile, Bench, WAIT};
 use crate::levee::{config_file, levee_topics, Levee};
 use crate::load::{load_producer, send, Ev};
-use crate::observe::{cpu_ticks, partitions, Monitor, Throughput};
+use crate::observe::{cpu_ticks, partitions, Monitor};
 
 /// What the latency phase measured.
 pub(crate) struct Latency {
@@ -28,18 +28,51 @@ pub(crate) struct Latency {
     pub(crate) idle_memory: (u64, u64),
 }
 
-pub(crate) fn measure(b: &Bench, events: &[Ev], al: Throughput, latency_secs: u64) -> Latency {
+/// Produces `events` to their input topics at `rate` events/s, each stamped
+/// (as its Kafka timestamp) with the wall clock when handed to the producer;
+/// returns the stamps by event id.
+pub(crate) fn feed<'a>(
+    producer: &FutureProducer,
+    inputs: &[String],
+    events: &'a [Ev],
+    rate: f64,
+) -> HashMap<&'a str, i64> {
+    let mut stamps = HashMap::with_capacity(events.len());
+    let start = Instant::now();
+    for (i, e) in events.iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        let now = Instant::now();
+        if due > now + Duration::from_millis(1) {
+            std::thread::sleep(due - now);
+        }
+        let ts = now_ms();
+        stamps.insert(e.id.as_str(), ts);
+        drop(send(producer, &inputs[e.stream], e, Some(ts)));
+    }
+    stamps
+}
+
+/// The load generator's linger (ms; LEVEE_BENCH_E2E_LATENCY_LINGER, default
+/// 0): each event is stamped when handed to the producer, so a linger
+/// counts in the latency measured.
+pub(crate) fn linger() -> String {
+    std::env::var("LEVEE_BENCH_E2E_LATENCY_LINGER").unwrap_or_else(|_| "0".into())
+}
+
+/// p50, p90, p99 and max of sorted latencies, one line.
+pub(crate) fn describe(latencies: &[i64]) -> String {
+    format!(
+        "p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+        percentile(latencies, 0.5),
+        percentile(latencies, 0.9),
+        percentile(latencies, 0.99),
+        latencies.last().unwrap()
+    )
+}
+
+pub(crate) fn measure(b: &Bench, events: &[Ev], rate: f64, latency_secs: u64) -> Latency {
     let (rt, broker, broker_pid) = (&b.rt, &b.broker, b.broker_pid);
     let dir = &b.dir;
-    // (d) latency at half the at-least-once rate, and idle memory.
-    // Half the at-least-once rate from start to everything committed (the
-    // steady rate rests on two or three commits once a run takes a few
-    // seconds, and overstates what can be sustained). LEVEE_BENCH_E2E_LATENCY_RATE
-    // (events/s) overrides it.
-    let rate = std::env::var("LEVEE_BENCH_E2E_LATENCY_RATE")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(events.len() as f64 / al.wall.as_secs_f64() / 2.0);
     let o = levee_topics(rt, broker, "bench.lat", None);
     let inputs2 = o.inputs.clone();
     let group = "bench.lat.group";
@@ -79,28 +112,15 @@ pub(crate) fn measure(b: &Bench, events: &[Ev], al: Throughput, latency_secs: u6
             seen
         })
     };
-    // The load generator's linger (ms; LEVEE_BENCH_E2E_LATENCY_LINGER, default
-    // 0): each event is stamped when handed to the producer, so a linger
-    // counts in the latency measured.
-    let linger = std::env::var("LEVEE_BENCH_E2E_LATENCY_LINGER").unwrap_or_else(|_| "0".into());
+    let linger = linger();
     let producer = load_producer(broker, &linger);
-    let mut stamps: HashMap<&str, i64> = HashMap::with_capacity(count);
     let cpu0 = (
         cpu_ticks(levee.pid()),
         cpu_ticks(broker_pid),
         cpu_ticks(std::process::id()),
     );
     let start = Instant::now();
-    for (i, e) in events.iter().take(count).enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        let now = Instant::now();
-        if due > now + Duration::from_millis(1) {
-            std::thread::sleep(due - now);
-        }
-        let ts = now_ms();
-        stamps.insert(e.id.as_str(), ts);
-        drop(send(&producer, &inputs2[e.stream], e, Some(ts)));
-    }
+    let stamps = feed(&producer, &inputs2, &events[..count], rate);
     let produced_in = start.elapsed();
     producer.flush(Duration::from_secs(60)).unwrap();
     monitor.watch(i64::try_from(count).unwrap(), start, || levee.check_alive());
@@ -149,11 +169,8 @@ pub(crate) fn measure(b: &Bench, events: &[Ev], al: Throughput, latency_secs: u6
     );
     if !latencies.is_empty() {
         println!(
-            "event -> alert acknowledged: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms (target p99 < 50 ms)",
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.9),
-            percentile(&latencies, 0.99),
-            latencies.last().unwrap()
+            "event -> alert acknowledged: {} (target p99 < 50 ms)",
+            describe(&latencies)
         );
         let span = (commits.last().unwrap_or(&0) - commits.first().unwrap_or(&0)).max(1);
         println!(

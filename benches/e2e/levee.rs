@@ -38,6 +38,9 @@ pub(crate) fn config_file(
     group: &str,
     topics: &LeveeTopics,
 ) -> PathBuf {
+    // LEVEE_BENCH_E2E_SETTINGS: TOML appended to every levee run's settings
+    // (e.g. a `[kafka.consumer]` table), to measure a setting's effect.
+    let extra = std::env::var("LEVEE_BENCH_E2E_SETTINGS").unwrap_or_default();
     let text = topics.settings(
         &broker.bootstrap_servers(),
         delivery,
@@ -45,7 +48,7 @@ pub(crate) fn config_file(
         &root().join("rules"),
         0,
         "",
-        "",
+        &extra,
     );
     let path = dir.join(format!("{name}.toml"));
     fs::write(&path, text).unwrap();
