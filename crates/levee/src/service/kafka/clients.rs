@@ -105,8 +105,8 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
 }
 
 /// At-least-once: the producer of the changelog and profiles, on a
-/// connection of its own. A cut's records are read back only by a
-/// restore: zstd's fastest level (what the producer spends per byte counts
+/// connection of its own, lingering 50 ms. A cut's records are read back
+/// only by a restore: zstd's fastest level (what the producer spends per byte counts
 /// more than the last few per cent of size; 15-22 MiB of changelog for
 /// 378 MiB of input in the e2e bench). `[kafka.producer]` overrides it.
 pub fn state_producer_config(settings: &Settings) -> ClientConfig {
@@ -117,6 +117,13 @@ pub fn state_producer_config(settings: &Settings) -> ClientConfig {
     );
     if !settings.kafka.producer.contains_key("compression.level") {
         c.set("compression.level", "1");
+    }
+    // Nobody waits for a changelog record but the next checkpoint: 50 ms
+    // batches, about a tenth of the requests of 5 ms, which left the broker
+    // fewer to serve before the stream's fetches (alert p99 at 58,000
+    // events/s 66-95 ms against 100-171; BENCHMARKS.md, section 5).
+    if !settings.kafka.producer.contains_key("linger.ms") {
+        c.set("linger.ms", "50");
     }
     c
 }
@@ -305,6 +312,19 @@ mod tests {
             state_producer_config(&s).get("compression.level"),
             Some("6")
         );
+    }
+
+    #[test]
+    fn the_changelog_waits_50_ms_for_a_batch_unless_told_otherwise() {
+        let mut s = settings(&[("LEVEE__KAFKA__INSTANCE_ID", "i1")]);
+        assert_eq!(state_producer_config(&s).get("linger.ms"), Some("50"));
+        // Alerts and verdicts are waited for.
+        assert_eq!(producer_config(&s).get("linger.ms"), Some("5"));
+        assert_eq!(request_producer_config(&s).get("linger.ms"), Some("0"));
+        s.kafka
+            .producer
+            .insert("linger.ms".into(), Property::Int(20));
+        assert_eq!(state_producer_config(&s).get("linger.ms"), Some("20"));
     }
 
     #[test]
