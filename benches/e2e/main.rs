@@ -23,7 +23,8 @@
 //!    the final one, and the wall time from start to everything committed.
 //!    A committed offset implies its alerts are acknowledged (at-least-once)
 //!    or committed with them (exactly-once).
-//! 4. Latency: a fresh broker, input topics and `levee run` (at-least-once);
+//! 4. Latency: a fresh broker, warmed by 5 s of the passthrough below; fresh
+//!    input topics and `levee run` (at-least-once);
 //!    events produced at half the measured at-least-once rate for up to
 //!    `LEVEE_BENCH_E2E_LATENCY_SECS` (10) seconds, each with its Kafka
 //!    timestamp set to the moment it is produced; alert topics use
@@ -40,10 +41,8 @@
 //! Throughput and start-up diagnostics: the CPU seconds and bytes written of
 //! each run, and levee's start-up milestones from its log.
 //! `LEVEE_BENCH_E2E_ONLY=throughput` stops after the throughput runs;
-//! `LEVEE_BENCH_E2E_ONLY=latency` runs the latency phase alone on a fresh
-//! broker, at `LEVEE_BENCH_E2E_LATENCY_RATE` (required then), and with
-//! `LEVEE_BENCH_E2E_BASELINE=1` the passthrough's before it (warming the
-//! broker);
+//! `LEVEE_BENCH_E2E_ONLY=latency` runs the latency phases alone, at
+//! `LEVEE_BENCH_E2E_LATENCY_RATE` (required then);
 //! `LEVEE_BENCH_E2E_SHADOW=1` (or a rules directory) adds an at-least-once
 //! run with shadow rules to each round and prints its CPU over the one
 //! without (`shadow.rs`);
@@ -114,11 +113,7 @@ fn main() {
             .and_then(|v| v.parse::<f64>().ok())
             .expect("LEVEE_BENCH_E2E_ONLY=latency needs LEVEE_BENCH_E2E_LATENCY_RATE (events/s)");
         let bench = Bench::for_latency(rt, broker, dir, total);
-        // The passthrough first, if asked: it also warms the fresh broker.
-        if std::env::var("LEVEE_BENCH_E2E_BASELINE").is_ok_and(|v| v == "1") {
-            baseline_latency::measure(&bench, &events, rate, latency_secs);
-        }
-        let latency = latency::measure(&bench, &events, rate, latency_secs);
+        let (latency, _) = latency_phases(&bench, &events, rate, latency_secs);
         if !latency.latencies.is_empty() {
             println!(
                 "latency p99 at {rate:.0} events/s: {} ms (target < 50 ms)",
@@ -207,8 +202,7 @@ fn main() {
     // topics on theirs, and on it the bare passthrough's p99 at this rate
     // was 669–1,044 ms against 37 ms on a fresh one (BENCHMARKS.md, 2026-12-06).
     let bench = bench.on_fresh_broker();
-    let latency = latency::measure(&bench, &events, rate, latency_secs);
-    let baseline = baseline_latency::measure(&bench, &events, rate, latency_secs);
+    let (latency, baseline) = latency_phases(&bench, &events, rate, latency_secs);
     drop(bench);
 
     let state = memory::state_memory(&events, mem_subjects);
@@ -267,4 +261,21 @@ fn main() {
         state.per_subject,
         state.hwm_big as f64 * 1024.0 / mem_subjects as f64
     );
+}
+
+/// The latency phases on a fresh broker: 5 s of the feed through the bare
+/// passthrough to warm it (its JIT compiles as it serves; the first phase
+/// on a cold broker had a p99 two to three times the second's), then
+/// levee's phase, then the passthrough's, measured.
+fn latency_phases(
+    bench: &Bench,
+    events: &[load::Ev],
+    rate: f64,
+    secs: u64,
+) -> (latency::Latency, Vec<i64>) {
+    println!("warming the fresh broker: the passthrough for 5 s");
+    baseline_latency::measure(bench, events, rate, 5);
+    let latency = latency::measure(bench, events, rate, secs);
+    let baseline = baseline_latency::measure(bench, events, rate, secs);
+    (latency, baseline)
 }
