@@ -34,6 +34,15 @@ fn point(id: &str, subject: &str, stateful: bool) -> String {
     )
 }
 
+/// The errors `levee check` shows for `text` as `r.yaml`, which must not compile.
+fn errors(text: &str) -> Vec<String> {
+    let e = compile(&RuleSources::from_texts([("r.yaml", text)])).unwrap_err();
+    e.iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect()
+}
+
 fn rules(points: &[String]) -> String {
     format!("{TYPES}control_points:\n{}", points.concat())
 }
@@ -131,12 +140,7 @@ fn a_bad_key_is_an_error_naming_file_point_and_key() {
         point("SO-914", "[project_id, category]", false),
         point("SO-915", "[]", true),
     ]);
-    let e = compile(&RuleSources::from_texts([("r.yaml", text.as_str())])).unwrap_err();
-    let shown: Vec<String> = e
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
+    let shown = errors(&text);
     let has = |s: &str| shown.iter().any(|d| d.contains(s));
     assert!(
         has("r.yaml:14: SO-911: `aprover_id`: `subject`: `aprover_id` is not a field of `purchase`; did you mean `approver_id`?"),
@@ -196,12 +200,7 @@ fn a_block_point_of_a_request_is_kept_per_the_requests_own_key() {
         block("SO-931", "approver_id"),
         block("SO-932", "supplier_id")
     );
-    let e = compile(&RuleSources::from_texts([("r.yaml", text.as_str())])).unwrap_err();
-    let shown: Vec<String> = e
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| d.to_string())
-        .collect();
+    let shown = errors(&text);
     assert_eq!(shown.len(), 1, "{shown:#?}");
     assert!(
         shown[0].contains("r.yaml:15: SO-931: `action: block` on `purchase`, a request")
