@@ -55,6 +55,15 @@ pub fn run(rules_flag: Option<PathBuf>, args: Args) -> anyhow::Result<ExitCode> 
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(&settings)?;
+    // Before the state grows: see service::pages.
+    match service::pages::disable_huge_pages() {
+        service::pages::HugePages::Off => {
+            tracing::info!("transparent huge pages are off for this process")
+        }
+        service::pages::HugePages::Refused(why) => {
+            tracing::warn!("transparent huge pages stay as the machine sets them: {why}")
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("levee-worker")

@@ -26,6 +26,7 @@ pub mod health;
 pub mod http;
 pub mod kafka;
 pub mod metrics;
+pub mod pages;
 pub mod people_api;
 pub mod reload;
 pub mod respond;
