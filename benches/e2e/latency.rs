@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::Offset;
 use serde_json::Value;
 
-use crate::common::{now_ms, percentile, Bench, WAIT};
+use crate::common::{env_num, now_ms, percentile, Bench, WAIT};
 use crate::levee::{config_file, levee_topics, Levee};
 use crate::load::{load_producer, send, Ev};
 use crate::observe::{cpu_ticks, partitions, Monitor};
@@ -52,6 +52,46 @@ pub(crate) fn feed<'a>(
     stamps
 }
 
+/// The events of a latency phase: a warm-up of
+/// `LEVEE_BENCH_E2E_LATENCY_WARM` (2) seconds at `rate` from the start of
+/// the set, then the measured ones, `secs` seconds of the events after it
+/// (in event time after it too: the warm-up must not make them late). Each process under measure has
+/// served the warm-up, all committed, before the measured feed begins: in
+/// its first 250 ms after start, an idle `levee run` answered in 50-180 ms
+/// (memory, connections and caches first touched), which says nothing of
+/// the stream it serves afterwards. The warm-up's own latency is printed.
+pub(crate) fn split(events: &[Ev], rate: f64, secs: u64) -> (&[Ev], &[Ev]) {
+    let warm =
+        ((rate * env_num("LEVEE_BENCH_E2E_LATENCY_WARM", 2) as f64) as usize).min(events.len() / 2);
+    let count = (events.len() - warm)
+        .min((rate * secs as f64) as usize)
+        .max(1);
+    (&events[..warm], &events[warm..warm + count])
+}
+
+/// Sorted latencies (ms) of the records whose event id is in `stamps`:
+/// `acked` (its `LogAppendTime`) − the event's stamp.
+pub(crate) fn latencies_of<'a>(
+    records: impl Iterator<Item = (&'a str, i64)>,
+    stamps: &HashMap<&str, i64>,
+) -> Vec<i64> {
+    let mut out: Vec<i64> = records
+        .filter_map(|(id, acked)| Some(acked - stamps.get(id)?))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Writes each latency beside its event's stamp (`stamp latency`, ms, one a
+/// line) to the file `LEVEE_BENCH_E2E_LATENCY_DUMP` names, if any: where in
+/// the phase the slow ones were.
+pub(crate) fn dump(pairs: &[(i64, i64)]) {
+    if let Ok(path) = std::env::var("LEVEE_BENCH_E2E_LATENCY_DUMP") {
+        let lines: Vec<String> = pairs.iter().map(|(s, l)| format!("{s} {l}")).collect();
+        std::fs::write(&path, lines.join("\n")).unwrap();
+    }
+}
+
 /// The load generator's linger (ms; LEVEE_BENCH_E2E_LATENCY_LINGER, default
 /// 0): each event is stamped when handed to the producer, so a linger
 /// counts in the latency measured.
@@ -82,10 +122,15 @@ pub(crate) fn measure(b: &Bench, events: &[Ev], rate: f64, latency_secs: u64) ->
     levee.wait_assigned();
     std::thread::sleep(Duration::from_secs(3));
     let idle_memory = levee.memory();
-    let count = events
-        .len()
-        .min((rate * latency_secs as f64) as usize)
-        .max(1);
+    let (warm, measured) = split(events, rate, latency_secs);
+    let count = measured.len();
+    let linger = linger();
+    let producer = load_producer(broker, &linger);
+    let warm_stamps = feed(&producer, &inputs2, warm, rate);
+    producer.flush(WAIT).unwrap();
+    monitor.watch(i64::try_from(warm.len()).unwrap(), Instant::now(), || {
+        levee.check_alive()
+    });
     // Commit completions (wall clock, ms), seen by polling every 10 ms.
     let watching = Arc::new(AtomicBool::new(true));
     let commit_watch = {
@@ -112,18 +157,18 @@ pub(crate) fn measure(b: &Bench, events: &[Ev], rate: f64, latency_secs: u64) ->
             seen
         })
     };
-    let linger = linger();
-    let producer = load_producer(broker, &linger);
     let cpu0 = (
         cpu_ticks(levee.pid()),
         cpu_ticks(broker_pid),
         cpu_ticks(std::process::id()),
     );
     let start = Instant::now();
-    let stamps = feed(&producer, &inputs2, &events[..count], rate);
+    let stamps = feed(&producer, &inputs2, measured, rate);
     let produced_in = start.elapsed();
     producer.flush(Duration::from_secs(60)).unwrap();
-    monitor.watch(i64::try_from(count).unwrap(), start, || levee.check_alive());
+    monitor.watch(i64::try_from(warm.len() + count).unwrap(), start, || {
+        levee.check_alive()
+    });
     println!(
         "  CPU while producing and until all committed ({:.1} s): levee {:.1} s, broker {:.1} s, the bench (load generator) {:.1} s",
         start.elapsed().as_secs_f64(),
@@ -133,33 +178,51 @@ pub(crate) fn measure(b: &Bench, events: &[Ev], rate: f64, latency_secs: u64) ->
     );
     watching.store(false, Ordering::Release);
     let commits = commit_watch.join().unwrap();
-    let mut latencies = Vec::new();
-    let mut slow_after_commit = (0usize, 0usize);
-    let mut unmatched = 0;
+    // (event id, acknowledged) of every alert an event raised.
+    let mut acked: Vec<(String, i64)> = Vec::new();
     for t in &o.tiers {
         for m in rt.block_on(broker.consume_all(t, WAIT)).unwrap() {
             let a: Value = serde_json::from_slice(m.payload.as_deref().unwrap()).unwrap();
-            if !a["escalated_from"].is_null() {
-                continue;
-            }
-            match a["event_id"].as_str().and_then(|id| stamps.get(id)) {
-                Some(ts) => {
-                    let acked = m.timestamp.unwrap();
-                    let latency = acked - ts;
-                    latencies.push(latency);
-                    if latency > 50 {
-                        // Acknowledged within 150 ms after a commit completed?
-                        slow_after_commit.1 += 1;
-                        if commits.iter().any(|c| (0..=150).contains(&(acked - c))) {
-                            slow_after_commit.0 += 1;
-                        }
-                    }
-                }
-                None => unmatched += 1,
+            if a["escalated_from"].is_null() {
+                let id = a["event_id"].as_str().unwrap_or_default().to_owned();
+                acked.push((id, m.timestamp.unwrap()));
             }
         }
     }
     levee.terminate();
+    let unmatched = acked
+        .iter()
+        .filter(|(id, _)| {
+            !stamps.contains_key(id.as_str()) && !warm_stamps.contains_key(id.as_str())
+        })
+        .count();
+    let warm_latencies = latencies_of(acked.iter().map(|(id, t)| (id.as_str(), *t)), &warm_stamps);
+    if !warm_latencies.is_empty() {
+        println!(
+            "warm-up ({} events, levee just started): {} alerts, {}",
+            warm.len(),
+            warm_latencies.len(),
+            describe(&warm_latencies)
+        );
+    }
+    let pairs: Vec<(i64, i64)> = acked
+        .iter()
+        .filter_map(|(id, t)| stamps.get(id.as_str()).map(|s| (*s, t - s)))
+        .collect();
+    dump(&pairs);
+    // Alerts over 50 ms acknowledged within 150 ms after a commit completed.
+    let slow: Vec<i64> = pairs
+        .iter()
+        .filter(|p| p.1 > 50)
+        .map(|p| p.0 + p.1)
+        .collect();
+    let slow_after_commit = (
+        slow.iter()
+            .filter(|a| commits.iter().any(|c| (0..=150).contains(&(*a - c))))
+            .count(),
+        slow.len(),
+    );
+    let mut latencies: Vec<i64> = pairs.iter().map(|p| p.1).collect();
     latencies.sort_unstable();
     println!(
         "latency: {count} events at {:.0} events/s (target rate {rate:.0}) over {:.1} s; {} alerts ({unmatched} unmatched)",

@@ -23,9 +23,11 @@
 //!    the final one, and the wall time from start to everything committed.
 //!    A committed offset implies its alerts are acknowledged (at-least-once)
 //!    or committed with them (exactly-once).
-//! 4. Latency: a fresh broker, warmed by 5 s of the passthrough below; fresh
-//!    input topics and `levee run` (at-least-once);
-//!    events produced at half the measured at-least-once rate for up to
+//! 4. Latency: a fresh broker, warmed by 5 s of the passthrough below (on
+//!    topics of its own); fresh input topics and `levee run` (at-least-once),
+//!    warmed by `LEVEE_BENCH_E2E_LATENCY_WARM` (2) seconds of the events at
+//!    the same rate, all committed (their latency is printed apart); then
+//!    the events after them, at half the measured at-least-once rate for up to
 //!    `LEVEE_BENCH_E2E_LATENCY_SECS` (10) seconds, each with its Kafka
 //!    timestamp set to the moment it is produced; alert topics use
 //!    `message.timestamp.type=LogAppendTime`, so alert timestamp − event
@@ -34,9 +36,11 @@
 //!    broker and the load generator over the phase are printed (at 30,000
 //!    events/s the broker used more than levee). `LEVEE_BENCH_E2E_LATENCY_RATE`
 //!    sets the rate, `LEVEE_BENCH_E2E_LATENCY_LINGER` the load generator's
-//!    `linger.ms` (default 0). After it, the same feed through the bare
-//!    passthrough (`baseline_latency.rs`): the machine's own event → record
-//!    acknowledged at that rate, with nothing evaluated.
+//!    `linger.ms` (default 0). After it, the same feed, warm-up included,
+//!    through the bare passthrough (`baseline_latency.rs`): the machine's
+//!    own event → record acknowledged at that rate, with nothing evaluated.
+//!    `LEVEE_BENCH_E2E_LATENCY_DUMP=FILE` writes each alert's event stamp
+//!    and latency there.
 //!
 //! Throughput and start-up diagnostics: the CPU seconds and bytes written of
 //! each run, and levee's start-up milestones from its log.
@@ -274,8 +278,8 @@ fn latency_phases(
     secs: u64,
 ) -> (latency::Latency, Vec<i64>) {
     println!("warming the fresh broker: the passthrough for 5 s");
-    baseline_latency::measure(bench, events, rate, 5);
+    baseline_latency::measure(bench, "bench.warm", events, rate, 5);
     let latency = latency::measure(bench, events, rate, secs);
-    let baseline = baseline_latency::measure(bench, events, rate, secs);
+    let baseline = baseline_latency::measure(bench, "bench.plat", events, rate, secs);
     (latency, baseline)
 }
