@@ -9,7 +9,7 @@
 //! [`check`] decides, for the stream ([`crate::Engine::apply`]) and for
 //! people's files alike.
 
-use crate::ledger::Status;
+use crate::ledger::{OpenAlert, Status};
 use serde::Deserialize;
 
 /// The role that closes a tier-3 alert: discipline inspection (纪检).
@@ -160,10 +160,42 @@ pub fn check(r: &Rectification, stage: Stage, tier: u8, people: &[String]) -> Re
 /// What applying a rectification to an engine did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    /// It moved an open alert of this engine.
+    /// It moved an open alert of this engine (or, a redelivery, left it).
     Moved,
+    /// It closed an open alert of this engine (rectified or dismissed).
+    Closed(Box<Closed>),
     /// No open alert of this engine has that id (closed, or another's).
     NotHere,
+}
+
+/// An alert closed by a rectification, as the engine knew it when it
+/// closed: what `alerts.closed` records beside the rectification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// Every id of its escalation chain, the first (its key) first.
+    pub alert_ids: Vec<String>,
+    /// Its subject's profile key (`<kind>:<id>`, as on `profiles`).
+    pub profile: String,
+    /// The tier it had reached.
+    pub tier: u8,
+    pub people: Vec<String>,
+    /// Whether it was acknowledged before it closed.
+    pub acknowledged: bool,
+}
+
+/// What `r` closing `open` leaves to record; `None` if `r` does not close
+/// it (an acknowledgement, or the same status again).
+fn closing(open: &OpenAlert, r: &Rectification) -> Option<Closed> {
+    if !matches!(r.status, Status::Rectified | Status::Dismissed) {
+        return None;
+    }
+    Some(Closed {
+        alert_ids: open.chain.clone(),
+        profile: open.subject.clone(),
+        tier: open.tier,
+        people: open.people.clone(),
+        acknowledged: open.acknowledged,
+    })
 }
 
 impl crate::Engine {
@@ -183,8 +215,9 @@ impl crate::Engine {
         if Stage::of(r.status) == stage {
             return Ok(Applied::Moved);
         }
+        let closed = closing(open, r);
         ledger.rectify(&r.alert_id, r.status);
-        Ok(Applied::Moved)
+        Ok(closed.map_or(Applied::Moved, |c| Applied::Closed(Box::new(c))))
     }
 }
 
@@ -222,6 +255,34 @@ mod tests {
 
     fn people() -> Vec<String> {
         PEOPLE.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    fn open(acknowledged: bool) -> OpenAlert {
+        OpenAlert {
+            subject: "G1".to_owned(),
+            tier: 2,
+            alert: None,
+            chain: vec!["a0".to_owned(), "a1".to_owned()],
+            escalate_at: None,
+            acknowledged,
+            people: people(),
+        }
+    }
+
+    #[test]
+    fn only_a_rectified_or_dismissed_alert_is_recorded_closed() {
+        let closed = closing(&open(true), &r(Status::Rectified, Some("E9"), None)).unwrap();
+        assert_eq!(closed.alert_ids, ["a0", "a1"]);
+        assert_eq!((closed.profile.as_str(), closed.tier), ("G1", 2));
+        assert_eq!(closed.people, people());
+        assert!(closed.acknowledged);
+        let dismissed = closing(&open(false), &r(Status::Dismissed, None, None)).unwrap();
+        assert!(!dismissed.acknowledged);
+        assert_eq!(
+            closing(&open(false), &r(Status::Acknowledged, None, None)),
+            None
+        );
+        assert_eq!(closing(&open(true), &r(Status::Archived, None, None)), None);
     }
 
     #[test]

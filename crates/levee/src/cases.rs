@@ -223,18 +223,15 @@ fn rectify_step(
         role: text("role"),
         ..levee_engine::rectify::Rectification::new(&id, status)
     };
+    use levee_engine::rectify::Applied;
     match (engine.apply(&r), text("refused")) {
-        (Ok(levee_engine::rectify::Applied::Moved), None) => Ok(()),
-        (Ok(levee_engine::rectify::Applied::Moved), Some(kind)) => Err(format!(
+        (Ok(Applied::Moved | Applied::Closed(_)), None) => Ok(()),
+        (Ok(Applied::Moved | Applied::Closed(_)), Some(kind)) => Err(format!(
             "the rectification of {cp_id} on event {event_id} was applied, not refused ({kind})"
         )),
         // Archiving closes the loop: nothing is left open to move.
-        (Ok(levee_engine::rectify::Applied::NotHere), None)
-            if status == levee_engine::Status::Archived =>
-        {
-            Ok(())
-        }
-        (Ok(levee_engine::rectify::Applied::NotHere), _) => Err(format!(
+        (Ok(Applied::NotHere), None) if status == levee_engine::Status::Archived => Ok(()),
+        (Ok(Applied::NotHere), _) => Err(format!(
             "no open alert of {cp_id} on event {event_id} to rectify"
         )),
         (Err(refused), Some(kind)) if refused.kind() == kind => Ok(()),
