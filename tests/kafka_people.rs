@@ -134,9 +134,10 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         .find(|a| a["people"].as_array().unwrap().contains(&json!(person)))
         .unwrap();
     let at = beijing(test_now() - chrono::Duration::days(1));
-    let rectification =
-        json!({"alert_id": theirs["alert_id"], "status": "rectified", "by": "E-0231", "at": at})
-            .to_string();
+    let rectification = json!({"alert_id": theirs["alert_id"], "status": "rectified",
+        "by": "E-0231", "at": at, "finding": "欠费属实", "measures": "已催缴，分期付清",
+        "penalty": "通报批评"})
+    .to_string();
     broker()
         .produce(
             &setup.rectification,
@@ -176,6 +177,27 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         "{:?}",
         dlq[0].headers
     );
+    // The closed alert, with its result, on alerts.closed (once: the
+    // refused rectification closes nothing).
+    broker().consume(&setup.closed, 1, WAIT).await.unwrap();
+    let closed = broker().consume_all(&setup.closed, WAIT).await.unwrap();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let record: Value = serde_json::from_slice(closed[0].payload.as_deref().unwrap()).unwrap();
+    assert_eq!(record["alert_id"], theirs["alert_id"], "{record}");
+    assert_eq!(
+        closed[0].key.as_deref(),
+        theirs["alert_id"].as_str().map(str::as_bytes)
+    );
+    assert_eq!(record["status"], "rectified");
+    assert_eq!(record["people"], theirs["people"]);
+    let profile = record["profile"].as_str().unwrap();
+    let subject = theirs["subject"].as_str().unwrap();
+    assert!(profile.ends_with(&format!(":{subject}")), "{record}");
+    let result = &record["rectification"];
+    assert_eq!(result["finding"], "欠费属实", "{record}");
+    assert_eq!(result["measures"], "已催缴，分期付清");
+    assert_eq!(result["penalty"], "通报批评");
+    assert_eq!(result["by"], "E-0231");
     let mut all = lines.clone();
     all.push(rectification);
     all.push(own);

@@ -50,6 +50,8 @@ events.dlq retention.ms=2592000000
 alerts.shadow retention.ms=2592000000
 # one record per subject: only the latest summary matters
 profiles cleanup.policy=compact
+# one record per closed alert, with its result
+alerts.closed cleanup.policy=compact
 # levee's own per-partition state
 levee.state-changelog cleanup.policy=compact
 # events re-keyed for control points kept per another key than their

@@ -33,6 +33,7 @@ const TOPICS: &[&str] = &[
     "decisions",
     "events.dlq",
     "alerts.shadow",
+    "alerts.closed",
     "profiles",
     "levee.state-changelog",
     "levee-repartition",
@@ -46,6 +47,7 @@ const COMPACTED: &[&str] = &[
     "tables.roles",
     "tables.credit_limits",
     "tables.declared_interests",
+    "alerts.closed",
     "profiles",
     "levee.state-changelog",
 ];

@@ -34,6 +34,9 @@ pub struct LeveeTopics {
     pub changelog: String,
     /// The shadow rules' alerts (`topics.shadow`), one partition.
     pub shadow: String,
+    /// Closed alerts with their results (`topics.closed`): compacted, one
+    /// partition.
+    pub closed: String,
     /// The repartition topic of the group `<prefix>.group` (the group the
     /// tests and benches run under): `<group>-repartition`, levee's own
     /// for control points kept per another key; as many partitions as the
@@ -56,6 +59,7 @@ impl LeveeTopics {
             profiles: format!("{prefix}.profiles"),
             changelog: format!("{prefix}.state-changelog"),
             shadow: format!("{prefix}.alerts.shadow"),
+            closed: format!("{prefix}.alerts.closed"),
             repartition: format!("{prefix}.group-repartition"),
         }
     }
@@ -63,8 +67,8 @@ impl LeveeTopics {
     /// Creates them: the inputs (unless `with_inputs` is false), the
     /// rectification topic, the repartition topic and the changelog with
     /// `partitions` partitions,
-    /// the others with one; the tier topics with `tier_config`; the profiles
-    /// and the changelog compacted.
+    /// the others with one; the tier topics with `tier_config`; the profiles,
+    /// the closed alerts and the changelog compacted.
     pub async fn create(
         &self,
         broker: &KafkaBroker,
@@ -87,6 +91,7 @@ impl LeveeTopics {
         specs.push(TopicSpec::new(&self.shadow, 1));
         specs.push(TopicSpec::new(&self.rectification, partitions));
         specs.push(TopicSpec::new(&self.profiles, 1).config(compact));
+        specs.push(TopicSpec::new(&self.closed, 1).config(compact));
         specs.push(TopicSpec::new(&self.changelog, partitions).config(compact));
         specs.push(TopicSpec::new(&self.repartition, partitions));
         broker.create_topics_with_config(&specs).await
@@ -128,6 +133,7 @@ rectification = "{rectification}"
 profiles = "{profiles}"
 changelog = "{changelog}"
 shadow = "{shadow}"
+closed = "{closed}"
 
 [rules]
 dir = "{rules}"
@@ -152,6 +158,7 @@ listen = "127.0.0.1:0"
             profiles = self.profiles,
             changelog = self.changelog,
             shadow = self.shadow,
+            closed = self.closed,
             rules = rules.display(),
         )
     }

@@ -13,7 +13,7 @@
 //! | `kafka.commit_interval` | `1s` | offset commit / transaction interval (at least `1ms`; was `commit_interval_ms`, a number of ms, still read) |
 //! | `[kafka.consumer]`, `[kafka.producer]` | | librdkafka properties, passed through |
 //! | `topics.inputs` | the four `events.*` | input topics (env: comma-separated) |
-//! | `topics.tier1` … `tier3`, `decisions`, `dlq`, `shadow` | docs/contract.md's names | output topics (`shadow`: `alerts.shadow`, the shadow rules' alerts) |
+//! | `topics.tier1` … `tier3`, `decisions`, `dlq`, `shadow`, `closed` | docs/contract.md's names | output topics (`shadow`: `alerts.shadow`, the shadow rules' alerts; `closed`: `alerts.closed`, closed alerts with their results, compacted) |
 //! | `topics.rectification` | `events.rectification` | rectifications (input, keyed by `alert_id`; every instance reads all of it: keep it, or compact it, for the longest `escalate_after` plus a restart) |
 //! | `topics.profiles` | `profiles` | subject profiles (output, compacted) |
 //! | `topics.changelog` | `levee.state-changelog` | state changelog (compacted; as many partitions as the inputs) |
@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 pub use super::duration::{Offset, Span};
 pub use super::sample::SampleSettings;
 pub use super::shadow::ShadowSettings;
+pub use super::topics::Topics;
 
 /// The embedded defaults.
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -279,32 +280,6 @@ const RENAMED: &[(&str, &str)] = &[
     ("state.tick_interval", "state.tick_interval_ms"),
     ("rules.reload_interval", "rules.reload_interval_secs"),
 ];
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Topics {
-    pub inputs: Vec<String>,
-    pub tier1: String,
-    pub tier2: String,
-    pub tier3: String,
-    pub decisions: String,
-    pub dlq: String,
-    pub rectification: String,
-    pub profiles: String,
-    pub changelog: String,
-    pub shadow: String,
-}
-
-impl Topics {
-    /// The topic of alerts of `tier` (1..=3; higher tiers go to tier 3).
-    pub fn tier(&self, tier: u8) -> &str {
-        match tier {
-            0 | 1 => &self.tier1,
-            2 => &self.tier2,
-            _ => &self.tier3,
-        }
-    }
-}
 
 /// `[rules]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -579,6 +554,7 @@ impl Settings {
             ("topics.changelog", &self.topics.changelog),
             ("topics.rectification", &self.topics.rectification),
             ("topics.shadow", &self.topics.shadow),
+            ("topics.closed", &self.topics.closed),
         ];
         for (key, topic) in named.iter().map(|(k, t)| (*k, t.as_str())).chain(
             self.topics

@@ -34,6 +34,7 @@ pub mod sample;
 pub mod sampler;
 pub mod shadow;
 pub mod size;
+pub mod topics;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

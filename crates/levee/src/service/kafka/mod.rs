@@ -23,7 +23,7 @@
 //! | [`people`] | people's files (一人一档): every alert and rectification folded per person |
 //! | [`pacing`] | a partition task's clock reads and scans for idle subjects |
 //! | [`partition`] | one partition's task: restore, evaluate, answer barriers |
-//! | [`records`] | the records of an event: alerts, verdicts, dead letters (the DLQ) |
+//! | [`records`] | the records of an event: alerts, verdicts, dead letters (the DLQ); closed alerts (`alerts.closed`) |
 //! | [`repartition`] | re-keyed copies: forwarded to `<group>-repartition`, evaluated from it |
 //! | [`intercept`] | `/v1/evaluate` through the stream: a request appended, its decision awaited |
 //! | [`requests`] | requests appended by `/v1/evaluate`: their headers and decision records |

@@ -422,6 +422,11 @@ impl PartitionTask {
                 Ok(Applied::Moved) => {
                     debug!(alert_id = %r.alert_id, status = ?r.status, topic = %self.tp.topic, partition = self.tp.partition, "rectification applied");
                 }
+                Ok(Applied::Closed(closed)) => {
+                    self.refresh_now();
+                    let (topics, now) = (&self.shared.topics, &self.now.text);
+                    out.push(records::closed_alert(topics, &closed, r, now));
+                }
                 Ok(Applied::NotHere) => {}
                 Err(refused) => {
                     warn!(alert_id = %r.alert_id, reason = %refused, "rectification refused, to the DLQ");

@@ -6,7 +6,8 @@
 //! A dead letter larger than `dlq.max_payload_bytes` is written truncated to
 //! it, with `levee.truncated`, `levee.original.size` and
 //! `levee.original.sha256` saying what it was: a record that cannot be
-//! written as it is costs a dead letter, never the stream.
+//! written as it is costs a dead letter, never the stream. An alert a
+//! rectification closes is recorded on `alerts.closed` with its result.
 
 use std::fmt;
 
@@ -177,6 +178,36 @@ pub fn refused_rectification(
     }
 }
 
+/// The `alerts.closed` record of an alert `r` closed at `closed_at` (levee's
+/// clock): keyed by the alert's first id, what the stream knew of it
+/// (every id of its escalation chain, its subject's profile key, tier,
+/// people, whether it was acknowledged) and the rectification as it came (its result: `finding`,
+/// `measures`, `penalty`, `by`, `role`, `at`).
+pub fn closed_alert(
+    topics: &Topics,
+    closed: &levee_engine::rectify::Closed,
+    r: &levee_engine::rectify::Rectification,
+    closed_at: &str,
+) -> OutRecord {
+    let first = closed.alert_ids.first().unwrap_or(&r.alert_id);
+    let record = serde_json::json!({
+        "alert_id": first,
+        "alert_ids": closed.alert_ids,
+        "status": r.status,
+        "profile": closed.profile,
+        "tier": closed.tier,
+        "people": closed.people,
+        "acknowledged": closed.acknowledged,
+        "closed_at": closed_at,
+        "rectification": r,
+    });
+    OutRecord::keyed(
+        &topics.closed,
+        first.as_bytes(),
+        serde_json::to_vec(&record).unwrap_or_default(),
+    )
+}
+
 /// The DLQ record of message `m`: its key and payload as they came, the
 /// payload cut to `max_payload` bytes if it is longer.
 pub fn dead_letter(
@@ -241,6 +272,47 @@ mod tests {
 
     use super::*;
     use crate::service::config::{load, Overrides};
+
+    #[test]
+    fn a_closed_alert_is_keyed_by_its_first_id_with_its_result() {
+        use levee_engine::rectify::{Closed, Rectification};
+        let topics = load(None, Vec::new(), &Overrides::default())
+            .unwrap()
+            .topics;
+        let closed = Closed {
+            alert_ids: vec!["a0".into(), "a1".into()],
+            profile: "customer:G-1".into(),
+            tier: 2,
+            people: vec!["E1001".into()],
+            acknowledged: true,
+        };
+        let r = Rectification {
+            by: Some("E-0231".into()),
+            role: Some("branch_leadership".into()),
+            finding: Some("欠费属实".into()),
+            measures: Some("已催缴".into()),
+            penalty: Some("通报批评".into()),
+            ..Rectification::new("a1", levee_engine::Status::Rectified)
+        };
+        let rec = closed_alert(&topics, &closed, &r, "2026-12-06T08:00:00.000Z");
+        assert_eq!(rec.topic, "alerts.closed");
+        assert_eq!(rec.key.as_deref(), Some(&b"a0"[..]));
+        let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap();
+        assert_eq!(v["alert_id"], "a0");
+        assert_eq!(v["alert_ids"], serde_json::json!(["a0", "a1"]));
+        assert_eq!(v["status"], "rectified");
+        assert_eq!(v["profile"], "customer:G-1");
+        assert_eq!(v["tier"], 2);
+        assert_eq!(v["people"], serde_json::json!(["E1001"]));
+        assert_eq!(v["acknowledged"], true);
+        assert_eq!(v["closed_at"], "2026-12-06T08:00:00.000Z");
+        let result = &v["rectification"];
+        assert_eq!(result["alert_id"], "a1");
+        assert_eq!(result["finding"], "欠费属实");
+        assert_eq!(result["measures"], "已催缴");
+        assert_eq!(result["penalty"], "通报批评");
+        assert_eq!(result["by"], "E-0231");
+    }
 
     #[test]
     fn late_is_measured_from_the_watermark() {
