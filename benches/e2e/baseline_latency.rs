@@ -14,7 +14,7 @@ use levee_testkit::clients::TopicSpec;
 use rdkafka::producer::Producer;
 
 use crate::common::{Bench, PARTITIONS, WAIT};
-use crate::latency::{describe, feed, latencies_of, linger, split};
+use crate::latency::{describe, feed, latencies_of, linger, split, warm_up};
 use crate::levee::levee_topics;
 use crate::load::{load_producer, Ev};
 use crate::observe::{cpu_ticks, Monitor};
@@ -46,9 +46,7 @@ pub(crate) fn measure(b: &Bench, name: &str, events: &[Ev], rate: f64, secs: u64
         s.spawn(move || crate::passthrough::passthrough(broker, g, i, out, &stop2));
         // The passthrough's consumer joins its group before the feed starts.
         std::thread::sleep(std::time::Duration::from_secs(3));
-        let warm_stamps = feed(&producer, &inputs, warm, rate);
-        producer.flush(WAIT).unwrap();
-        monitor.watch(i64::try_from(warm.len()).unwrap(), Instant::now(), || {});
+        let warm_stamps = warm_up(&producer, &inputs, warm, rate, &monitor, || {});
         let cpu0 = (cpu_ticks(broker_pid), cpu_ticks(std::process::id()));
         let start = Instant::now();
         let stamps = feed(&producer, &inputs, measured, rate);

@@ -55,11 +55,12 @@ pub(crate) fn feed<'a>(
 /// The events of a latency phase: a warm-up of
 /// `LEVEE_BENCH_E2E_LATENCY_WARM` (2) seconds at `rate` from the start of
 /// the set, then the measured ones, `secs` seconds of the events after it
-/// (in event time after it too: the warm-up must not make them late). Each process under measure has
-/// served the warm-up, all committed, before the measured feed begins: in
-/// its first 250 ms after start, an idle `levee run` answered in 50-180 ms
-/// (memory, connections and caches first touched), which says nothing of
-/// the stream it serves afterwards. The warm-up's own latency is printed.
+/// (in event time after it too: the warm-up must not make them late).
+/// Each process under measure has served the warm-up, all committed
+/// ([`warm_up`]), before the measured feed begins: in its first 250 ms
+/// after start, an idle `levee run` answered in 50-180 ms (memory,
+/// connections and caches first touched), which says nothing of the stream
+/// it serves afterwards. The warm-up's own latency is printed.
 pub(crate) fn split(events: &[Ev], rate: f64, secs: u64) -> (&[Ev], &[Ev]) {
     let warm =
         ((rate * env_num("LEVEE_BENCH_E2E_LATENCY_WARM", 2) as f64) as usize).min(events.len() / 2);
@@ -67,6 +68,22 @@ pub(crate) fn split(events: &[Ev], rate: f64, secs: u64) -> (&[Ev], &[Ev]) {
         .min((rate * secs as f64) as usize)
         .max(1);
     (&events[..warm], &events[warm..warm + count])
+}
+
+/// Feeds the warm-up `events` and waits until they are committed
+/// (`alive` checks the process under measure meanwhile); their stamps.
+pub(crate) fn warm_up<'a>(
+    producer: &FutureProducer,
+    inputs: &[String],
+    events: &'a [Ev],
+    rate: f64,
+    monitor: &Monitor,
+    alive: impl FnMut(),
+) -> HashMap<&'a str, i64> {
+    let stamps = feed(producer, inputs, events, rate);
+    producer.flush(WAIT).unwrap();
+    monitor.watch(i64::try_from(events.len()).unwrap(), Instant::now(), alive);
+    stamps
 }
 
 /// Sorted latencies (ms) of the records whose event id is in `stamps`:
@@ -126,9 +143,7 @@ pub(crate) fn measure(b: &Bench, events: &[Ev], rate: f64, latency_secs: u64) ->
     let count = measured.len();
     let linger = linger();
     let producer = load_producer(broker, &linger);
-    let warm_stamps = feed(&producer, &inputs2, warm, rate);
-    producer.flush(WAIT).unwrap();
-    monitor.watch(i64::try_from(warm.len()).unwrap(), Instant::now(), || {
+    let warm_stamps = warm_up(&producer, &inputs2, warm, rate, &monitor, || {
         levee.check_alive()
     });
     // Commit completions (wall clock, ms), seen by polling every 10 ms.

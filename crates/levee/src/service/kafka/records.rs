@@ -181,8 +181,8 @@ pub fn refused_rectification(
 /// The `alerts.closed` record of an alert `r` closed at `closed_at` (levee's
 /// clock): keyed by the alert's first id, what the stream knew of it
 /// (every id of its escalation chain, its subject's profile key, tier,
-/// people, whether it was acknowledged) and the rectification as it came (its result: `finding`,
-/// `measures`, `penalty`, `by`, `role`, `at`).
+/// people, whether it was acknowledged) and the rectification as it came
+/// (its result: `finding`, `measures`, `penalty`, `by`, `role`, `at`).
 pub fn closed_alert(
     topics: &Topics,
     closed: &levee_engine::rectify::Closed,
