@@ -1,8 +1,10 @@
-//! People's files (一人一档) over a real broker: `GET /v1/people/{id}`
-//! answers the same file from either of two instances, equal to what
-//! `levee replay --profiles` gives for the same events and rectification,
-//! and again after one instance is killed (-9) and the group rebalances;
-//! the route has a token of its own and wants to know who reads.
+//! People's files (一人一档) over a real broker: alerts copied per person
+//! are folded by the person's owner into one file on `profiles.people`;
+//! `GET /v1/people/{id}` answers that file from either of two instances,
+//! equal to what `levee replay --profiles` gives for the same events and
+//! rectification as of the file's `as_of`, and again after one instance is
+//! killed (-9) and the groups rebalance; the route has a token of its own
+//! and wants to know who reads.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "support/http.rs"]
@@ -66,9 +68,16 @@ fn get(addr: SocketAddr, person: &str, token: &str, reader: Option<&str>) -> htt
 }
 
 /// Waits until `addr` gives a file of `person` with `want`'s alert counts,
-/// then checks it equals `want` (the risk score to its rounding: the two
-/// decay to slightly different instants).
-async fn same_file(addr: SocketAddr, person: &str, want: &Value) {
+/// then checks it equals what `levee replay --profiles` gives for `lines`
+/// as of the file's `as_of` (the instant its risk score decays to); the
+/// file as answered.
+async fn same_file(
+    setup: &Setup,
+    addr: SocketAddr,
+    person: &str,
+    want: &Value,
+    lines: &[String],
+) -> Value {
     let deadline = Instant::now() + WAIT;
     let got = loop {
         let r = get(addr, person, PEOPLE_TOKEN, Some("纪检监察室-测试"));
@@ -86,15 +95,28 @@ async fn same_file(addr: SocketAddr, person: &str, want: &Value) {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let (mut g, mut w) = (got.clone(), want.clone());
-    let (gs, ws) = (
-        g["risk_score"].as_f64().unwrap(),
-        w["risk_score"].as_f64().unwrap(),
-    );
-    assert!((gs - ws).abs() <= 0.011, "risk score {gs} against {ws}");
-    g["risk_score"] = json!(0);
-    w["risk_score"] = json!(0);
-    assert_eq!(g, w, "{addr}");
+    let as_of = got["as_of"]
+        .as_str()
+        .expect("a file says as of when")
+        .to_owned();
+    let mut replayed = replay_people(setup, lines, &as_of)[person].clone();
+    replayed["as_of"] = json!(as_of);
+    assert_eq!(got, replayed, "{addr}");
+    got
+}
+
+/// The latest file of `person` on `profiles.people`.
+async fn written_file(setup: &Setup, person: &str) -> Value {
+    let records = broker()
+        .consume_all(&setup.people_files, WAIT)
+        .await
+        .unwrap();
+    let latest = records
+        .iter()
+        .rev()
+        .find(|r| r.key.as_deref() == Some(person.as_bytes()))
+        .expect("the person's file is on profiles.people");
+    serde_json::from_slice(latest.payload.as_deref().unwrap()).unwrap()
 }
 
 async fn started(setup: &Setup, config: &std::path::Path, name: &str) -> (Levee, SocketAddr) {
@@ -203,8 +225,17 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
     all.push(own);
     let want = replay_people(&setup, &all, &now)[&person].clone();
     assert_eq!(want["rectified"], 1, "{want}");
-    same_file(addr_a, &person, &want).await;
-    same_file(addr_b, &person, &want).await;
+    let from_a = same_file(&setup, addr_a, &person, &want, &all).await;
+    let from_b = same_file(&setup, addr_b, &person, &want, &all).await;
+    assert_eq!(
+        from_a, from_b,
+        "the same file, as of the same instant, from either"
+    );
+    assert_eq!(
+        written_file(&setup, &person).await,
+        from_a,
+        "as profiles.people has it"
+    );
 
     // Personal data: its own token, and who reads is said.
     assert_eq!(
@@ -223,9 +254,9 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
     let assigned = b.log_text().matches("partitions assigned").count();
     a.kill9();
     b.wait_log("partitions assigned", assigned + 1).await;
-    same_file(addr_b, &person, &want).await;
+    same_file(&setup, addr_b, &person, &want, &all).await;
     let (c, addr_c) = started(&setup, &config, "c").await;
-    same_file(addr_c, &person, &want).await;
+    same_file(&setup, addr_c, &person, &want, &all).await;
     for levee in [b, c] {
         let (status, log) = levee.terminate().await;
         assert!(status.success(), "{log}");

@@ -58,4 +58,10 @@ levee.state-changelog cleanup.policy=compact
 # input's (subject: approver_id): "<kafka.group_id>-repartition", forwarded
 # and consumed by levee; kept a week
 levee-repartition retention.ms=604800000
+# alerts copied per person for people's files: "<kafka.group_id>-people",
+# written and consumed by levee; a file covers what this topic still holds:
+# kept a year (set it to the period the operator's records policy names)
+levee-people retention.ms=31536000000
+# one file per person (一人一档): only the latest matters
+profiles.people cleanup.policy=compact
 TOPICS

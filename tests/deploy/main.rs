@@ -37,6 +37,8 @@ const TOPICS: &[&str] = &[
     "profiles",
     "levee.state-changelog",
     "levee-repartition",
+    "levee-people",
+    "profiles.people",
 ];
 /// Keyed topics of which only the latest record per key matters.
 const COMPACTED: &[&str] = &[
@@ -49,6 +51,7 @@ const COMPACTED: &[&str] = &[
     "tables.declared_interests",
     "alerts.closed",
     "profiles",
+    "profiles.people",
     "levee.state-changelog",
 ];
 const CHANGELOG: &str = "levee.state-changelog";

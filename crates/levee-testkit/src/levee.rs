@@ -42,6 +42,11 @@ pub struct LeveeTopics {
     /// for control points kept per another key; as many partitions as the
     /// inputs.
     pub repartition: String,
+    /// The people topic of the same group, `<group>-people` (person
+    /// copies of alerts); as many partitions as the inputs.
+    pub people: String,
+    /// People's files (`topics.people`): compacted, one partition.
+    pub people_files: String,
 }
 
 impl LeveeTopics {
@@ -61,12 +66,14 @@ impl LeveeTopics {
             shadow: format!("{prefix}.alerts.shadow"),
             closed: format!("{prefix}.alerts.closed"),
             repartition: format!("{prefix}.group-repartition"),
+            people: format!("{prefix}.group-people"),
+            people_files: format!("{prefix}.profiles.people"),
         }
     }
 
     /// Creates them: the inputs (unless `with_inputs` is false), the
-    /// rectification topic, the repartition topic and the changelog with
-    /// `partitions` partitions,
+    /// rectification topic, the repartition and people topics and the
+    /// changelog with `partitions` partitions,
     /// the others with one; the tier topics with `tier_config`; the profiles,
     /// the closed alerts and the changelog compacted.
     pub async fn create(
@@ -94,6 +101,8 @@ impl LeveeTopics {
         specs.push(TopicSpec::new(&self.closed, 1).config(compact));
         specs.push(TopicSpec::new(&self.changelog, partitions).config(compact));
         specs.push(TopicSpec::new(&self.repartition, partitions));
+        specs.push(TopicSpec::new(&self.people, partitions));
+        specs.push(TopicSpec::new(&self.people_files, 1).config(compact));
         broker.create_topics_with_config(&specs).await
     }
 
@@ -134,6 +143,7 @@ profiles = "{profiles}"
 changelog = "{changelog}"
 shadow = "{shadow}"
 closed = "{closed}"
+people = "{people_files}"
 
 [rules]
 dir = "{rules}"
@@ -159,6 +169,7 @@ listen = "127.0.0.1:0"
             changelog = self.changelog,
             shadow = self.shadow,
             closed = self.closed,
+            people_files = self.people_files,
             rules = rules.display(),
         )
     }

@@ -13,7 +13,7 @@
 //! | `kafka.commit_interval` | `1s` | offset commit / transaction interval (at least `1ms`; was `commit_interval_ms`, a number of ms, still read) |
 //! | `[kafka.consumer]`, `[kafka.producer]` | | librdkafka properties, passed through |
 //! | `topics.inputs` | the four `events.*` | input topics (env: comma-separated) |
-//! | `topics.tier1` … `tier3`, `decisions`, `dlq`, `shadow`, `closed` | docs/contract.md's names | output topics (`shadow`: `alerts.shadow`, the shadow rules' alerts; `closed`: `alerts.closed`, closed alerts with their results, compacted) |
+//! | `topics.tier1` … `tier3`, `decisions`, `dlq`, `shadow`, `closed`, `people` | docs/contract.md's names | output topics (`shadow`: `alerts.shadow`, the shadow rules' alerts; `closed`: `alerts.closed`, closed alerts with their results, compacted; `people`: `profiles.people`, people's files, compacted) |
 //! | `topics.rectification` | `events.rectification` | rectifications (input, keyed by `alert_id`; every instance reads all of it: keep it, or compact it, for the longest `escalate_after` plus a restart) |
 //! | `topics.profiles` | `profiles` | subject profiles (output, compacted) |
 //! | `topics.changelog` | `levee.state-changelog` | state changelog (compacted; as many partitions as the inputs) |
@@ -555,6 +555,7 @@ impl Settings {
             ("topics.rectification", &self.topics.rectification),
             ("topics.shadow", &self.topics.shadow),
             ("topics.closed", &self.topics.closed),
+            ("topics.people", &self.topics.people),
         ];
         for (key, topic) in named.iter().map(|(k, t)| (*k, t.as_str())).chain(
             self.topics

@@ -52,7 +52,7 @@ use tokio::net::TcpListener;
 use super::config::HttpSettings;
 use super::health::health;
 use super::kafka::intercept::{InterceptError, Interceptor};
-use super::kafka::people::PeopleFiles;
+use super::kafka::people::PeopleTable;
 use super::metrics;
 use super::reload::Rules;
 use super::respond::{error, same};
@@ -103,7 +103,7 @@ pub fn router(
     chinese: bool,
     rules: Arc<Rules>,
     stream: Option<Arc<Interceptor>>,
-    people: Option<Arc<PeopleFiles>>,
+    people: Option<Arc<PeopleTable>>,
 ) -> Router {
     let api = Arc::new(Api {
         rules,

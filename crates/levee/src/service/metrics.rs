@@ -113,6 +113,9 @@ pub const NAMES: &[&str] = &[
     intercept::INTERCEPTION_SECONDS,
     repartition::REPARTITION_FORWARDED_TOTAL,
     repartition::REPARTITION_DELAY_SECONDS,
+    people::PEOPLE_DELAY_SECONDS,
+    people::PEOPLE_FILES_WRITTEN_TOTAL,
+    people::PEOPLE_COPIES_SKIPPED_TOTAL,
     SAMPLE_EVENTS_TOTAL,
     SAMPLE_BYTES,
 ];
@@ -134,9 +137,11 @@ pub const UNKNOWN_TYPE: &str = "unknown";
 
 mod intercept;
 mod labels;
+mod people;
 mod repartition;
 pub use intercept::{interception, interception_took};
 pub use labels::{KafkaErrorKind, ReloadOutcome, DLQ_REASONS, HTTP_ROUTES};
+pub use people::{people_copy_skipped, people_delay, people_file_written};
 pub use repartition::{copy_delay, forwarded, init_copies};
 
 struct Metrics {
@@ -380,6 +385,7 @@ impl Metrics {
         }
         intercept::register(&m.registry);
         repartition::register(&m.registry);
+        people::register(&m.registry);
         // Known label values start at zero, so rate() and increase() see
         // the first occurrence.
         for reason in DLQ_REASONS {

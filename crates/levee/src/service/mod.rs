@@ -104,8 +104,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     }
     let stop = Arc::new(AtomicBool::new(false));
     let interceptor = kafka::intercept::Interceptor::start(&settings, Arc::clone(&stop))?;
-    let people =
-        kafka::people::PeopleFiles::start(&settings, Arc::clone(&rules), Arc::clone(&stop))?;
+    let people = kafka::people::PeopleTable::start(&settings, Arc::clone(&stop))?;
     let http_server = tokio::spawn(http::serve(
         listener,
         http::router(
@@ -172,6 +171,14 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         info!(topic = %topic, "re-keyed copies: consuming the repartition topic");
         settings.topics.inputs.push(topic);
     }
+    // People's files: folded from the people topic by its owners.
+    let people_topic = kafka::people::check_at_start(&settings)?;
+    kafka::people::stage::start(
+        &settings,
+        people_topic,
+        Arc::clone(&rules),
+        Arc::clone(&stop),
+    )?;
     let changelog = Arc::new(ChangelogReader::new(&settings)?);
     let context = Coordinator::new(
         settings.clone(),

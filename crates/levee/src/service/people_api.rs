@@ -1,5 +1,5 @@
-//! `GET /v1/people/{id}`: one person's file (一人一档), the same from any
-//! instance ([`PeopleFiles`]).
+//! `GET /v1/people/{id}`: one person's file (一人一档), as `profiles.people`
+//! holds it: the same bytes from any instance ([`PeopleTable`]).
 //!
 //! People's files are personal data. The route has a token of its own,
 //! `http.people_token`, apart from `/v1/evaluate`'s (none set: nobody reads
@@ -14,24 +14,23 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use tracing::info;
 
-use super::clock;
-use super::kafka::people::PeopleFiles;
+use super::kafka::people::PeopleTable;
 use super::respond::{error, same};
 
 /// The header naming who reads a file.
 pub const READER: &str = "x-levee-reader";
 
 struct PeopleApi {
-    files: Arc<PeopleFiles>,
+    files: Arc<PeopleTable>,
     /// `Bearer <http.people_token>`; none: closed.
     bearer: Option<String>,
 }
 
 /// The route, over `files`, with `token` (`http.people_token`).
-pub fn router(files: Arc<PeopleFiles>, token: &str) -> Router {
+pub fn router(files: Arc<PeopleTable>, token: &str) -> Router {
     let api = Arc::new(PeopleApi {
         files,
         bearer: (!token.is_empty()).then(|| format!("Bearer {token}")),
@@ -78,16 +77,23 @@ async fn person(
     if !api.files.caught_up() {
         let mut r = error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "people's files are still being read from the alert topics: try again shortly",
+            "people's files are still being read from their topic: try again shortly",
         );
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return r;
     }
-    let file = api.files.profile(&id, clock::now_secs());
+    let file = api.files.file(&id);
     info!(target: "levee::access", reader, person = %id, found = file.is_some(), "person file read");
     match file {
-        Some(p) => Json(p).into_response(),
+        Some(json) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json.to_string(),
+        )
+            .into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             format!("no alert names {id:?}: there is no file"),

@@ -28,6 +28,8 @@ pub struct Topics {
     /// Closed alerts with their results (compacted, keyed by the alert's
     /// first id).
     pub closed: String,
+    /// People's files (一人一档; compacted, keyed by the employee number).
+    pub people: String,
 }
 
 impl Topics {
@@ -60,6 +62,7 @@ mod tests {
             changelog: t("c"),
             shadow: t("s"),
             closed: t("closed"),
+            people: t("people"),
         };
         let tiers: Vec<&str> = (0..=4).map(|n| topics.tier(n)).collect();
         assert_eq!(tiers, ["t.1", "t.1", "t.2", "t.3", "t.3"]);

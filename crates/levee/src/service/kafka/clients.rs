@@ -228,6 +228,44 @@ pub fn people_reader_config(settings: &Settings) -> ClientConfig {
     config
 }
 
+/// The people stage's consumer (`<group id>-people`, a group of its own so
+/// that its rebalances never pause the stream): committed records only,
+/// always from the beginning (it commits nothing: a file is the fold of
+/// its whole partition), the end of a partition reported, fetched 64 KiB
+/// or 200 ms at a time like the people reader.
+pub fn people_stage_config(settings: &Settings) -> ClientConfig {
+    let mut config = consumer_config(settings);
+    config
+        .remove("statistics.interval.ms")
+        .remove("group.instance.id")
+        .set("group.id", super::people::topic(&settings.kafka.group_id))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "true")
+        .set("fetch.min.bytes", "65536")
+        .set("fetch.wait.max.ms", "200")
+        .set(
+            "client.id",
+            format!("levee-{}-people-stage", settings.instance_id()),
+        );
+    config
+}
+
+/// The producer of people's files (`profiles.people`): the producer
+/// settings, never transactional (a file written twice is the same file),
+/// lingering 50 ms: nobody waits for one.
+pub fn people_files_producer_config(settings: &Settings) -> ClientConfig {
+    let mut c = producer_config(settings);
+    c.remove("transactional.id");
+    if !settings.kafka.producer.contains_key("linger.ms") {
+        c.set("linger.ms", "50");
+    }
+    c.set(
+        "client.id",
+        format!("levee-{}-people-files", settings.instance_id()),
+    );
+    c
+}
+
 /// How many partitions `topic` has; a missing topic is the operator's to fix.
 pub fn partition_count<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -264,6 +302,29 @@ mod tests {
     fn settings(vars: &[(&str, &str)]) -> Settings {
         let env = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
         load(None, env, &Overrides::default()).unwrap()
+    }
+
+    #[test]
+    fn the_people_stage_has_a_group_of_its_own_and_reads_from_the_start() {
+        let mut s = settings(&[
+            ("LEVEE__KAFKA__GROUP_ID", "g"),
+            ("LEVEE__DELIVERY", "exactly_once"),
+        ]);
+        s.kafka.consumer.insert(
+            "auto.offset.reset".to_owned(),
+            crate::service::config::Property::Str("latest".to_owned()),
+        );
+        let c = people_stage_config(&s);
+        assert_eq!(c.get("group.id"), Some("g-people"));
+        assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(c.get("enable.partition.eof"), Some("true"));
+        let p = people_files_producer_config(&s);
+        assert_eq!(
+            p.get("transactional.id"),
+            None,
+            "the stream's id stays its own"
+        );
     }
 
     #[test]
@@ -351,6 +412,8 @@ mod tests {
             request_producer_config(&s),
             decisions_reader_config(&s),
             people_reader_config(&s),
+            people_stage_config(&s),
+            people_files_producer_config(&s),
         ]
         .iter()
         .map(|c| c.get("client.id").unwrap().to_owned())
@@ -365,7 +428,9 @@ mod tests {
                 "levee-i1-rectification",
                 "levee-i1-requests",
                 "levee-i1-decisions",
-                "levee-i1-people"
+                "levee-i1-people",
+                "levee-i1-people-stage",
+                "levee-i1-people-files"
             ]
         );
         let reader = changelog_reader_config(&s, "restore");

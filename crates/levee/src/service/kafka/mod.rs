@@ -20,7 +20,7 @@
 //! | [`coordinator`] | the partition tasks of the assignment; rebalances; abandoning and rewinding |
 //! | [`checkpoint`] | barriers and their answers; **where offsets are committed** |
 //! | [`transaction`] | exactly-once: **where a transaction begins, commits or aborts** |
-//! | [`people`] | people's files (一人一档): every alert and rectification folded per person |
+//! | [`people`] | people's files (一人一档): alerts copied per person, folded by the person's owner, read whole for `/v1/people` |
 //! | [`pacing`] | a partition task's clock reads and scans for idle subjects |
 //! | [`partition`] | one partition's task: restore, evaluate, answer barriers |
 //! | [`records`] | the records of an event: alerts, verdicts, dead letters (the DLQ); closed alerts (`alerts.closed`) |

@@ -26,6 +26,8 @@ use super::changelog::{Changed, Cuts, Meta, Staging};
 use super::delivery::{produce, OutRecord, PendingDeliveries, Sink};
 use super::error::{report, PipelineError, Retry};
 use super::pacing::{Expiry, Now};
+use super::people;
+use super::people::copies::{copies, Entry};
 use super::records::{self, Rejected};
 use super::rectify::Rectifications;
 use super::repartition::{self, Upstreams};
@@ -70,6 +72,8 @@ pub struct Shared {
     pub sample: Option<Arc<crate::service::sampler::Sampler>>,
     /// The repartition topic ([`repartition`]): re-keyed copies go there.
     pub repartition: String,
+    /// The people topic: alerts copied per person ([`people::copies`]).
+    pub people: String,
 }
 
 impl std::fmt::Debug for Shared {
@@ -105,6 +109,7 @@ impl Shared {
             shadow: None,
             sample: None,
             repartition: repartition::topic(&settings.kafka.group_id),
+            people: people::topic(&settings.kafka.group_id),
         }
     }
 
@@ -407,7 +412,12 @@ impl PartitionTask {
         let mut out = Vec::with_capacity(alerts.len());
         for alert in alerts {
             metrics::alert_raised(&alert);
-            out.extend(records::alert(&self.shared.topics, alert));
+            let named = alert.people.clone();
+            if let Some(r) = records::alert(&self.shared.topics, alert) {
+                let people = &self.shared.people;
+                out.extend(copies(people, Entry::Alert, &named, &r.payload));
+                out.push(r);
+            }
         }
         out.extend(self.rectify(&known));
         out
@@ -425,7 +435,15 @@ impl PartitionTask {
                 Ok(Applied::Closed(closed)) => {
                     self.refresh_now();
                     let (topics, now) = (&self.shared.topics, &self.now.text);
-                    out.push(records::closed_alert(topics, &closed, r, now));
+                    let record = records::closed_alert(topics, &closed, r, now);
+                    let people = &self.shared.people;
+                    out.extend(copies(
+                        people,
+                        Entry::Closed,
+                        &closed.people,
+                        &record.payload,
+                    ));
+                    out.push(record);
                 }
                 Ok(Applied::NotHere) => {}
                 Err(refused) => {
