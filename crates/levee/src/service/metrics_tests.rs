@@ -49,6 +49,7 @@ fn every_family_is_registered_with_help() {
     METRICS.shadow_diff.with_label_values(&["VF-001", "added"]);
     METRICS.shadow_warming.with_label_values(&["VF-001"]);
     http_request("/healthz", 200, Duration::from_micros(5));
+    forwarded("purchase@approver_id");
     let families = METRICS.registry.gather();
     let text = render();
     for name in NAMES.iter().chain(PROCESS_NAMES) {
