@@ -83,7 +83,8 @@ async fn same_file(
         let r = get(addr, person, PEOPLE_TOKEN, Some("纪检监察室-测试"));
         if r.status == 200 {
             let v = r.json();
-            if v["alerts"] == want["alerts"] && v["rectified"] == want["rectified"] {
+            let counts = ["alerts", "rectified", "dismissed"];
+            if counts.iter().all(|c| v[c] == want[c]) {
                 break v;
             }
         }
@@ -220,7 +221,7 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
     assert_eq!(result["measures"], "已催缴，分期付清");
     assert_eq!(result["penalty"], "通报批评");
     assert_eq!(result["by"], "E-0231");
-    let mut all = lines.clone();
+    let mut all: Vec<String> = lines.clone();
     all.push(rectification);
     all.push(own);
     let want = replay_people(&setup, &all, &now)[&person].clone();
@@ -250,10 +251,27 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         "the read is logged with its reader"
     );
 
-    // A kill -9 and a rebalance: the survivor and a new instance agree.
-    let assigned = b.log_text().matches("partitions assigned").count();
+    // A kill -9 and a rebalance: the survivor takes every partition of the
+    // people topic over, and a closing after it reaches the file, the same
+    // from the survivor and from a new instance.
+    let assigned = b.log_text().matches("people partitions assigned").count();
     a.kill9();
-    b.wait_log("partitions assigned", assigned + 1).await;
+    b.wait_log("people partitions assigned", assigned + 1).await;
+    let dismissal = json!({"alert_id": other["alert_id"], "status": "dismissed",
+        "by": "E-0231", "role": "discipline_inspection", "at": at,
+        "finding": "经核查，欠费系系统计费错误"})
+    .to_string();
+    broker()
+        .produce(
+            &setup.rectification,
+            vec![Record::new(dismissal.clone().into_bytes())
+                .key(other["alert_id"].as_str().unwrap())],
+        )
+        .await
+        .unwrap();
+    all.push(dismissal);
+    let want = replay_people(&setup, &all, &now)[&person].clone();
+    assert_eq!(want["dismissed"], 1, "{want}");
     same_file(&setup, addr_b, &person, &want, &all).await;
     let (c, addr_c) = started(&setup, &config, "c").await;
     same_file(&setup, addr_c, &person, &want, &all).await;

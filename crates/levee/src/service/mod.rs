@@ -48,8 +48,9 @@ use tracing::{debug, info, warn};
 
 use self::config::{Delivery, Settings};
 use self::kafka::clients::{self, ClientLog};
-use self::kafka::delivery::LeveeProducer;
+use self::kafka::delivery::{LeveeProducer, Producers};
 use self::kafka::restore::ChangelogReader;
+use self::kafka::transaction::{Alternating, Transactional};
 use self::kafka::{Coordinator, LeveeConsumer};
 use self::reload::Rules;
 
@@ -123,9 +124,16 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         .create_with_context(ClientLog)
         .context("bad [kafka.producer] settings")?;
     let producer = Arc::new(producer);
+    // Exactly-once: a second transactional producer, the two taking turns
+    // (transaction::Alternating); at-least-once: the state producer.
     let state_producer = if settings.delivery == Delivery::ExactlyOnce {
+        let p: LeveeProducer = clients::second_transactional_config(&settings)
+            .create_with_context(ClientLog)
+            .context("bad [kafka.producer] settings")?;
+        let p = Arc::new(p);
         kafka::transaction::init(&producer).await?;
-        Arc::clone(&producer)
+        kafka::transaction::init(&p).await?;
+        p
     } else {
         // At-least-once: the changelog and profiles on a connection of their own.
         let p: LeveeProducer = clients::state_producer_config(&settings)
@@ -180,10 +188,28 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         Arc::clone(&stop),
     )?;
     let changelog = Arc::new(ChangelogReader::new(&settings)?);
+    let (producers, transactional): (Producers, Arc<dyn Transactional>) =
+        if settings.delivery == Delivery::ExactlyOnce {
+            let turns = Arc::new(Alternating::new(
+                Arc::clone(&producer),
+                Arc::clone(&state_producer),
+            ));
+            (
+                Producers::transactional(Arc::clone(&turns), &settings.topics),
+                turns,
+            )
+        } else {
+            let split = Producers::new(
+                Arc::clone(&producer),
+                Arc::clone(&state_producer),
+                &settings.topics,
+            );
+            (split, Arc::clone(&producer) as Arc<dyn Transactional>)
+        };
     let context = Coordinator::new(
         settings.clone(),
-        Arc::clone(&producer),
-        Arc::clone(&state_producer),
+        producers,
+        transactional,
         Arc::clone(&rules),
         tokio::runtime::Handle::current(),
         changelog,
@@ -262,7 +288,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             .max(Duration::from_millis(100))
     });
     let flushed = tokio::task::spawn_blocking(move || {
-        // Two producers (one in exactly-once): half the time each.
+        // Two producers: half the time each.
         state_producer
             .flush(flush_for / 2)
             .and(producer.flush(flush_for / 2))

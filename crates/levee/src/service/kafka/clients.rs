@@ -104,6 +104,19 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     c
 }
 
+/// Exactly-once: the second transactional producer (the two take turns,
+/// `transaction::Alternating`): the producer settings with a transactional
+/// id and a client id of its own, `<group id>-<instance>-alt`.
+pub fn second_transactional_config(settings: &Settings) -> ClientConfig {
+    let mut c = producer_config(settings);
+    c.set(
+        "transactional.id",
+        format!("{}-alt", settings.transactional_id()),
+    )
+    .set("client.id", format!("levee-{}-alt", settings.instance_id()));
+    c
+}
+
 /// At-least-once: the producer of the changelog and profiles, on a
 /// connection of its own, lingering 50 ms. A cut's records are read back
 /// only by a restore: zstd's fastest level (what the producer spends per byte counts
@@ -414,6 +427,7 @@ mod tests {
             people_reader_config(&s),
             people_stage_config(&s),
             people_files_producer_config(&s),
+            second_transactional_config(&s),
         ]
         .iter()
         .map(|c| c.get("client.id").unwrap().to_owned())
@@ -430,7 +444,8 @@ mod tests {
                 "levee-i1-decisions",
                 "levee-i1-people",
                 "levee-i1-people-stage",
-                "levee-i1-people-files"
+                "levee-i1-people-files",
+                "levee-i1-alt"
             ]
         );
         let reader = changelog_reader_config(&s, "restore");

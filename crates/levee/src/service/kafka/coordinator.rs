@@ -32,12 +32,12 @@ use tracing::{debug, error, info, warn};
 
 use super::checkpoint::{self, Checkpoint, Committed, Committer, Outcome};
 use super::clients;
-use super::delivery::{LeveeProducer, Producers};
+use super::delivery::Producers;
 use super::error::{report, PipelineError};
 use super::partition::{PartitionTask, Shared};
 use super::rectify::Rectifications;
 use super::restore::Restore;
-use super::transaction::Transaction;
+use super::transaction::{Transaction, Transactional};
 use super::work::{send_blocking, Work};
 use super::TopicPartition;
 use crate::service::config::{Delivery, Settings};
@@ -104,8 +104,8 @@ pub struct Coordinator {
     settings: Settings,
     runtime: Handle,
     shared: Arc<Shared>,
-    /// The (exactly-once: transactional) producer.
-    producer: Arc<LeveeProducer>,
+    /// Exactly-once: the transactional producers' calls.
+    producer: Arc<dyn Transactional>,
     tasks: Mutex<Tasks>,
     transaction: Mutex<Transaction>,
     held: Mutex<Held>,
@@ -142,16 +142,17 @@ fn show(tps: &[TopicPartition]) -> String {
 }
 
 impl Coordinator {
+    /// `producers` for the records, `producer` for the transactions
+    /// (exactly-once).
     pub fn new(
         settings: Settings,
-        producer: Arc<LeveeProducer>,
-        state_producer: Arc<LeveeProducer>,
+        producers: Producers,
+        producer: Arc<dyn Transactional>,
         rules: Arc<Rules>,
         runtime: Handle,
         restore: Arc<dyn Restore>,
         shadow: Option<Arc<Rules>>,
     ) -> Self {
-        let producers = Producers::new(Arc::clone(&producer), state_producer, &settings.topics);
         let rectifications = Rectifications::new(settings.state.max_pending_rectifications);
         let mut shared = Shared::new(
             &settings,

@@ -32,6 +32,7 @@ use tracing::debug;
 use super::clients::ClientLog;
 use super::error::{report, PipelineError};
 pub use super::out::OutRecord;
+use super::transaction::Alternating;
 use crate::service::config::Topics;
 use crate::service::metrics::{self, KafkaErrorKind};
 
@@ -108,13 +109,21 @@ pub type LeveeProducer = ThreadedProducer<ClientLog>;
 
 /// The producers: at-least-once, the changelog and profiles go through one
 /// of their own, so that a checkpoint's burst of state records does not
-/// queue ahead of alerts on the same connection. Exactly-once: one
-/// transactional producer for everything.
+/// queue ahead of alerts on the same connection. Exactly-once: everything
+/// goes to the transactional producer whose turn it is
+/// ([`super::transaction::Alternating`]).
 pub struct Producers {
-    main: Arc<LeveeProducer>,
-    state: Arc<LeveeProducer>,
+    route: Route,
     changelog: String,
     profiles: String,
+}
+
+enum Route {
+    Split {
+        main: Arc<LeveeProducer>,
+        state: Arc<LeveeProducer>,
+    },
+    Turns(Arc<Alternating<LeveeProducer>>),
 }
 
 impl std::fmt::Debug for Producers {
@@ -124,20 +133,31 @@ impl std::fmt::Debug for Producers {
 }
 
 impl Producers {
+    /// At-least-once: `main`, and `state` for the changelog and profiles.
     pub fn new(main: Arc<LeveeProducer>, state: Arc<LeveeProducer>, topics: &Topics) -> Self {
         Producers {
-            main,
-            state,
+            route: Route::Split { main, state },
+            changelog: topics.changelog.clone(),
+            profiles: topics.profiles.clone(),
+        }
+    }
+
+    /// Exactly-once: the transactional producers, in turn.
+    pub fn transactional(turns: Arc<Alternating<LeveeProducer>>, topics: &Topics) -> Self {
+        Producers {
+            route: Route::Turns(turns),
             changelog: topics.changelog.clone(),
             profiles: topics.profiles.clone(),
         }
     }
 
     fn of(&self, topic: &str) -> &LeveeProducer {
-        if topic == self.changelog || topic == self.profiles {
-            &self.state
-        } else {
-            &self.main
+        match &self.route {
+            Route::Turns(turns) => turns.active(),
+            Route::Split { state, .. } if topic == self.changelog || topic == self.profiles => {
+                state
+            }
+            Route::Split { main, .. } => main,
         }
     }
 }
