@@ -15,7 +15,7 @@
 //! when the alert was raised to `now` (0 for an alert raised after it);
 //! rounded to two decimals.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, SecondsFormat};
 use levee_rules::model::RiskGrade;
@@ -93,6 +93,9 @@ pub struct People {
     records: BTreeMap<String, Record>,
     /// Every id of an escalation chain → the chain's first id.
     first: HashMap<String, String>,
+    /// Each person → the first ids of the alerts naming them, in id order
+    /// (the order [`People::profiles`] sums a score in).
+    by_person: HashMap<String, BTreeSet<String>>,
 }
 
 /// Time to rectify (整改用时) over the alerts rectified with a known time.
@@ -185,6 +188,12 @@ impl People {
         }
         self.first
             .insert(alert.alert_id.clone(), alert.alert_id.clone());
+        for p in &alert.people {
+            self.by_person
+                .entry(p.clone())
+                .or_default()
+                .insert(alert.alert_id.clone());
+        }
         self.records.insert(
             alert.alert_id.clone(),
             Record {
@@ -261,10 +270,11 @@ impl People {
     /// One person's profile as of `now`, if an alert names them.
     pub fn profile_of(&self, person: &str, now: i64, settings: Settings) -> Option<PersonProfile> {
         let records: Vec<(&str, &Record)> = self
-            .records
-            .iter()
-            .filter(|(_, r)| r.people.iter().any(|p| p == person))
-            .map(|(id, r)| (id.as_str(), r))
+            .by_person
+            .get(person)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| Some((id.as_str(), self.records.get(id)?)))
             .collect();
         (!records.is_empty()).then(|| profile(person, records, now, settings))
     }
@@ -364,6 +374,10 @@ mod tests {
         let mut p = People::default();
         p.raised(&alert("a1", 1, &["E1", "E2"]), None, 0);
         p.raised(&alert("a2", 2, &["E2"]), None, DAY);
+        // Raised after a1 but first in id order; escalated; rectified.
+        p.raised(&alert("a0", 1, &["E1"]), Some(RiskGrade::High), DAY / 2);
+        p.raised(&escalation("a0.2", "a0", 2, &["E1"]), None, DAY);
+        assert!(p.rectified("a0.2", Status::Rectified, Some(DAY + 1)));
         for person in ["E1", "E2"] {
             assert_eq!(
                 p.profile_of(person, 2 * DAY, Settings::default()).as_ref(),
