@@ -173,3 +173,61 @@ fn a_rectification_in_the_input_counts_and_the_score_decays() {
         );
     }
 }
+
+/// The JSON lines `levee replay ARGS` prints.
+fn lines(args: &[&str]) -> Vec<Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .arg("replay")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run levee");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+#[test]
+fn a_closed_alert_is_printed_as_alerts_closed_records_it() {
+    let alerts = lines(&["--now", NOW]);
+    let target = alerts
+        .iter()
+        .find(|a| a["people"][0] == "CM-052" && a.get("escalated_from").is_none())
+        .expect("an alert about CM-052");
+    let id = target["alert_id"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.jsonl");
+    let mut text = std::fs::read_to_string(repo().join("examples/events.jsonl")).unwrap();
+    text.push_str(&format!(
+        "{{\"alert_id\":\"{id}\",\"status\":\"dismissed\",\"by\":\"E-0231\",\"role\":\"discipline_inspection\",\"finding\":\"系统计费错误\"}}\n"
+    ));
+    std::fs::write(&input, text).unwrap();
+    let path = input.to_str().unwrap();
+    let is_closed = |v: &&Value| v.get("closed_at").is_some();
+    let printed = lines(&["--now", NOW, "--closed", path]);
+    let closed: Vec<&Value> = printed.iter().filter(is_closed).collect();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    let c = closed[0];
+    assert_eq!(c["alert_id"], id);
+    assert_eq!(c["alert_ids"][0], id);
+    assert_eq!(c["status"], "dismissed");
+    assert_eq!(c["people"], target["people"]);
+    assert_eq!(
+        c["closed_at"], target["detected_at"],
+        "on the clock of detected_at"
+    );
+    assert_eq!(c["rectification"]["finding"], "系统计费错误");
+    assert!(c["profile"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(":{}", target["subject"].as_str().unwrap())));
+    // Without --closed, the output is the alerts alone.
+    assert!(!lines(&["--now", NOW, path]).iter().any(|v| is_closed(&v)));
+}

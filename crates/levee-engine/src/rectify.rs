@@ -183,6 +183,28 @@ pub struct Closed {
     pub acknowledged: bool,
 }
 
+impl Closed {
+    /// The `alerts.closed` record of this alert, closed by `r` at
+    /// `closed_at` (RFC 3339, the closing clock's): its key, the alert's
+    /// first id, and the record (docs/contract.md, "Closed alerts"); the
+    /// same from `levee run` and `levee replay --closed`.
+    pub fn record(&self, r: &Rectification, closed_at: &str) -> (String, serde_json::Value) {
+        let first = self.alert_ids.first().unwrap_or(&r.alert_id).clone();
+        let record = serde_json::json!({
+            "alert_id": first,
+            "alert_ids": self.alert_ids,
+            "status": r.status,
+            "profile": self.profile,
+            "tier": self.tier,
+            "people": self.people,
+            "acknowledged": self.acknowledged,
+            "closed_at": closed_at,
+            "rectification": r,
+        });
+        (first, record)
+    }
+}
+
 /// What `r` closing `open` leaves to record; `None` if `r` does not close
 /// it (an acknowledgement, or the same status again).
 fn closing(open: &OpenAlert, r: &Rectification) -> Option<Closed> {

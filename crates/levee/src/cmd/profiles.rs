@@ -49,6 +49,10 @@ impl<S: Sink> Sink for Recording<'_, S> {
         self.inner.verdict(verdict)
     }
 
+    fn closed(&mut self, record: &serde_json::Value) -> anyhow::Result<()> {
+        self.inner.closed(record)
+    }
+
     fn rectified(&mut self, r: &Rectification, event_time: i64) {
         let at = r.at.as_deref().and_then(seconds).unwrap_or(event_time);
         // Refused ones (replay has said so) leave the files as they are.

@@ -41,6 +41,10 @@ pub struct Args {
     /// JSON lines; `--now` is the time the risk scores decay to.
     #[arg(long)]
     profiles: bool,
+    /// Print each alert a rectification closes as `alerts.closed` records
+    /// it (a JSON line with `closed_at`, on the clock of `detected_at`).
+    #[arg(long)]
+    closed: bool,
     /// The half-life of a person's risk score: an alert this old weighs
     /// half as much.
     #[arg(long, default_value = "180d", value_parser = parse_skew)]
@@ -130,6 +134,11 @@ pub trait Sink {
     /// is the latest event time read.
     fn rectified(&mut self, _r: &levee_engine::rectify::Rectification, _event_time: i64) {}
 
+    /// An alert a rectification closed: its `alerts.closed` record.
+    fn closed(&mut self, _record: &serde_json::Value) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// The alerts of the event just evaluated, one per hit, counted in
     /// `totals`.
     fn hits(
@@ -154,13 +163,16 @@ pub trait Sink {
 struct JsonLines<'a, W> {
     out: &'a mut W,
     json: Vec<u8>,
+    /// `--closed`: closed alerts' records too.
+    closed: bool,
 }
 
 impl<'a, W: Write> JsonLines<'a, W> {
-    fn new(out: &'a mut W) -> Self {
+    fn new(out: &'a mut W, closed: bool) -> Self {
         JsonLines {
             out,
             json: Vec::with_capacity(4096),
+            closed,
         }
     }
 }
@@ -195,6 +207,14 @@ impl<W: Write> Sink for JsonLines<'_, W> {
     fn verdict(&mut self, verdict: &Verdict) -> anyhow::Result<()> {
         serde_json::to_writer(&mut *self.out, verdict)?;
         self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn closed(&mut self, record: &serde_json::Value) -> anyhow::Result<()> {
+        if self.closed {
+            serde_json::to_writer(&mut *self.out, record)?;
+            self.out.write_all(b"\n")?;
+        }
         Ok(())
     }
 }
@@ -246,7 +266,7 @@ pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
         .reserve(usize::try_from(bytes / 256).unwrap_or(0).min(1 << 24));
     for name in &args.files {
         let (reader, shown) = open(name)?;
-        let lines = JsonLines::new(&mut out);
+        let lines = JsonLines::new(&mut out, args.closed);
         let (e, c, d) = (&mut engine, &clock, args.decisions);
         if args.profiles {
             let mut sink = super::profiles::Recording {
@@ -387,6 +407,13 @@ pub fn replay_one(
                     }
                     Ok(applied) => {
                         out.rectified(&r, engine.watermark());
+                        if let levee_engine::rectify::Applied::Closed(c) = &applied {
+                            let at = match fixed_now {
+                                Some(f) => f.to_owned(),
+                                None => Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+                            };
+                            out.closed(&c.record(&r, &at).1)?;
+                        }
                         if applied == levee_engine::rectify::Applied::NotHere {
                             writeln!(
                                 err,

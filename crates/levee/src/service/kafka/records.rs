@@ -189,21 +189,10 @@ pub fn closed_alert(
     r: &levee_engine::rectify::Rectification,
     closed_at: &str,
 ) -> OutRecord {
-    let first = closed.alert_ids.first().unwrap_or(&r.alert_id);
-    let record = serde_json::json!({
-        "alert_id": first,
-        "alert_ids": closed.alert_ids,
-        "status": r.status,
-        "profile": closed.profile,
-        "tier": closed.tier,
-        "people": closed.people,
-        "acknowledged": closed.acknowledged,
-        "closed_at": closed_at,
-        "rectification": r,
-    });
+    let (key, record) = closed.record(r, closed_at);
     OutRecord::keyed(
         &topics.closed,
-        first.as_bytes(),
+        key.into_bytes(),
         serde_json::to_vec(&record).unwrap_or_default(),
     )
 }
