@@ -142,6 +142,20 @@ async fn third_application_is_blocked(delivery: &str) {
         let (status, log) = levee.terminate().await;
         assert!(status.success(), "{log}");
     }
+
+    // A retry after the partition has moved (here: a restart, its state
+    // read back from the changelog) gets the first decision and still
+    // counts once: the next request is the fifth submission.
+    let (c, d, addr) = two_instances(&setup, delivery).await;
+    let again = evaluate(addr[0], &application("int-4", &day(0), "APR-4"));
+    assert_eq!(again, fourth, "answered as before the restart");
+    let fifth = evaluate(addr[1], &application("int-5", &day(0), "APR-5"));
+    let alert = &fifth["alerts"].as_array().unwrap()[0];
+    assert_eq!(alert["evidence"]["submissions_60d"], 5, "{alert}");
+    for levee in [c, d] {
+        let (status, log) = levee.terminate().await;
+        assert!(status.success(), "{log}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

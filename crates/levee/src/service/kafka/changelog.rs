@@ -100,6 +100,18 @@ pub fn meta_key(topic: &str, partition: i32) -> String {
     format!("{topic}/{partition}")
 }
 
+/// The changelog key of a request decided over HTTP, by its `event_id`
+/// (`events.marketing/3#request/r-1`): apart from every subject key (those
+/// go on with `/`) and from the partition record's.
+pub fn request_key(topic: &str, partition: i32, event_id: &str) -> String {
+    format!("{}{event_id}", request_prefix(topic, partition))
+}
+
+/// What every request key of a partition begins with.
+pub fn request_prefix(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}#request/")
+}
+
 /// One subject that changed, as the engine gives it (borrowed from it:
 /// only the encoded record is kept).
 #[derive(Debug)]
@@ -122,6 +134,8 @@ pub struct Staging {
     send_now: bool,
     /// At-least-once: per subject, its record and its profile's, until the cut.
     staged: foldhash::HashMap<String, (OutRecord, Option<OutRecord>)>,
+    /// At-least-once: requests decided (and forgotten) since the last cut.
+    requests: Vec<OutRecord>,
     /// Subjects changed since the last cut.
     changed: bool,
     /// The partition record last written (or restored).
@@ -137,6 +151,7 @@ impl Staging {
             encoding,
             send_now,
             staged: foldhash::HashMap::default(),
+            requests: Vec::new(),
             changed: false,
             written: None,
         }
@@ -202,6 +217,36 @@ impl Staging {
         out
     }
 
+    /// A request decided over HTTP (its `event_id`, its decision's payload),
+    /// and those `forgotten` (tombstones): kept with the state they counted
+    /// in, staged until the next cut, or (exactly-once) returned to be sent
+    /// now.
+    pub fn answered(
+        &mut self,
+        event_id: &str,
+        decision: &[u8],
+        forgotten: &[String],
+    ) -> Vec<OutRecord> {
+        let (topic, partition) = (&self.tp.topic, self.tp.partition);
+        let record = |id: &str, payload: Option<&[u8]>| OutRecord {
+            partition: Some(partition),
+            tombstone: payload.is_none(),
+            ..OutRecord::keyed(
+                &self.changelog,
+                request_key(topic, partition, id),
+                payload.unwrap_or_default().to_vec(),
+            )
+        };
+        let mut out: Vec<OutRecord> = forgotten.iter().map(|id| record(id, None)).collect();
+        out.push(record(event_id, Some(decision)));
+        if self.send_now {
+            return out;
+        }
+        self.changed = true;
+        self.requests.extend(out);
+        Vec::new()
+    }
+
     /// A cut: the staged records (each profile before its subject) and the
     /// partition record `meta`, unless nothing changed since the last cut.
     /// `evaluated`: anything was evaluated since the restore (if not, and
@@ -217,6 +262,7 @@ impl Staging {
             out.extend(profile);
             out.push(record);
         }
+        out.append(&mut self.requests);
         if let Ok(payload) = serde_json::to_vec(&meta) {
             let key = meta_key(&self.tp.topic, self.tp.partition);
             out.push(OutRecord {
@@ -518,6 +564,27 @@ mod tests {
             .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_decided_request_is_kept_with_the_state_it_counted_in() {
+        let mut s = staging(false);
+        let forgotten = ["r0".to_owned()];
+        assert!(s.answered("r1", b"{}", &forgotten).is_empty(), "staged");
+        let cut = keys(&s.cut(Meta::default(), true));
+        assert_eq!(
+            cut,
+            [
+                format!("{CHANGELOG} events.a/1#request/r0 †"),
+                format!("{CHANGELOG} events.a/1#request/r1"),
+                format!("{CHANGELOG} events.a/1"),
+            ],
+            "in the cut, before the partition record"
+        );
+        assert!(!request_key("events.a", 1, "r1").starts_with("events.a/1/"));
+        let mut eos = staging(true);
+        let now = keys(&eos.answered("r1", b"{}", &[]));
+        assert_eq!(now, [format!("{CHANGELOG} events.a/1#request/r1")]);
     }
 
     #[test]

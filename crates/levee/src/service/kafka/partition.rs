@@ -341,6 +341,9 @@ impl PartitionTask {
         }
         self.skip_below = meta.next_offset;
         self.staging.restored(restored.meta);
+        for (id, decision) in &restored.answered {
+            self.answered.insert(id, decision);
+        }
         let ids: Vec<String> = self.engine.ledger().open_ids().map(str::to_owned).collect();
         let known = self
             .shared
@@ -628,18 +631,21 @@ impl PartitionTask {
             .iter()
             .map(|&hit| self.engine.alert(hit, &source, &self.now.text))
             .collect();
+        let mut kept = Vec::new();
         let decision = match (&verdict, requests::from_http(m)) {
             (Some(v), Some(id)) => {
                 let topic = &self.shared.topics.decisions;
                 let d = requests::decision(topic, v, &alerts, payload, requests::DecidedBy::Stream);
                 if let Some(d) = &d {
-                    self.answered.insert(id, &d.payload);
+                    let forgotten = self.answered.insert(id, &d.payload);
+                    kept = self.staging.answered(id, &d.payload, &forgotten);
                 }
                 d
             }
             _ => None,
         };
         let mut out = self.alert_records(alerts);
+        out.append(&mut kept);
         match decision {
             Some(d) => out.push(d),
             None => out.extend(verdict.and_then(|v| records::verdict(&self.shared.topics, v))),

@@ -163,8 +163,9 @@ fn write(topic: &str, event_id: &str, record: &Decision<'_>) -> Option<OutRecord
 /// The decisions one partition task made on requests from HTTP, by
 /// `event_id`: a request appended again (a retry after a 503, the same
 /// `event_id` sent twice) gets the same decision and is not evaluated, nor
-/// counted in its subject's history, again. Kept while the task keeps the
-/// partition, the [`Answered::MAX`] latest.
+/// counted in its subject's history, again. The [`Answered::MAX`] latest,
+/// kept in the changelog with the state they counted in (so a new owner of
+/// the partition answers a retry as the old one would).
 #[derive(Debug, Default)]
 pub struct Answered {
     by_id: HashMap<String, Vec<u8>>,
@@ -180,8 +181,9 @@ impl Answered {
         self.by_id.get(event_id).map(Vec::as_slice)
     }
 
-    /// Remembers a decision, forgetting the oldest past [`Answered::MAX`].
-    pub fn insert(&mut self, event_id: &str, payload: &[u8]) {
+    /// Remembers a decision, forgetting the oldest past [`Answered::MAX`];
+    /// the ids forgotten.
+    pub fn insert(&mut self, event_id: &str, payload: &[u8]) -> Vec<String> {
         if self
             .by_id
             .insert(event_id.to_owned(), payload.to_vec())
@@ -189,11 +191,14 @@ impl Answered {
         {
             self.order.push_back(event_id.to_owned());
         }
+        let mut forgotten = Vec::new();
         while self.order.len() > Self::MAX {
             if let Some(old) = self.order.pop_front() {
                 self.by_id.remove(&old);
+                forgotten.push(old);
             }
         }
+        forgotten
     }
 }
 
@@ -239,10 +244,12 @@ mod tests {
         answered.insert("r1", b"one");
         answered.insert("r1", b"one again");
         assert_eq!(answered.get("r1"), Some(&b"one again"[..]));
+        let mut forgotten = Vec::new();
         for i in 0..Answered::MAX {
-            answered.insert(&format!("x{i}"), b"x");
+            forgotten.extend(answered.insert(&format!("x{i}"), b"x"));
         }
         assert_eq!(answered.get("r1"), None, "the oldest is forgotten");
+        assert_eq!(forgotten, ["r1"], "and said so, for its tombstone");
         assert_eq!(answered.get("x0"), Some(&b"x"[..]));
         assert_eq!(answered.order.len(), Answered::MAX);
     }

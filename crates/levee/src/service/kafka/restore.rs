@@ -19,7 +19,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::warn;
 
-use super::changelog::{meta_key, Meta};
+use super::changelog::{meta_key, request_prefix, Meta};
 use super::clients::{self, changelog_reader_config};
 use super::error::{report, PipelineError};
 use super::TopicPartition;
@@ -34,6 +34,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Restored {
     pub subjects: HashMap<String, SubjectSnapshot>,
     pub meta: Option<Meta>,
+    /// Requests decided over HTTP (`event_id`, decision payload), oldest
+    /// first.
+    pub answered: Vec<(String, Vec<u8>)>,
     /// Changelog records read (all keys of the changelog partition).
     pub records: u64,
 }
@@ -141,6 +144,8 @@ impl Restore for ChangelogReader {
 
         let prefix = format!("{topic}/{partition}/");
         let meta = meta_key(topic, partition);
+        let requests = request_prefix(topic, partition);
+        let mut answered = Answered::default();
         let started = Instant::now();
         loop {
             match consumer.poll(Duration::from_millis(500)) {
@@ -167,6 +172,8 @@ impl Restore for ChangelogReader {
                             keep(&mut out, subject, m.payload());
                         } else if key == meta {
                             out.meta = m.payload().and_then(|p| serde_json::from_slice(p).ok());
+                        } else if let Some(id) = key.strip_prefix(&requests) {
+                            answered.keep(id, m.offset(), m.payload());
                         }
                     }
                     if last {
@@ -175,7 +182,33 @@ impl Restore for ChangelogReader {
                 }
             }
         }
+        out.answered = answered.oldest_first();
         Ok(out)
+    }
+}
+
+/// The requests decided over HTTP read back: the last record per
+/// `event_id` wins, a tombstone forgets.
+#[derive(Debug, Default)]
+struct Answered(HashMap<String, (i64, Vec<u8>)>);
+
+impl Answered {
+    fn keep(&mut self, event_id: &str, offset: i64, payload: Option<&[u8]>) {
+        match payload {
+            Some(p) => {
+                self.0.insert(event_id.to_owned(), (offset, p.to_vec()));
+            }
+            None => {
+                self.0.remove(event_id);
+            }
+        }
+    }
+
+    /// In the order they were decided (their records' offsets).
+    fn oldest_first(self) -> Vec<(String, Vec<u8>)> {
+        let mut v: Vec<(String, (i64, Vec<u8>))> = self.0.into_iter().collect();
+        v.sort_by_key(|(_, (offset, _))| *offset);
+        v.into_iter().map(|(id, (_, p))| (id, p)).collect()
     }
 }
 
@@ -223,6 +256,20 @@ impl ConsumerContext for QuietEof {}
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn decided_requests_come_back_oldest_first_and_a_tombstone_forgets() {
+        let mut a = Answered::default();
+        a.keep("r2", 5, Some(b"two"));
+        a.keep("r1", 3, Some(b"one"));
+        a.keep("r3", 7, Some(b"three"));
+        a.keep("r2", 9, Some(b"two again"));
+        a.keep("r3", 10, None);
+        let back = a.oldest_first();
+        let ids: Vec<&str> = back.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["r1", "r2"]);
+        assert_eq!(back[1].1, b"two again");
+    }
 
     #[test]
     fn the_last_record_of_a_subject_wins_and_a_tombstone_forgets() {
