@@ -106,6 +106,17 @@ async fn same_file(
     got
 }
 
+/// A metric's value (a family without labels) from `addr`'s `/metrics`.
+fn metric(addr: SocketAddr, name: &str) -> f64 {
+    let text = http::request(addr, "GET", "/metrics", &[], b"")
+        .unwrap()
+        .text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
 /// The latest file of `person` on `profiles.people`.
 async fn written_file(setup: &Setup, person: &str) -> Value {
     let records = broker()
@@ -237,6 +248,13 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         from_a,
         "as profiles.people has it"
     );
+    // The stage's metrics: files written by whichever instance owns the
+    // person.
+    let written: f64 = [addr_a, addr_b]
+        .iter()
+        .map(|a| metric(*a, "levee_people_files_written_total"))
+        .sum();
+    assert!(written >= 1.0, "files written: {written}");
 
     // Personal data: its own token, and who reads is said.
     assert_eq!(

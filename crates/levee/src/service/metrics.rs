@@ -116,6 +116,7 @@ pub const NAMES: &[&str] = &[
     people::PEOPLE_DELAY_SECONDS,
     people::PEOPLE_FILES_WRITTEN_TOTAL,
     people::PEOPLE_COPIES_SKIPPED_TOTAL,
+    people::PEOPLE_LAG,
     SAMPLE_EVENTS_TOTAL,
     SAMPLE_BYTES,
 ];
@@ -141,7 +142,7 @@ mod people;
 mod repartition;
 pub use intercept::{interception, interception_took};
 pub use labels::{KafkaErrorKind, ReloadOutcome, DLQ_REASONS, HTTP_ROUTES};
-pub use people::{people_copy_skipped, people_delay, people_file_written};
+pub use people::{people_copy_skipped, people_delay, people_file_written, people_lag};
 pub use repartition::{copy_delay, forwarded, init_copies};
 
 struct Metrics {

@@ -5,16 +5,18 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 
 pub const PEOPLE_DELAY_SECONDS: &str = "levee_people_delay_seconds";
 pub const PEOPLE_FILES_WRITTEN_TOTAL: &str = "levee_people_files_written_total";
 pub const PEOPLE_COPIES_SKIPPED_TOTAL: &str = "levee_people_copies_skipped_total";
+pub const PEOPLE_LAG: &str = "levee_people_lag";
 
 struct People {
     delay: Histogram,
     written: IntCounter,
     skipped: IntCounter,
+    lag: IntGauge,
 }
 
 static PEOPLE: LazyLock<People> = LazyLock::new(|| {
@@ -38,6 +40,11 @@ static PEOPLE: LazyLock<People> = LazyLock::new(|| {
             "Records of the people topic that could not be folded into a file (not written by levee, or unreadable).",
         ))
         .expect("a valid metric definition"),
+        lag: IntGauge::with_opts(Opts::new(
+            PEOPLE_LAG,
+            "Records of the people topic this instance's people stage has still to fold, over the partitions it is assigned (its group commits no offsets: this is its lag).",
+        ))
+        .expect("a valid metric definition"),
     }
 });
 
@@ -55,6 +62,9 @@ pub(super) fn register(registry: &Registry) {
         registry
             .register(Box::new(p.skipped.clone()))
             .expect("metric names are unique");
+        registry
+            .register(Box::new(p.lag.clone()))
+            .expect("metric names are unique");
     }
 }
 
@@ -71,4 +81,9 @@ pub fn people_file_written() {
 /// A record of the people topic skipped.
 pub fn people_copy_skipped() {
     PEOPLE.skipped.inc();
+}
+
+/// Records the stage has still to fold.
+pub fn people_lag(records: i64) {
+    PEOPLE.lag.set(records.max(0));
 }

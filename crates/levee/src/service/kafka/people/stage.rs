@@ -43,6 +43,8 @@ use crate::service::reload::Rules;
 pub const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// How often every file is written again, its score decayed to the time.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3600);
+/// How often the stage's lag is measured (`levee_people_lag`).
+const LAG_EVERY: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The stage consumer's context: rebalances noted for the stage's loop
@@ -206,6 +208,7 @@ pub fn start(
 impl Stage {
     fn run(&mut self, stop: &AtomicBool) {
         let (mut written, mut refreshed) = (Instant::now(), Instant::now());
+        let mut measured = Instant::now();
         while !stop.load(Ordering::Acquire) {
             // Detached: folding needs the stage, which holds the consumer.
             let polled = self
@@ -233,6 +236,10 @@ impl Stage {
                 self.write_changed();
                 written = Instant::now();
             }
+            if measured.elapsed() >= LAG_EVERY {
+                metrics::people_lag(self.lag());
+                measured = Instant::now();
+            }
         }
         self.write_changed();
         if let Err(e) = self.producer.flush(FLUSH_TIMEOUT) {
@@ -243,6 +250,29 @@ impl Stage {
             );
         }
         self.consumer.unsubscribe();
+    }
+
+    /// Records still to fold over the assigned partitions: each one's end
+    /// less the stage's position in it (its beginning before the first
+    /// fetch). A partition whose end cannot be read now counts nothing.
+    fn lag(&self) -> i64 {
+        let positions = self.consumer.position().unwrap_or_default();
+        let mut lag = 0;
+        for &p in self.parts.keys() {
+            let Ok((low, high)) =
+                self.consumer
+                    .fetch_watermarks(&self.topic, p, Duration::from_secs(1))
+            else {
+                continue;
+            };
+            let at = positions
+                .find_partition(&self.topic, p)
+                .and_then(|e| e.offset().to_raw())
+                .filter(|o| *o >= 0)
+                .unwrap_or(low);
+            lag += (high - at).max(0);
+        }
+        lag
     }
 
     /// Takes the rebalances the context noted.
