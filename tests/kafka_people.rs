@@ -232,9 +232,71 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
     assert_eq!(result["measures"], "已催缴，分期付清");
     assert_eq!(result["penalty"], "通报批评");
     assert_eq!(result["by"], "E-0231");
+
+    // To the end of its lifecycle: acknowledging the closed alert moves it
+    // backwards (refused, to the DLQ); archiving it records it archived on
+    // alerts.closed, its result kept.
+    let theirs_id = theirs["alert_id"].as_str().unwrap();
+    let backwards =
+        json!({"alert_id": theirs_id, "status": "acknowledged", "by": "E-0231"}).to_string();
+    let archive = json!({"alert_id": theirs_id, "status": "archived", "by": "E-0007",
+        "role": "discipline_inspection", "at": at})
+    .to_string();
+    for line in [&backwards, &archive] {
+        broker()
+            .produce(
+                &setup.rectification,
+                vec![Record::new(line.clone().into_bytes()).key(theirs_id)],
+            )
+            .await
+            .unwrap();
+        if line == &backwards {
+            let dlq = setup.wait_dlq(2).await;
+            let kinds: Vec<Option<Vec<u8>>> = dlq
+                .iter()
+                .map(|m| {
+                    m.headers
+                        .iter()
+                        .find(|(k, _)| k == "levee.error.kind")
+                        .and_then(|(_, v)| v.clone())
+                })
+                .collect();
+            assert_eq!(
+                kinds.last().cloned().flatten().as_deref(),
+                Some(&b"rectification_backwards"[..]),
+                "{kinds:?}"
+            );
+        }
+    }
+    let deadline = Instant::now() + WAIT;
+    let archived = loop {
+        let records = broker().consume_all(&setup.closed, WAIT).await.unwrap();
+        let last: Value =
+            serde_json::from_slice(records.last().unwrap().payload.as_deref().unwrap()).unwrap();
+        if last["status"] == "archived" {
+            assert_eq!(records.len(), 2, "closed, then archived: {records:?}");
+            assert_eq!(
+                records[1].key, records[0].key,
+                "one key: the topic keeps the last"
+            );
+            break last;
+        }
+        assert!(Instant::now() < deadline, "not archived: {last}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(archived["archive"]["by"], "E-0007", "{archived}");
+    assert!(archived["archived_at"].is_string(), "{archived}");
+    assert_eq!(
+        archived["rectification"]["status"], "rectified",
+        "the result stays"
+    );
+    assert_eq!(archived["rectification"]["finding"], "欠费属实");
+
     let mut all: Vec<String> = lines.clone();
     all.push(rectification);
     all.push(own);
+    all.push(backwards);
+    all.push(archive);
     let want = replay_people(&setup, &all, &now)[&person].clone();
     assert_eq!(want["rectified"], 1, "{want}");
     let from_a = same_file(&setup, addr_a, &person, &want, &all).await;

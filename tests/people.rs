@@ -230,4 +230,38 @@ fn a_closed_alert_is_printed_as_alerts_closed_records_it() {
         .ends_with(&format!(":{}", target["subject"].as_str().unwrap())));
     // Without --closed, the output is the alerts alone.
     assert!(!lines(&["--now", NOW, path]).iter().any(|v| is_closed(&v)));
+
+    // Acknowledged afterwards: backwards, refused as the stream refuses
+    // it; then archived: its record again, archived, the result kept.
+    let mut more = std::fs::read_to_string(&input).unwrap();
+    more.push_str(&format!(
+        "{{\"alert_id\":\"{id}\",\"status\":\"acknowledged\",\"by\":\"E-0231\"}}\n"
+    ));
+    more.push_str(&format!(
+        "{{\"alert_id\":\"{id}\",\"status\":\"archived\",\"by\":\"E-0007\"}}\n"
+    ));
+    std::fs::write(&input, more).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_levee"))
+        .args(["replay", "--now", NOW, "--closed", path])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rectification refused (rectification_backwards)"),
+        "{stderr}"
+    );
+    let closed: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v.get("closed_at").is_some())
+        .collect();
+    assert_eq!(closed.len(), 2, "{closed:?}");
+    let archived = &closed[1];
+    assert_eq!(archived["alert_id"], id);
+    assert_eq!(archived["status"], "archived");
+    assert_eq!(archived["archive"]["by"], "E-0007");
+    assert_eq!(archived["rectification"]["status"], "dismissed");
+    assert_eq!(archived["archived_at"], target["detected_at"]);
 }

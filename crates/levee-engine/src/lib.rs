@@ -20,6 +20,7 @@
 //! - [`alert`]: alerts, verdicts, deterministic alert ids.
 //! - [`render`]: alerts as JSON lines, written straight into a byte buffer.
 //! - [`rectify`]: rectification messages (`events.rectification`).
+//! - [`closings`]: closed alerts kept until archived.
 //! - [`state`]: per-subject state (windows, `for:`, suppression), kept
 //!   under each definition's key.
 //! - [`ledger`]: open alerts (escalation, rectification) and subject profiles.
@@ -28,6 +29,7 @@
 
 pub mod alert;
 pub mod body;
+pub mod closings;
 pub mod codec;
 pub mod decode;
 mod escalate;

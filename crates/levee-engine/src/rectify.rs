@@ -170,7 +170,7 @@ pub enum Applied {
 
 /// An alert closed by a rectification, as the engine knew it when it
 /// closed: what `alerts.closed` records beside the rectification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Closed {
     /// Every id of its escalation chain, the first (its key) first.
     pub alert_ids: Vec<String>,

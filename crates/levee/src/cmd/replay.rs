@@ -12,6 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
+use levee_engine::closings::{Closing, Closings, Moved};
+use levee_engine::rectify::Applied;
 use levee_engine::{Alert, Engine, Source, Verdict};
 use levee_rules::RuleGraph;
 
@@ -249,6 +251,7 @@ pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let mut totals = Totals::default();
+    let mut closings = Closings::default();
     let stderr = io::stderr();
     let mut err = stderr.lock();
 
@@ -280,6 +283,7 @@ pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
                 e,
                 c,
                 d,
+                &mut closings,
                 &mut sink,
                 &mut dlq,
                 &mut err,
@@ -293,6 +297,7 @@ pub fn run(rules: &Path, mut args: Args) -> anyhow::Result<ExitCode> {
                 e,
                 c,
                 d,
+                &mut closings,
                 &mut sink,
                 &mut dlq,
                 &mut err,
@@ -344,6 +349,7 @@ pub fn replay_one(
     engine: &mut Engine,
     clock: &Clock,
     decisions: bool,
+    closings: &mut Closings,
     out: &mut impl Sink,
     dlq: &mut Option<BufWriter<File>>,
     err: &mut impl Write,
@@ -390,8 +396,24 @@ pub fn replay_one(
             && b.reason.contains("`type`"));
         let rect = if no_type { rectification(body) } else { None };
         if let Some(r) = rect {
+            let at = match fixed_now {
+                Some(f) => f.to_owned(),
+                None => Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            };
             match r {
-                Ok(r) => match engine.apply(&r) {
+                // A closed alert kept until archived: archived (its record
+                // again), the same status again, or moved backwards (refused).
+                Ok(r) => match engine.apply(&r).and_then(|applied| {
+                    if applied != Applied::NotHere {
+                        return Ok(Rectified::Open(applied));
+                    }
+                    match closings.apply(&r, &at) {
+                        Some(Ok(Moved::Archived(_, record))) => Ok(Rectified::Archived(record)),
+                        Some(Ok(Moved::Again)) => Ok(Rectified::Open(Applied::Moved)),
+                        Some(Err(refused)) => Err(refused),
+                        None => Ok(Rectified::Open(Applied::NotHere)),
+                    }
+                }) {
                     Err(refused) => {
                         // As the stream would: to the DLQ, with why.
                         totals.bad += 1;
@@ -407,14 +429,20 @@ pub fn replay_one(
                     }
                     Ok(applied) => {
                         out.rectified(&r, engine.watermark());
-                        if let levee_engine::rectify::Applied::Closed(c) = &applied {
-                            let at = match fixed_now {
-                                Some(f) => f.to_owned(),
-                                None => Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-                            };
-                            out.closed(&c.record(&r, &at).1)?;
+                        match &applied {
+                            Rectified::Open(Applied::Closed(c)) => {
+                                let closing = Closing {
+                                    closed: (**c).clone(),
+                                    rectification: r.clone(),
+                                    closed_at: at,
+                                };
+                                out.closed(&closing.record().1)?;
+                                closings.insert(closing);
+                            }
+                            Rectified::Archived(record) => out.closed(record)?,
+                            Rectified::Open(_) => {}
                         }
-                        if applied == levee_engine::rectify::Applied::NotHere {
+                        if applied == Rectified::Open(Applied::NotHere) {
                             writeln!(
                                 err,
                                 "{name}:{number}: rectification of alert {} that is not open",
@@ -473,6 +501,14 @@ pub fn replay_one(
         }
     }
     Ok(())
+}
+
+/// What a rectification line did: to an open alert, or archiving a closed
+/// one (its `alerts.closed` record).
+#[derive(Debug, PartialEq)]
+enum Rectified {
+    Open(Applied),
+    Archived(serde_json::Value),
 }
 
 /// A rectification (`{"alert_id", "status", "by", "at"}`, no `type`), if the

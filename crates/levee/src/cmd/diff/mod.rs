@@ -188,6 +188,7 @@ fn replay_side(
     let mut engine = replay::engine(graph);
     let mut sink = Collect::default();
     let mut totals = replay::Totals::default();
+    let mut closings = levee_engine::closings::Closings::default();
     let mut err = Vec::new();
     for name in files {
         let (reader, shown): (Box<dyn BufRead + '_>, &str) = match (name.as_str(), stdin) {
@@ -200,6 +201,7 @@ fn replay_side(
             &mut engine,
             clock,
             false,
+            &mut closings,
             &mut sink,
             &mut None,
             &mut err,

@@ -31,6 +31,7 @@
 //! | [`changelog`] | **where state is written**: changelog keys, records, cuts after delivery |
 //! | [`restore`] | reading a partition's state back on assignment |
 //! | [`rectify`] | the rectification table and its reader |
+//! | [`lifecycle`] | a partition's alerts from raised to archived: rectifications applied, closed alerts kept until archived |
 //! | [`tables`] | the table topics, read to their end before evaluating, then followed |
 //! | [`delivery`] | producing, counting deliveries; **where a record is resent** |
 //! | [`clients`] | client configurations; librdkafka logs and client errors |
@@ -54,6 +55,7 @@ pub mod coordinator;
 pub mod delivery;
 pub mod error;
 pub mod intercept;
+pub mod lifecycle;
 pub mod out;
 pub mod pacing;
 pub mod partition;

@@ -25,6 +25,7 @@ use tracing::{debug, error, info, warn};
 use super::changelog::{Changed, Cuts, Meta, Staging};
 use super::delivery::{produce, OutRecord, PendingDeliveries, Sink};
 use super::error::{report, PipelineError, Retry};
+use super::lifecycle::{Lifecycle, Outputs};
 use super::pacing::{Expiry, Now};
 use super::people;
 use super::people::copies::{copies, Entry};
@@ -40,7 +41,7 @@ use crate::service::config::{Settings, Span, Topics};
 use crate::service::health::{health, Restoring};
 use crate::service::reload::Rules;
 use crate::service::{clock, metrics};
-use levee_engine::rectify::{Applied, Rectification};
+use levee_engine::rectify::Rectification;
 
 /// What every partition task of the instance shares.
 pub struct Shared {
@@ -150,6 +151,8 @@ pub struct PartitionTask {
     shadow: Option<Shadow>,
     /// Decisions on requests from HTTP, for a request appended again.
     answered: requests::Answered,
+    /// Closed alerts kept until archived.
+    lifecycle: Lifecycle,
     /// On the repartition topic: its upstreams' watermarks.
     upstreams: Upstreams,
 }
@@ -190,6 +193,7 @@ impl PartitionTask {
             evaluate_seconds: metrics::evaluate_timer(),
             shadow: None,
             answered: requests::Answered::default(),
+            lifecycle: Lifecycle::default(),
             upstreams: Upstreams::default(),
             shared,
         }
@@ -344,7 +348,9 @@ impl PartitionTask {
         for (id, decision) in &restored.answered {
             self.answered.insert(id, decision);
         }
-        let ids: Vec<String> = self.engine.ledger().open_ids().map(str::to_owned).collect();
+        self.lifecycle.restored(restored.closings);
+        let mut ids: Vec<String> = self.engine.ledger().open_ids().map(str::to_owned).collect();
+        ids.extend(self.lifecycle.ids().map(str::to_owned));
         let known = self
             .shared
             .rectifications
@@ -426,41 +432,17 @@ impl PartitionTask {
         out
     }
 
-    /// Applies rectifications to the open alerts of this partition; the
-    /// dead letters of those refused.
+    /// Applies rectifications to the open alerts of this partition and to
+    /// the closed ones it keeps until archived ([`Lifecycle`]).
     fn rectify(&mut self, rs: &[Arc<Rectification>]) -> Vec<OutRecord> {
-        let mut out = Vec::new();
-        for r in rs {
-            match self.engine.apply(r) {
-                Ok(Applied::Moved) => {
-                    debug!(alert_id = %r.alert_id, status = ?r.status, topic = %self.tp.topic, partition = self.tp.partition, "rectification applied");
-                }
-                Ok(Applied::Closed(closed)) => {
-                    self.refresh_now();
-                    let (topics, now) = (&self.shared.topics, &self.now.text);
-                    let record = records::closed_alert(topics, &closed, r, now);
-                    let people = &self.shared.people;
-                    out.extend(copies(
-                        people,
-                        Entry::Closed,
-                        &closed.people,
-                        &record.payload,
-                    ));
-                    out.push(record);
-                }
-                Ok(Applied::NotHere) => {}
-                Err(refused) => {
-                    warn!(alert_id = %r.alert_id, reason = %refused, "rectification refused, to the DLQ");
-                    metrics::rectification_refused(refused.kind());
-                    out.push(records::refused_rectification(
-                        &self.shared.topics,
-                        r,
-                        &refused,
-                    ));
-                }
-            }
-        }
-        out
+        self.refresh_now();
+        let mut out = Outputs {
+            topics: &self.shared.topics,
+            people: &self.shared.people,
+            staging: &mut self.staging,
+            now: &self.now.text,
+        };
+        self.lifecycle.apply(&mut self.engine, rs, &mut out)
     }
 
     /// The subjects changed since the last call, serialized: staged until

@@ -19,7 +19,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tracing::warn;
 
-use super::changelog::{meta_key, request_prefix, Meta};
+use super::changelog::{closing_prefix, meta_key, request_prefix, Meta};
 use super::clients::{self, changelog_reader_config};
 use super::error::{report, PipelineError};
 use super::TopicPartition;
@@ -37,6 +37,8 @@ pub struct Restored {
     /// Requests decided over HTTP (`event_id`, decision payload), oldest
     /// first.
     pub answered: Vec<(String, Vec<u8>)>,
+    /// Closed alerts kept until archived, oldest first.
+    pub closings: Vec<levee_engine::closings::Closing>,
     /// Changelog records read (all keys of the changelog partition).
     pub records: u64,
 }
@@ -145,7 +147,9 @@ impl Restore for ChangelogReader {
         let prefix = format!("{topic}/{partition}/");
         let meta = meta_key(topic, partition);
         let requests = request_prefix(topic, partition);
+        let closed = closing_prefix(topic, partition);
         let mut answered = Answered::default();
+        let mut closings = Answered::default();
         let started = Instant::now();
         loop {
             match consumer.poll(Duration::from_millis(500)) {
@@ -174,6 +178,8 @@ impl Restore for ChangelogReader {
                             out.meta = m.payload().and_then(|p| serde_json::from_slice(p).ok());
                         } else if let Some(id) = key.strip_prefix(&requests) {
                             answered.keep(id, m.offset(), m.payload());
+                        } else if let Some(id) = key.strip_prefix(&closed) {
+                            closings.keep(id, m.offset(), m.payload());
                         }
                     }
                     if last {
@@ -183,12 +189,23 @@ impl Restore for ChangelogReader {
             }
         }
         out.answered = answered.oldest_first();
+        out.closings = closings
+            .oldest_first()
+            .into_iter()
+            .filter_map(|(id, p)| match serde_json::from_slice(&p) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warn!(error = %e, alert_id = %id, "a closed alert in the changelog does not parse; skipping it");
+                    None
+                }
+            })
+            .collect();
         Ok(out)
     }
 }
 
-/// The requests decided over HTTP read back: the last record per
-/// `event_id` wins, a tombstone forgets.
+/// Records kept beside the subjects (requests decided over HTTP, closed
+/// alerts) read back: the last record per id wins, a tombstone forgets.
 #[derive(Debug, Default)]
 struct Answered(HashMap<String, (i64, Vec<u8>)>);
 
