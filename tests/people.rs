@@ -25,25 +25,13 @@ struct Replay {
 }
 
 fn replay(args: &[&str]) -> Replay {
-    let out = Command::new(env!("CARGO_BIN_EXE_levee"))
-        .arg("replay")
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run levee");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut r = Replay {
         alerts: Vec::new(),
         subjects: Vec::new(),
         people: BTreeMap::new(),
         order: Vec::new(),
     };
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: Value = serde_json::from_str(line).expect("a JSON line");
+    for v in lines(args) {
         if v.get("alert_id").is_some() {
             r.alerts.push(v);
         } else if let Some(p) = v.get("person") {

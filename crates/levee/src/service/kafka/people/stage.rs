@@ -352,23 +352,28 @@ impl Stage {
     }
 
     fn write_changed(&mut self) {
-        let now = clock::now_secs();
-        let files: Vec<PersonProfile> = self
-            .parts
-            .values_mut()
-            .filter(|part| !part.restoring)
-            .flat_map(|part| part.files.take_changed(now, self.settings))
-            .collect();
-        self.write(files, now);
+        self.write_restored(false);
     }
 
     fn write_all(&mut self) {
-        let now = clock::now_secs();
+        self.write_restored(true);
+    }
+
+    /// Writes the files of the partitions read to their end: every one
+    /// (`all`), or those changed since they were last written.
+    fn write_restored(&mut self, all: bool) {
+        let (now, settings) = (clock::now_secs(), self.settings);
         let files: Vec<PersonProfile> = self
             .parts
             .values_mut()
             .filter(|part| !part.restoring)
-            .flat_map(|part| part.files.all(now, self.settings))
+            .flat_map(|part| {
+                if all {
+                    part.files.all(now, settings)
+                } else {
+                    part.files.take_changed(now, settings)
+                }
+            })
             .collect();
         self.write(files, now);
     }
