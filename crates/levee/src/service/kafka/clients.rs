@@ -244,8 +244,9 @@ pub fn people_reader_config(settings: &Settings) -> ClientConfig {
 /// The people stage's consumer (`<group id>-people`, a group of its own so
 /// that its rebalances never pause the stream): committed records only,
 /// always from the beginning (it commits nothing: a file is the fold of
-/// its whole partition), the end of a partition reported, fetched 64 KiB
-/// or 200 ms at a time like the people reader.
+/// its whole partition), the end of a partition reported, partitions moved
+/// incrementally (cooperative-sticky), fetched 64 KiB or 200 ms at a time
+/// like the people reader.
 pub fn people_stage_config(settings: &Settings) -> ClientConfig {
     let mut config = consumer_config(settings);
     config
@@ -253,6 +254,9 @@ pub fn people_stage_config(settings: &Settings) -> ClientConfig {
         .remove("group.instance.id")
         .set("group.id", super::people::topic(&settings.kafka.group_id))
         .set("auto.offset.reset", "earliest")
+        // A partition taken over is read whole: a rebalance moves only
+        // those that change owner, not every one.
+        .set("partition.assignment.strategy", "cooperative-sticky")
         .set("enable.partition.eof", "true")
         .set("fetch.min.bytes", "65536")
         .set("fetch.wait.max.ms", "200")
@@ -332,6 +336,10 @@ mod tests {
         assert_eq!(c.get("auto.offset.reset"), Some("earliest"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(c.get("enable.partition.eof"), Some("true"));
+        assert_eq!(
+            c.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
         let p = people_files_producer_config(&s);
         assert_eq!(
             p.get("transactional.id"),

@@ -295,14 +295,20 @@ impl Stage {
                 }
                 Change::Assigned(ps) => {
                     for &p in &ps {
-                        let (low, high) = self
-                            .consumer
-                            .fetch_watermarks(&self.topic, p, FLUSH_TIMEOUT)
-                            .unwrap_or((0, 0));
+                        // Its end unknown (the broker did not answer):
+                        // restoring until the consumer reports the end.
+                        let (restoring, end) =
+                            match self
+                                .consumer
+                                .fetch_watermarks(&self.topic, p, FLUSH_TIMEOUT)
+                            {
+                                Ok((low, high)) => (high > low, high),
+                                Err(_) => (true, i64::MAX),
+                            };
                         let part = Part {
                             files: Files::default(),
-                            restoring: high > low,
-                            end: high,
+                            restoring,
+                            end,
                         };
                         self.parts.insert(p, part);
                     }
