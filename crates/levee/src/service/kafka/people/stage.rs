@@ -43,6 +43,8 @@ use crate::service::reload::Rules;
 pub const WRITE_EVERY: Duration = Duration::from_millis(200);
 /// How often every file is written again, its score decayed to the time.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(3600);
+/// How long after a file was not written all of them are written again.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// How often the stage's lag is measured (`levee_people_lag`).
 const LAG_EVERY: Duration = Duration::from_secs(5);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -209,6 +211,7 @@ impl Stage {
     fn run(&mut self, stop: &AtomicBool) {
         let (mut written, mut refreshed) = (Instant::now(), Instant::now());
         let mut measured = Instant::now();
+        let mut retry_at: Option<Instant> = None;
         while !stop.load(Ordering::Acquire) {
             // Detached: folding needs the stage, which holds the consumer.
             let polled = self
@@ -228,8 +231,12 @@ impl Stage {
             }
             self.producer.poll(Duration::ZERO);
             if self.producer.context().failed.swap(false, Ordering::AcqRel) {
-                self.write_all();
-            } else if refreshed.elapsed() >= REFRESH_EVERY {
+                // A file not written: all of them again, a while later.
+                retry_at.get_or_insert(Instant::now() + RETRY_AFTER);
+            }
+            if retry_at.is_some_and(|t| Instant::now() >= t) || refreshed.elapsed() >= REFRESH_EVERY
+            {
+                retry_at = None;
                 self.write_all();
                 refreshed = Instant::now();
             } else if written.elapsed() >= WRITE_EVERY {
