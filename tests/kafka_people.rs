@@ -106,6 +106,20 @@ async fn same_file(
     got
 }
 
+/// Produces a rectification (a JSON line) to the rectification topic,
+/// keyed by its alert id, as the operator's system does.
+async fn rectify(setup: &Setup, line: &str) {
+    let v: Value = serde_json::from_str(line).unwrap();
+    let key = v["alert_id"].as_str().unwrap();
+    broker()
+        .produce(
+            &setup.rectification,
+            vec![Record::new(line.as_bytes().to_vec()).key(key)],
+        )
+        .await
+        .unwrap();
+}
+
 /// A metric's value (a family without labels) from `addr`'s `/metrics`.
 fn metric(addr: SocketAddr, name: &str) -> f64 {
     let text = http::request(addr, "GET", "/metrics", &[], b"")
@@ -172,14 +186,7 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         "by": "E-0231", "at": at, "finding": "欠费属实", "measures": "已催缴，分期付清",
         "penalty": "通报批评"})
     .to_string();
-    broker()
-        .produce(
-            &setup.rectification,
-            vec![Record::new(rectification.clone().into_bytes())
-                .key(theirs["alert_id"].as_str().unwrap())],
-        )
-        .await
-        .unwrap();
+    rectify(&setup, &rectification).await;
     // Another of their alerts, "rectified" by the person themselves:
     // refused (回避), to the DLQ, and their file does not change.
     let other = alerts
@@ -191,13 +198,7 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         .unwrap();
     let own = json!({"alert_id": other["alert_id"], "status": "rectified", "by": person, "at": at})
         .to_string();
-    broker()
-        .produce(
-            &setup.rectification,
-            vec![Record::new(own.clone().into_bytes()).key(other["alert_id"].as_str().unwrap())],
-        )
-        .await
-        .unwrap();
+    rectify(&setup, &own).await;
     let dlq = setup.wait_dlq(1).await;
     assert_eq!(dlq.len(), 1, "refused once, by the alert's owner alone");
     let kind = dlq[0]
@@ -243,13 +244,7 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         "role": "discipline_inspection", "at": at})
     .to_string();
     for line in [&backwards, &archive] {
-        broker()
-            .produce(
-                &setup.rectification,
-                vec![Record::new(line.clone().into_bytes()).key(theirs_id)],
-            )
-            .await
-            .unwrap();
+        rectify(&setup, line).await;
         if line == &backwards {
             let dlq = setup.wait_dlq(2).await;
             let kinds: Vec<Option<Vec<u8>>> = dlq
@@ -341,14 +336,7 @@ async fn a_persons_file_is_the_same_from_any_instance_and_after_a_crash() {
         "by": "E-0231", "role": "discipline_inspection", "at": at,
         "finding": "经核查，欠费系系统计费错误"})
     .to_string();
-    broker()
-        .produce(
-            &setup.rectification,
-            vec![Record::new(dismissal.clone().into_bytes())
-                .key(other["alert_id"].as_str().unwrap())],
-        )
-        .await
-        .unwrap();
+    rectify(&setup, &dismissal).await;
     all.push(dismissal);
     let want = replay_people(&setup, &all, &now)[&person].clone();
     assert_eq!(want["dismissed"], 1, "{want}");

@@ -396,10 +396,8 @@ pub fn replay_one(
             && b.reason.contains("`type`"));
         let rect = if no_type { rectification(body) } else { None };
         if let Some(r) = rect {
-            let at = match fixed_now {
-                Some(f) => f.to_owned(),
-                None => Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            };
+            stamp(fixed_now, &mut now);
+            let at = now.clone();
             match r {
                 // A closed alert kept until archived: archived (its record
                 // again), the same status again, or moved backwards (refused).
@@ -468,11 +466,7 @@ pub fn replay_one(
                 totals.unknown += u64::from(stats.unknown);
                 totals.errors += u64::from(stats.errors);
 
-                now.clear();
-                match fixed_now {
-                    Some(f) => now.push_str(f),
-                    None => now.push_str(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
-                }
+                stamp(fixed_now, &mut now);
                 if !engine.hits().is_empty() {
                     if let Source::File { line, .. } = &mut source {
                         *line = number;
@@ -501,6 +495,16 @@ pub fn replay_one(
         }
     }
     Ok(())
+}
+
+/// Replay's clock now into `now`: `--now` if given, else the wall clock
+/// (the clock of `detected_at`, and of closing and archiving).
+fn stamp(fixed_now: Option<&str>, now: &mut String) {
+    now.clear();
+    match fixed_now {
+        Some(f) => now.push_str(f),
+        None => now.push_str(&Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
+    }
 }
 
 /// What a rectification line did: to an open alert, or archiving a closed

@@ -148,8 +148,8 @@ impl Restore for ChangelogReader {
         let meta = meta_key(topic, partition);
         let requests = request_prefix(topic, partition);
         let closed = closing_prefix(topic, partition);
-        let mut answered = Answered::default();
-        let mut closings = Answered::default();
+        let mut answered = Kept::default();
+        let mut closings = Kept::default();
         let started = Instant::now();
         loop {
             match consumer.poll(Duration::from_millis(500)) {
@@ -207,9 +207,9 @@ impl Restore for ChangelogReader {
 /// Records kept beside the subjects (requests decided over HTTP, closed
 /// alerts) read back: the last record per id wins, a tombstone forgets.
 #[derive(Debug, Default)]
-struct Answered(HashMap<String, (i64, Vec<u8>)>);
+struct Kept(HashMap<String, (i64, Vec<u8>)>);
 
-impl Answered {
+impl Kept {
     fn keep(&mut self, event_id: &str, offset: i64, payload: Option<&[u8]>) {
         match payload {
             Some(p) => {
@@ -276,7 +276,7 @@ mod tests {
 
     #[test]
     fn decided_requests_come_back_oldest_first_and_a_tombstone_forgets() {
-        let mut a = Answered::default();
+        let mut a = Kept::default();
         a.keep("r2", 5, Some(b"two"));
         a.keep("r1", 3, Some(b"one"));
         a.keep("r3", 7, Some(b"three"));

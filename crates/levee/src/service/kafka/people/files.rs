@@ -165,46 +165,28 @@ mod tests {
         seconds("2026-11-10T00:00:00Z").unwrap()
     }
 
+    /// Folds one of E1's copies.
+    fn e1(f: &mut Files, entry: Entry, payload: &[u8]) {
+        f.fold(Some(b"E1"), Some(entry), payload, grade).unwrap();
+    }
+
     #[test]
     fn a_persons_copies_make_their_file_and_only_theirs_is_owned() {
         let mut f = Files::default();
-        let key = Some(&b"E1"[..]);
-        f.fold(
-            key,
-            Some(Entry::Alert),
-            &alert("a1", &["E1", "E2"], None, 1),
-            grade,
-        )
-        .unwrap();
+        e1(&mut f, Entry::Alert, &alert("a1", &["E1", "E2"], None, 1));
         // Redelivered, then escalated: still one alert, now at tier 2.
-        f.fold(
-            key,
-            Some(Entry::Alert),
-            &alert("a1", &["E1", "E2"], None, 1),
-            grade,
-        )
-        .unwrap();
-        f.fold(
-            key,
-            Some(Entry::Alert),
+        e1(&mut f, Entry::Alert, &alert("a1", &["E1", "E2"], None, 1));
+        e1(
+            &mut f,
+            Entry::Alert,
             &alert("a1.2", &["E1", "E2"], Some("a1"), 2),
-            grade,
-        )
-        .unwrap();
-        f.fold(
-            key,
-            Some(Entry::Alert),
-            &alert("a2", &["E1"], None, 1),
-            grade,
-        )
-        .unwrap();
-        f.fold(
-            key,
-            Some(Entry::Closed),
+        );
+        e1(&mut f, Entry::Alert, &alert("a2", &["E1"], None, 1));
+        e1(
+            &mut f,
+            Entry::Closed,
             &closed("a2", "rectified", Some("2026-11-03T09:00:00+08:00")),
-            grade,
-        )
-        .unwrap();
+        );
         let files = f.take_changed(now(), Settings::default());
         assert_eq!(files.len(), 1, "E2's file is its own partition's");
         let p = &files[0];
@@ -223,21 +205,8 @@ mod tests {
     #[test]
     fn a_closing_without_at_is_dated_when_levee_closed_it() {
         let mut f = Files::default();
-        let key = Some(&b"E1"[..]);
-        f.fold(
-            key,
-            Some(Entry::Alert),
-            &alert("a1", &["E1"], None, 1),
-            grade,
-        )
-        .unwrap();
-        f.fold(
-            key,
-            Some(Entry::Closed),
-            &closed("a1", "rectified", None),
-            grade,
-        )
-        .unwrap();
+        e1(&mut f, Entry::Alert, &alert("a1", &["E1"], None, 1));
+        e1(&mut f, Entry::Closed, &closed("a1", "rectified", None));
         let p = f.all(now(), Settings::default()).remove(0);
         // 2026-11-02T01:00Z to 2026-11-05T00:00Z.
         assert_eq!(p.time_to_rectify.mean_s, Some(3 * 86_400 - 3_600));
